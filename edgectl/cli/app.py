@@ -1,0 +1,168 @@
+"""The root `edgectl` command: global options, sub-command groups and the one error handler."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from edgectl import __version__
+from edgectl.cli import _click
+from edgectl.cli.context import AppContext
+from edgectl.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, EdgectlError, Interrupted
+
+# Global flags a user may also type after the command (`edgectl nodes list -o json`).
+_HOISTED_WITH_VALUE = ("--output", "-o")
+_HOISTED_FLAGS = ("--debug", "--quiet", "--verbose", "--no-color")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move global options found after the sub-command to the front, as aws and gh accept them."""
+    front, rest = [], []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in _HOISTED_WITH_VALUE and i + 1 < len(args):
+            front.extend(args[i:i + 2])
+            i += 2
+            continue
+        if arg.startswith("--output=") or (arg.startswith("-o") and len(arg) > 2 and not arg.startswith("--")):
+            front.append(arg)
+        elif arg in _HOISTED_FLAGS:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def _report(error: EdgectlError, app_ctx: AppContext | None) -> None:
+    fmt = None
+    if app_ctx is not None:
+        try:
+            fmt = app_ctx.output
+        except EdgectlError:
+            fmt = app_ctx.output_option
+    if fmt in ("json", "jsonl"):
+        sys.stderr.write(json.dumps(error.to_dict()) + "\n")
+        return
+    sys.stderr.write(f"error: {error.message}\n")
+    if error.hint:
+        sys.stderr.write(f"hint: {error.hint}\n")
+
+
+class RootGroup(TyperGroup):
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
+
+    def invoke(self, ctx: typer.Context):
+        app_ctx = ctx.obj if isinstance(ctx.obj, AppContext) else None
+        try:
+            return super().invoke(ctx)
+        except EdgectlError as error:
+            if app_ctx and app_ctx.debug:
+                import traceback
+
+                traceback.print_exc()
+            _report(error, app_ctx)
+            raise _click.Exit(error.exit_code) from None
+        except (KeyboardInterrupt, _click.Abort):
+            _report(Interrupted("interrupted"), app_ctx)
+            raise _click.Exit(EXIT_INTERRUPTED) from None
+        except _click.UsageError as error:
+            if app_ctx and app_ctx.output_option in ("json", "jsonl"):
+                _report(EdgectlError(error.format_message(), exit_code=EXIT_USAGE), app_ctx)
+                raise _click.Exit(EXIT_USAGE) from None
+            raise
+        except (_click.Exit, _click.ClickException):
+            raise
+        except BrokenPipeError:
+            raise _click.Exit(EXIT_FAILED) from None
+        except Exception as error:  # a bug: say so in one line, the traceback only with --debug
+            if app_ctx and app_ctx.debug:
+                import traceback
+
+                traceback.print_exc()
+            _report(EdgectlError(f"unexpected {error.__class__.__name__}: {error}",
+                                 hint="run again with --debug for the traceback, and report it"), app_ctx)
+            raise _click.Exit(EXIT_FAILED) from None
+        finally:
+            if app_ctx:
+                app_ctx.close()
+
+
+app = typer.Typer(
+    cls=RootGroup,
+    name="edgectl",
+    help="Run an edge estate: edge nodes, CDN purges, cache warming, routing, migrations, analytics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgectl {__version__}")
+        raise typer.Exit()
+
+
+def _check_output(value: Optional[str]) -> Optional[str]:
+    from edgectl.output import FORMATS
+
+    if value is not None and value.lower() not in FORMATS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(FORMATS)}")
+    return value.lower() if value else value
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[Optional[str], typer.Option("--config", envvar="EDGECTL_CONFIG", metavar="PATH",
+                                                  help="Config file.")] = None,
+    state: Annotated[Optional[str], typer.Option("--state", envvar="EDGECTL_STATE", metavar="PATH",
+                                                 help="State database.")] = None,
+    profile: Annotated[Optional[str], typer.Option("--profile", envvar="EDGECTL_PROFILE", metavar="NAME",
+                                                   help="Config profile.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", envvar="EDGECTL_OUTPUT", metavar="FORMAT",
+                                                  callback=_check_output,                                                  help="table, json, jsonl or csv.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only data and errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks and request logs on stderr.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colour; also NO_COLOR.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    ctx.obj = AppContext(config, state, profile, output, quiet, verbose, debug, no_color)
+    if debug:
+        import logging
+
+        from edgectl.logs import configure_debug_logging
+
+        configure_debug_logging(logging.DEBUG)
+
+
+def _register() -> None:
+    from edgectl.cli import config_cmd, nodes, state_cmd
+
+    app.add_typer(nodes.app, name="nodes")
+    app.add_typer(config_cmd.app, name="config")
+    app.add_typer(state_cmd.app, name="state")
+
+
+_register()
+
+
+def run(argv: list[str] | None = None) -> int:
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="edgectl", standalone_mode=True)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    return 0

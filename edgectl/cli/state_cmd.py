@@ -1,0 +1,80 @@
+"""`edgectl state`: where the state file is, its schema, backups and integrity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgectl.cli.context import current
+from edgectl.errors import OperationFailed, UsageError
+from edgectl.output import Column
+
+app = typer.Typer(help="The SQLite state file: path, status, backup, check.", no_args_is_help=True)
+
+
+@app.command("path")
+def state_path() -> None:
+    """Print the state file in use."""
+    ctx = current()
+    path = ctx.state_path()
+    if ctx.out.fmt == "table":
+        typer.echo(str(path))
+    else:
+        ctx.out.record({"path": str(path), "exists": path.is_file()})
+
+
+@app.command("status")
+def state_status() -> None:
+    """Applied and pending schema migrations."""
+    from edgectl.state import open_state
+
+    ctx = current()
+    path = ctx.state_path()
+    state = open_state(path, migrate=False)
+    try:
+        rows = [m.to_record() for m in state.migration_status()]
+    finally:
+        state.close()
+    pending = [r["name"] for r in rows if not r["applied"]]
+    if ctx.out.fmt == "table":
+        ctx.out.records(rows, [Column("name"), Column("applied", kind="bool"), Column("applied_at")])
+        ctx.out.note(f"{path}: " + (f"{len(pending)} pending migration(s), applied on next use" if pending else "up to date"))
+    else:
+        ctx.out.record({"path": str(path), "migrations": rows, "pending": pending})
+
+
+@app.command("backup")
+def state_backup(
+    target: Annotated[Path, typer.Argument(metavar="PATH", help="Where to write the copy.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+) -> None:
+    """A consistent copy of the state, safe while other commands write to it."""
+    ctx = current()
+    target = target.expanduser()
+    if target.exists():
+        if not force:
+            raise UsageError(f"{target} already exists", hint="pass --force to replace it")
+        if target.is_dir():
+            raise UsageError(f"{target} is a directory")
+        target.unlink()
+    ctx.state.backup(target)
+    ctx.out.note(f"backed up {ctx.state.path} to {target}")
+    if ctx.out.fmt != "table":
+        ctx.out.record({"source": str(ctx.state.path), "backup": str(target), "bytes": target.stat().st_size})
+
+
+@app.command("check")
+def state_check() -> None:
+    """SQLite integrity and foreign-key checks; exit 1 on corruption."""
+    ctx = current()
+    problems = ctx.state.integrity_problems()
+    if ctx.out.fmt != "table":
+        ctx.out.record({"path": str(ctx.state.path), "ok": not problems, "problems": problems})
+    if problems:
+        for problem in problems[:20]:
+            ctx.out.warn(problem)
+        raise OperationFailed(f"{ctx.state.path} is damaged: {len(problems)} problem(s)",
+                              hint="restore from edgectl state backup, or copy out what you need with sqlite3 .recover")
+    ctx.out.note(f"{ctx.state.path}: ok")

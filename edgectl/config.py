@@ -1,0 +1,430 @@
+"""The configuration file: where it is, what it says, what it may say, and editing it in place.
+
+TOML through tomlkit, so `config set` keeps comments, order and formatting. Secret values are
+references (`env:NAME`, `file:PATH`) resolved only when a command needs them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgectl.errors import ConfigError, UsageError
+
+CONFIG_FILENAME = "edgectl.toml"
+EXAMPLE_FILE = Path(__file__).parent / "data" / "edgectl.example.toml"
+
+# Names of keys whose values are credentials. Matching keys are masked by `config show`
+# and draw a warning when they hold a literal value in a file others can read.
+_SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|apikey|api_key|private_key|credentials?)$")
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    type: str  # str | int | float | bool | duration | choice | path
+    default: Any
+    doc: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+
+
+SETTINGS: dict[str, Setting] = {
+    s.key: s
+    for s in [
+        Setting("defaults.output", "choice", "table", "output format when --output is not given",
+                choices=("table", "json", "jsonl", "csv")),
+        Setting("state.path", "path", None, "the SQLite state file (default: the user data dir)"),
+        Setting("nodes.health_path", "str", "/health", "health path probed when a node names none"),
+        Setting("nodes.check_timeout", "duration", "2s", "time a health probe may take, all of it"),
+        Setting("nodes.check_concurrency", "int", 100, "health probes in flight at once", minimum=1),
+        Setting("nodes.fail_after", "int", 3, "consecutive failed probes that mark a node failed", minimum=1),
+        Setting("nodes.recover_after", "int", 2, "consecutive good probes that bring a failed node back", minimum=1),
+        Setting("nodes.heartbeat_interval", "duration", "30s",
+                "how often node agents report; three missed intervals mark a node stale"),
+    ]
+}
+
+# Tables whose keys are names chosen by the user; their contents are checked by kind.
+_NAMED_TABLES = ("providers",)
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    key: str
+    message: str
+    severity: str = "error"  # error | warning
+
+    def to_record(self) -> dict:
+        return {"severity": self.severity, "file": self.file, "key": self.key, "message": self.message}
+
+
+def is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key.rsplit(".", 1)[-1].lower()))
+
+
+def is_reference(value: Any) -> bool:
+    return isinstance(value, str) and (value.startswith("env:") or value.startswith("file:"))
+
+
+def find_config_path(explicit: str | None, cwd: Path | None = None) -> tuple[Path, str]:
+    """The config file to use and why: 'option', 'project' (edgectl.toml upward) or 'user'."""
+    if explicit:
+        return Path(explicit).expanduser(), "option"
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_FILENAME
+        if candidate.is_file():
+            return candidate, "project"
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("edgectl")) / "config.toml", "user"
+
+
+def _plain(value: Any) -> Any:
+    """tomlkit items to plain Python values."""
+    if hasattr(value, "unwrap"):
+        return value.unwrap()
+    return value
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _lookup(data: dict, key: str) -> Any:
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
+class Config:
+    """A loaded config file (possibly absent) with one profile applied."""
+
+    def __init__(self, path: Path, source: str, profile: str | None = None):
+        self.path = path
+        self.source = source
+        self.profile = profile
+        self.exists = path.is_file()
+        self.document = self._parse() if self.exists else None
+        raw = _plain(self.document) if self.document is not None else {}
+        self.raw: dict = raw
+        self.data = self._overlay(raw, profile)
+
+    def _parse(self):
+        import tomlkit
+        from tomlkit.exceptions import ParseError
+
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {self.path}: {exc}") from None
+        try:
+            return tomlkit.parse(text)
+        except ParseError as exc:
+            raise ConfigError(f"{self.path}: not valid TOML: {exc}", hint="fix the file, or run edgectl config validate") from None
+
+    def _overlay(self, raw: dict, profile: str | None) -> dict:
+        base = {k: v for k, v in raw.items() if k != "profiles"}
+        if not profile:
+            return base
+        profiles = raw.get("profiles") or {}
+        if profile not in profiles:
+            known = ", ".join(sorted(profiles)) or "none defined"
+            raise ConfigError(f"profile {profile!r} is not in {self.path}", hint=f"profiles: {known}")
+        return _deep_merge(base, profiles[profile])
+
+    # ---- reading ----------------------------------------------------------
+    def get(self, key: str) -> Any:
+        """The effective value: the file (with the profile applied), else the setting's default."""
+        try:
+            return _lookup(self.data, key)
+        except KeyError:
+            if key in SETTINGS:
+                return SETTINGS[key].default
+            raise
+
+    def setting(self, key: str) -> Any:
+        """A known setting, converted to its type (durations in seconds)."""
+        spec = SETTINGS[key]
+        value = self.get(key)
+        if spec.type == "duration" and value is not None:
+            from edgectl.parse import parse_duration
+
+            try:
+                return parse_duration(value, what=key)
+            except UsageError as exc:
+                raise ConfigError(f"{self.path}: {exc.message}") from None
+        return value
+
+    def section(self, name: str) -> dict:
+        value = self.data.get(name)
+        return value if isinstance(value, dict) else {}
+
+    def resolve_secret(self, key: str, value: str) -> str:
+        return resolve_secret(value, key=key, base=self.path.parent)
+
+    def masked(self) -> dict:
+        return mask_secrets(self.data)
+
+    def warnings(self) -> list[str]:
+        """Literal secrets in a file that group or others can read."""
+        if not self.exists:
+            return []
+        mode = self.path.stat().st_mode
+        if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+            return []
+        literal = [key for key, value in _walk(self.raw) if is_secret_key(key) and isinstance(value, str)
+                   and value and not is_reference(value)]
+        return [
+            f"{self.path}: {key} holds a literal secret and the file is readable by others "
+            f"(mode {stat.S_IMODE(mode):o}); use env:NAME or file:PATH, or chmod 600 the file"
+            for key in literal
+        ]
+
+
+def _walk(data: dict, prefix: str = ""):
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _walk(value, dotted + ".")
+        else:
+            yield dotted, value
+
+
+def mask_secrets(data: Any, key: str = "") -> Any:
+    if isinstance(data, dict):
+        return {k: mask_secrets(v, f"{key}.{k}" if key else k) for k, v in data.items()}
+    if is_secret_key(key) and isinstance(data, str) and data and not is_reference(data):
+        return "********"
+    return data
+
+
+def resolve_secret(value: str, *, key: str, base: Path | None = None) -> str:
+    """Turn 'env:NAME' or 'file:PATH' into the secret; a literal is returned as it is."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: a secret must be a string reference such as env:NAME")
+    from edgectl.logs import register_secret
+
+    scheme, _, rest = value.partition(":")
+    if scheme == "env":
+        secret = os.environ.get(rest)
+        if not secret:
+            raise ConfigError(f"{key}: environment variable {rest} is not set", hint=f"export {rest}=... before running edgectl")
+    elif scheme == "file":
+        path = Path(rest).expanduser()
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{key}: cannot read secret file {path}: {exc.__class__.__name__}") from None
+        if not secret:
+            raise ConfigError(f"{key}: secret file {path} is empty")
+    else:
+        secret = value
+    register_secret(secret)
+    return secret
+
+
+# ---- validation -------------------------------------------------------------
+
+def _check_value(spec: Setting, value: Any) -> str | None:
+    if spec.type in ("str", "path", "choice"):
+        if not isinstance(value, str):
+            return f"expected a string, got {type(value).__name__}"
+        if spec.type == "choice" and value not in spec.choices:
+            return f"{value!r} is not one of {', '.join(spec.choices)}"
+    elif spec.type == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"expected an integer, got {type(value).__name__}"
+        if spec.minimum is not None and value < spec.minimum:
+            return f"must be at least {spec.minimum:g}"
+    elif spec.type == "bool":
+        if not isinstance(value, bool):
+            return "expected true or false"
+    elif spec.type == "duration":
+        from edgectl.parse import parse_duration
+
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            return "expected a duration such as '2s' or '5m'"
+        try:
+            parse_duration(str(value))
+        except UsageError:
+            return f"{value!r} is not a duration (use e.g. 500ms, 2s, 5m, 24h)"
+    return None
+
+
+def _validate_table(data: dict, file: str, prefix: str, problems: list[Problem]) -> None:
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key in _NAMED_TABLES and not prefix:
+            _validate_named(key, value, file, problems)
+            continue
+        if isinstance(value, dict):
+            if not any(s.startswith(dotted + ".") for s in SETTINGS):
+                problems.append(Problem(file, dotted, _unknown(dotted)))
+                continue
+            _validate_table(value, file, dotted + ".", problems)
+            continue
+        spec = SETTINGS.get(dotted)
+        if spec is None:
+            problems.append(Problem(file, dotted, _unknown(dotted)))
+            continue
+        message = _check_value(spec, value)
+        if message:
+            problems.append(Problem(file, dotted, message))
+
+
+def _unknown(key: str) -> str:
+    close = difflib.get_close_matches(key, list(SETTINGS), n=1)
+    return "unknown setting" + (f" (did you mean {close[0]}?)" if close else "")
+
+
+def _validate_named(section: str, value: Any, file: str, problems: list[Problem]) -> None:
+    from edgectl.parse import parse_name
+
+    if not isinstance(value, dict):
+        problems.append(Problem(file, section, "expected a table of named entries"))
+        return
+    for name, entry in value.items():
+        dotted = f"{section}.{name}"
+        try:
+            parse_name(name, what=f"{section[:-1]} name")
+        except UsageError as exc:
+            problems.append(Problem(file, dotted, exc.message))
+        if not isinstance(entry, dict):
+            problems.append(Problem(file, dotted, "expected a table"))
+            continue
+        if not isinstance(entry.get("kind"), str):
+            problems.append(Problem(file, f"{dotted}.kind", "missing: every provider names its kind"))
+        for key, item in _walk(entry, dotted + "."):
+            if is_secret_key(key) and isinstance(item, str) and item.startswith("env:"):
+                if not re.match(r"^env:[A-Za-z_][A-Za-z0-9_]*$", item):
+                    problems.append(Problem(file, key, f"{item!r} does not name an environment variable"))
+
+
+def validate(config: Config) -> list[Problem]:
+    """Every problem in the file, each naming the file and the key."""
+    if not config.exists:
+        return []
+    file = str(config.path)
+    problems: list[Problem] = []
+    raw = config.raw
+    _validate_table({k: v for k, v in raw.items() if k != "profiles"}, file, "", problems)
+    profiles = raw.get("profiles", {})
+    if not isinstance(profiles, dict):
+        problems.append(Problem(file, "profiles", "expected tables [profiles.NAME]"))
+    else:
+        for name, overlay in profiles.items():
+            if not isinstance(overlay, dict):
+                problems.append(Problem(file, f"profiles.{name}", "expected a table"))
+                continue
+            sub: list[Problem] = []
+            _validate_table(overlay, file, "", sub)
+            problems.extend(Problem(p.file, f"profiles.{name}.{p.key}", p.message, p.severity) for p in sub)
+    problems.extend(Problem(file, "", w, "warning") for w in config.warnings())
+    return problems
+
+
+# ---- editing ------------------------------------------------------------------
+
+def convert_value(key: str, text: str) -> Any:
+    """A value typed on the command line, converted to what the setting holds."""
+    spec = SETTINGS.get(key)
+    if spec is None:
+        # free-form keys (provider settings): a TOML literal if it is one, else a string
+        import tomlkit
+
+        try:
+            return _plain(tomlkit.parse(f"v = {text}")["v"])
+        except Exception:
+            return text
+    if spec.type == "int":
+        try:
+            value: Any = int(text)
+        except ValueError:
+            raise UsageError(f"{key}: {text!r} is not an integer") from None
+    elif spec.type == "bool":
+        lowered = text.lower()
+        if lowered not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+            raise UsageError(f"{key}: {text!r} is not true or false")
+        value = lowered in ("true", "yes", "on", "1")
+    else:
+        value = text
+    message = _check_value(spec, value)
+    if message:
+        raise UsageError(f"{key}: {message}")
+    return value
+
+
+def check_settable(key: str) -> None:
+    parts = key.split(".")
+    if key in SETTINGS:
+        return
+    if parts[0] in _NAMED_TABLES and len(parts) >= 3:
+        from edgectl.parse import parse_name
+
+        parse_name(parts[1], what=f"{parts[0][:-1]} name")
+        return
+    raise UsageError(f"{key}: {_unknown(key)}", hint="edgectl config show lists the settings in use")
+
+
+def set_value(path: Path, key: str, text: str, profile: str | None = None) -> Any:
+    """Write one value, keeping the rest of the file exactly as it was."""
+    import tomlkit
+
+    check_settable(key)
+    value = convert_value(key, text)
+    if path.is_file():
+        doc = Config(path, "option").document
+    else:
+        doc = tomlkit.document()
+    parts = (["profiles", profile] if profile else []) + key.split(".")
+    table = doc
+    for part in parts[:-1]:
+        if part not in table:
+            table[part] = tomlkit.table(is_super_table=len(parts) > 2 and part in ("profiles", "providers"))
+        table = table[part]
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: cannot set {key}: {part} is not a table")
+    table[parts[-1]] = value
+    write_private(path, tomlkit.dumps(doc))
+    return value
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that may hold secrets: created 0600, replaced atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o600
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def init_file(path: Path, force: bool = False) -> Path:
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists", hint="pass --force to overwrite it")
+    write_private(path, EXAMPLE_FILE.read_text(encoding="utf-8"))
+    return path

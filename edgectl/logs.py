@@ -1,0 +1,42 @@
+"""Logging for --debug and --verbose, with every known secret redacted before it is written."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+_secrets: set[str] = set()
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
+_REDACTED = "********"
+
+
+def register_secret(value: str) -> None:
+    """Remember a resolved secret so that no log line can carry it."""
+    if value and len(value) >= 4:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    for secret in _secrets:
+        text = text.replace(secret, _REDACTED)
+    return _BEARER.sub(lambda m: m.group(1) + _REDACTED, text)
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = ()
+        return True
+
+
+def configure_debug_logging(level: int = logging.DEBUG) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+log = logging.getLogger("edgectl")

@@ -1,0 +1,203 @@
+"""One renderer for every command: the same records as a table, json, jsonl or csv.
+
+Data goes to stdout; messages, warnings and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable
+
+from edgectl.timeutil import relative, to_iso
+
+FORMATS = ("table", "json", "jsonl", "csv")
+
+STATUS_STYLES = {
+    "active": "green",
+    "up": "green",
+    "ok": "green",
+    "create": "green",
+    "draining": "yellow",
+    "degraded": "yellow",
+    "update": "yellow",
+    "stale": "yellow",
+    "maintenance": "cyan",
+    "inactive": "dim",
+    "removed": "dim",
+    "failed": "bold red",
+    "down": "bold red",
+    "remove": "red",
+    "error": "bold red",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """How one field of a record shows in a table; json and csv carry every field."""
+
+    key: str
+    header: str | None = None
+    kind: str = "text"  # text | time | status | ms | list | map | bool | number
+    justify: str = "left"
+
+    @property
+    def title(self) -> str:
+        return self.header or self.key.replace("_", " ").upper()
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready form: datetimes as ISO-8601 UTC, tuples as lists."""
+    if isinstance(value, datetime):
+        return to_iso(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _cell(value: Any, kind: str) -> str:
+    if value is None or value == "" or value == [] or value == {}:
+        return "-"
+    if kind == "time" and isinstance(value, datetime):
+        return relative(value)
+    if kind == "ms":
+        return f"{value:.1f}ms" if isinstance(value, (int, float)) else str(value)
+    if kind == "list":
+        return ", ".join(str(v) for v in value)
+    if kind == "map":
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if kind == "bool":
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, datetime):
+        return to_iso(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(_plain(value), separators=(",", ":"))
+    return str(value)
+
+
+class Renderer:
+    def __init__(self, fmt: str = "table", *, color: bool = True, quiet: bool = False, verbose: bool = False):
+        self.fmt = fmt
+        self.color = color
+        self.quiet = quiet
+        self.verbose = verbose
+
+    # consoles are made at use, so that a redirected sys.stdout (tests, pipes) is honoured
+    def console(self, stream=None):
+        stream = stream or sys.stdout
+        from rich.console import Console
+
+        tty = stream.isatty()
+        return Console(
+            file=stream,
+            no_color=not self.color,
+            color_system="auto" if self.color else None,
+            highlight=False,
+            width=None if tty else 200,
+            soft_wrap=not tty,
+        )
+
+    @property
+    def interactive(self) -> bool:
+        return self.fmt == "table" and sys.stdout.isatty()
+
+    # ---- data, to stdout -------------------------------------------------
+    def records(self, rows: Iterable[dict], columns: list[Column], *, empty: str = "nothing to show") -> None:
+        rows = list(rows)
+        out = sys.stdout
+        if self.fmt == "json":
+            out.write(json.dumps([_plain(r) for r in rows], indent=2) + "\n")
+        elif self.fmt == "jsonl":
+            for row in rows:
+                out.write(json.dumps(_plain(row), separators=(",", ":")) + "\n")
+        elif self.fmt == "csv":
+            self._csv(rows, columns)
+        else:
+            if not rows:
+                self.note(empty)
+                return
+            self._table(rows, columns)
+        out.flush()
+
+    def record(self, row: dict, columns: list[Column] | None = None) -> None:
+        """A single object: a json object, one jsonl/csv row, or a two-column table."""
+        if self.fmt == "json":
+            sys.stdout.write(json.dumps(_plain(row), indent=2) + "\n")
+        elif self.fmt in ("jsonl", "csv"):
+            self.records([row], columns or [Column(k) for k in row])
+        else:
+            from rich.table import Table
+
+            kinds = {c.key: c for c in columns or []}
+            table = Table(show_header=False, box=None, pad_edge=False)
+            table.add_column(style="bold")
+            table.add_column()
+            for key, value in row.items():
+                col = kinds.get(key, Column(key))
+                table.add_row(col.title.lower(), self._styled(value, col))
+            self.console(sys.stdout).print(table)
+        sys.stdout.flush()
+
+    def _styled(self, value: Any, col: Column):
+        from rich.text import Text
+
+        text = _cell(value, col.kind)
+        if col.kind == "status" and isinstance(value, str):
+            return Text(text, style=STATUS_STYLES.get(value, ""))
+        if col.kind == "bool" and value:
+            return Text(text, style="yellow")
+        return Text(text)
+
+    def table(self, rows: list[dict], columns: list[Column]):
+        """The rich Table for rows (for callers that refresh it live)."""
+        from rich.table import Table
+
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for col in columns:
+            table.add_column(col.title, justify=col.justify, overflow="fold")
+        for row in rows:
+            table.add_row(*(self._styled(row.get(c.key), c) for c in columns))
+        return table
+
+    def _table(self, rows: list[dict], columns: list[Column]) -> None:
+        self.console(sys.stdout).print(self.table(rows, columns))
+
+    def _csv(self, rows: list[dict], columns: list[Column]) -> None:
+        keys: list[str] = []
+        for row in rows:
+            keys.extend(k for k in row if k not in keys)
+        if not keys:
+            keys = [c.key for c in columns]
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(keys)
+        for row in rows:
+            line = []
+            for key in keys:
+                value = _plain(row.get(key))
+                if isinstance(value, (dict, list)):
+                    value = json.dumps(value, separators=(",", ":"))
+                line.append("" if value is None else value)
+            writer.writerow(line)
+
+    # ---- messages, to stderr ---------------------------------------------
+    def note(self, text: str) -> None:
+        """Progress and confirmations a person wants to see; silent with --quiet or off a table."""
+        if not self.quiet:
+            self.console(sys.stderr).print(text, markup=False, highlight=False)
+
+    def info(self, text: str) -> None:
+        if self.verbose and not self.quiet:
+            self.console(sys.stderr).print(text, markup=False, style="dim")
+
+    def warn(self, text: str) -> None:
+        if self.fmt in ("json", "jsonl"):
+            sys.stderr.write(json.dumps({"warning": text}) + "\n")
+        else:
+            self.console(sys.stderr).print(f"warning: {text}", markup=False, style="yellow")

@@ -1,0 +1,176 @@
+"""Parsers for what users type: durations, coordinates, labels, countries, names and URLs.
+
+Each parser returns a plain value or raises UsageError with a line that says what was wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from edgectl.errors import UsageError
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(text: str, *, what: str = "duration") -> float:
+    """'1h30m', '250ms', '2.5s', '7d' or a bare number of seconds -> seconds."""
+    raw = str(text).strip().lower()
+    if not raw:
+        raise UsageError(f"{what}: empty duration", hint="use a value like 500ms, 2s, 5m, 24h or 7d")
+    try:
+        value = float(raw)
+    except ValueError:
+        pass
+    else:
+        if value < 0 or value != value or value == float("inf"):
+            raise UsageError(f"{what}: {text!r} is not a valid duration")
+        return value
+    pos, total, last_scale = 0, 0.0, float("inf")
+    for match in _DURATION_PART.finditer(raw):
+        if match.start() != pos:
+            break
+        scale = _DURATION_UNITS[match.group(2)]
+        if scale >= last_scale:  # '5s1h' or '1h1h' is almost surely a typo
+            break
+        total += float(match.group(1)) * scale
+        last_scale = scale
+        pos = match.end()
+    if pos != len(raw) or pos == 0:
+        raise UsageError(
+            f"{what}: {text!r} is not a valid duration",
+            hint="use a value like 500ms, 2s, 1m30s, 24h or 7d",
+        )
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of parse_duration for display: 90 -> '1m30s', 0.25 -> '250ms'."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    whole = int(round(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, whole = divmod(whole, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def parse_coordinates(lat: float | None, lon: float | None) -> tuple[float, float] | None:
+    """Both or neither; latitude in [-90, 90], longitude in [-180, 180]."""
+    if lat is None and lon is None:
+        return None
+    if lat is None or lon is None:
+        raise UsageError("--lat and --lon go together", hint="give both, e.g. --lat 50.11 --lon 8.68")
+    for name, value, limit in (("latitude", lat, 90.0), ("longitude", lon, 180.0)):
+        if value != value or not -limit <= value <= limit:
+            raise UsageError(f"{name} {value} is out of range", hint=f"{name} must be between -{limit:g} and {limit:g}")
+    return float(lat), float(lon)
+
+
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """'k=v' -> ('k', 'v'). Keys are like Kubernetes label keys; values may be empty."""
+    key, sep, value = str(text).partition("=")
+    key = key.strip()
+    if not sep or not _LABEL_KEY.match(key):
+        raise UsageError(
+            f"label {text!r} is not key=value",
+            hint="keys are 1-63 letters, digits, '.', '_', '-' or '/', starting and ending alphanumeric",
+        )
+    if len(value) > 253 or any(ch in value for ch in "\n\r\t"):
+        raise UsageError(f"label {key!r}: the value is too long or holds control characters")
+    return key, value
+
+
+def parse_labels(items: list[str] | None) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in items or []:
+        key, value = parse_label(item)
+        labels[key] = value
+    return labels
+
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
+
+
+def parse_name(text: str, *, what: str = "name") -> str:
+    """Node and provider names: lower-case, 1-63 characters, safe in URLs, files and shells."""
+    if not _NAME.match(str(text)):
+        raise UsageError(
+            f"{what} {text!r} is not valid",
+            hint="use 1-63 lower-case letters, digits, '.', '_' or '-', starting and ending with a letter or digit",
+        )
+    return str(text)
+
+
+def parse_url(text: str, *, what: str = "URL") -> str:
+    """An absolute http(s) URL with a host; returned without surrounding whitespace."""
+    raw = str(text).strip()
+    try:
+        parts = urlsplit(raw)
+        port = parts.port  # raises ValueError on a bad port
+    except ValueError as exc:
+        raise UsageError(f"{what} {text!r} is not valid: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{what} {text!r} is not valid", hint="use an absolute http:// or https:// URL with a host")
+    if any(ch.isspace() for ch in raw) or port == 0:
+        raise UsageError(f"{what} {text!r} is not valid")
+    return raw
+
+
+def parse_path(text: str, *, what: str = "path") -> str:
+    raw = str(text).strip()
+    if not raw.startswith("/") or any(ch.isspace() for ch in raw):
+        raise UsageError(f"{what} {text!r} must start with '/' and hold no spaces")
+    return raw
+
+
+# ISO 3166-1 alpha-2, the 249 officially assigned codes.
+COUNTRY_CODES = frozenset(
+    """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ
+    BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM
+    DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS
+    GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN
+    KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ
+    MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM
+    PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV
+    SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI
+    VN VU WF WS YE YT ZA ZM ZW
+    """.split()
+)
+
+
+def parse_country(text: str) -> str:
+    code = str(text).strip().upper()
+    if code not in COUNTRY_CODES:
+        hint = "use an ISO 3166-1 alpha-2 code such as DE, US or JP"
+        if code == "UK":
+            hint = "the ISO 3166-1 code for the United Kingdom is GB"
+        raise UsageError(f"country {text!r} is not an ISO 3166-1 alpha-2 code", hint=hint)
+    return code
+
+
+def parse_secret_ref(text: str, *, what: str = "token") -> str:
+    """A secret is only ever named by reference: 'env:NAME' or 'file:PATH'."""
+    raw = str(text).strip()
+    scheme, sep, rest = raw.partition(":")
+    if not sep or scheme not in ("env", "file") or not rest:
+        raise UsageError(
+            f"{what} must be a reference, not a literal secret",
+            hint="use env:VARIABLE or file:/path/to/secret; secrets never enter the state file",
+        )
+    if scheme == "env" and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", rest):
+        raise UsageError(f"{what}: {rest!r} is not an environment variable name")
+    return raw
+
+
+def parse_positive_int(value: int | None, *, what: str) -> int | None:
+    if value is not None and value < 1:
+        raise UsageError(f"{what} must be at least 1, not {value}")
+    return value

@@ -1,0 +1,122 @@
+"""The SQLite state file: opening it safely, migrating it, backing it up and checking it."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgectl.errors import StateError
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 5000
+
+
+def default_state_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("edgectl")) / "edgectl.db"
+
+
+@dataclass
+class MigrationStatus:
+    name: str
+    applied_at: str | None
+
+    @property
+    def applied(self) -> bool:
+        return self.applied_at is not None
+
+    def to_record(self) -> dict:
+        return {"name": self.name, "applied": self.applied, "applied_at": self.applied_at}
+
+
+class State:
+    """An open state database. `db` is a sqlite_utils.Database."""
+
+    def __init__(self, path: Path, db):
+        self.path = path
+        self.db = db
+
+    def close(self) -> None:
+        self.db.close()
+
+    def migration_status(self) -> list[MigrationStatus]:
+        from edgectl.state.migrations import migration_names, migrations
+
+        applied = {m.name: m.applied_at for m in migrations.applied(self.db)}
+        return [MigrationStatus(name, applied.get(name)) for name in migration_names()]
+
+    def backup(self, target: Path) -> None:
+        """SQLite's online backup: a consistent copy even while another process writes."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        dest = sqlite3.connect(str(target))
+        try:
+            with dest:
+                self.db.conn.backup(dest, pages=1024)
+        finally:
+            dest.close()
+
+    def integrity_problems(self) -> list[str]:
+        rows = [r[0] for r in self.db.execute("PRAGMA integrity_check").fetchall()]
+        problems = [] if rows == ["ok"] else rows
+        for table, rowid, parent, _ in self.db.execute("PRAGMA foreign_key_check").fetchall():
+            problems.append(f"{table} row {rowid} refers to a missing {parent} row")
+        return problems
+
+
+def _check_header(path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        raise StateError(f"cannot read state file {path}: {exc.strerror}") from None
+    if head and head != SQLITE_HEADER:
+        raise StateError(
+            f"{path} is not an edgectl state file (not a SQLite database)",
+            hint="point --state or EDGECTL_STATE at the right file",
+        )
+
+
+def open_state(path: Path, *, migrate: bool = True) -> State:
+    """Open (creating it 0600 if new) and, unless told otherwise, migrate to the latest schema."""
+    from sqlite_utils import Database
+
+    from edgectl.state.migrations import migration_names, migrations
+
+    path = Path(path).expanduser()
+    if path.exists():
+        if path.is_dir():
+            raise StateError(f"state path {path} is a directory", hint="give the path of a file")
+        _check_header(path)
+    else:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StateError(f"cannot create state file {path}: {exc.strerror}") from None
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+        db = Database(conn, execute_plugins=False)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        known = set(migration_names())
+        applied = {m.name for m in migrations.applied(db)}
+        newer = sorted(applied - known)
+        if newer:
+            conn.close()
+            raise StateError(
+                f"{path} was written by a newer edgectl (unknown migrations: {', '.join(newer)})",
+                hint="upgrade edgectl, or use another state file",
+            )
+        if migrate and applied != known:
+            migrations.apply(db)
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"cannot use state file {path}: {exc}", hint="run edgectl state check, or restore a backup") from None
+    return State(path, db)

@@ -1,0 +1,98 @@
+"""The state schema, as an append-only list of named migrations. Never edit one that has landed."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+MIGRATION_SET = "edgectl"
+migrations = Migrations(MIGRATION_SET)
+
+
+def migration_names() -> list[str]:
+    return [m.name for m in migrations._migrations]
+
+
+@migrations()
+def m001_create_nodes(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE nodes (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            region TEXT,
+            country TEXT,
+            city TEXT,
+            lat REAL,
+            lon REAL,
+            status TEXT NOT NULL DEFAULT 'active'
+                CHECK (status IN ('active', 'draining', 'maintenance', 'inactive', 'failed')),
+            capabilities TEXT NOT NULL DEFAULT '[]',
+            labels TEXT NOT NULL DEFAULT '{}',
+            resources TEXT NOT NULL DEFAULT '{}',
+            health_metrics TEXT NOT NULL DEFAULT '{}',
+            max_concurrent INTEGER,
+            health_path TEXT,
+            token_ref TEXT,
+            last_heartbeat TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            removed_at TEXT
+        )
+        """
+    )
+    # a name belongs to one live node; a removed node keeps its row and its history
+    db.execute("CREATE UNIQUE INDEX idx_nodes_live_name ON nodes(name) WHERE removed_at IS NULL")
+    db.execute("CREATE INDEX idx_nodes_status ON nodes(status)")
+    db.execute("CREATE INDEX idx_nodes_region ON nodes(region)")
+    db.execute(
+        """
+        CREATE TABLE node_events (
+            id INTEGER PRIMARY KEY,
+            node_id INTEGER NOT NULL REFERENCES nodes(id),
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            old_status TEXT,
+            new_status TEXT,
+            reason TEXT,
+            details TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_node_events_node_at ON node_events(node_id, at)")
+    db.execute("CREATE INDEX idx_node_events_at ON node_events(at)")
+
+
+@migrations()
+def m002_create_metrics(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE metrics (
+            id INTEGER PRIMARY KEY,
+            node_id INTEGER REFERENCES nodes(id),
+            metric TEXT NOT NULL,
+            value REAL NOT NULL,
+            unit TEXT NOT NULL,
+            source TEXT NOT NULL,
+            recorded_at TEXT NOT NULL,
+            metadata TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_metrics_node_metric_at ON metrics(node_id, metric, recorded_at)")
+    db.execute("CREATE INDEX idx_metrics_at ON metrics(recorded_at)")
+
+
+@migrations()
+def m003_add_node_probe_state(db: Database) -> None:
+    # what the last health probes saw, and the streaks the up/down hysteresis counts
+    for ddl in (
+        "ALTER TABLE nodes ADD COLUMN last_check_at TEXT",
+        "ALTER TABLE nodes ADD COLUMN last_check_ok INTEGER",
+        "ALTER TABLE nodes ADD COLUMN last_latency_ms REAL",
+        "ALTER TABLE nodes ADD COLUMN last_error TEXT",
+        "ALTER TABLE nodes ADD COLUMN fail_streak INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE nodes ADD COLUMN ok_streak INTEGER NOT NULL DEFAULT 0",
+    ):
+        db.execute(ddl)
