@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 from edgectl import __version__
 from edgectl.cli import _click
 from edgectl.cli.context import AppContext
-from edgectl.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, EdgectlError, Interrupted
+from edgectl.errors import EXIT_FAILED, EXIT_USAGE, EdgectlError, Interrupted
 
 # Global flags a user may also type after the command (`edgectl nodes list -o json`).
 _HOISTED_WITH_VALUE = ("--output", "-o")
@@ -62,39 +62,39 @@ class RootGroup(TyperGroup):
         return super().parse_args(ctx, hoist_global_options(args))
 
     def invoke(self, ctx: typer.Context):
-        app_ctx = ctx.obj if isinstance(ctx.obj, AppContext) else None
         try:
             return super().invoke(ctx)
-        except EdgectlError as error:
-            if app_ctx and app_ctx.debug:
-                import traceback
+        except BaseException as error:
+            app_ctx = ctx.obj if isinstance(ctx.obj, AppContext) else None
+            self._handle(error, app_ctx)
+        finally:
+            if isinstance(ctx.obj, AppContext):
+                ctx.obj.close()
 
-                traceback.print_exc()
-            _report(error, app_ctx)
-            raise _click.Exit(error.exit_code) from None
-        except (KeyboardInterrupt, _click.Abort):
-            _report(Interrupted("interrupted"), app_ctx)
-            raise _click.Exit(EXIT_INTERRUPTED) from None
-        except _click.UsageError as error:
+    @staticmethod
+    def _handle(error: BaseException, app_ctx: AppContext | None):
+        """Report any exception in one line and exit with its code; click's own pass through."""
+        debug = bool(app_ctx and app_ctx.debug)
+        if isinstance(error, _click.UsageError):
             if app_ctx and app_ctx.output_option in ("json", "jsonl"):
                 _report(EdgectlError(error.format_message(), exit_code=EXIT_USAGE), app_ctx)
                 raise _click.Exit(EXIT_USAGE) from None
-            raise
-        except (_click.Exit, _click.ClickException):
-            raise
-        except BrokenPipeError:
+            raise error
+        if isinstance(error, (_click.Exit, _click.ClickException, SystemExit)):
+            raise error
+        if isinstance(error, (KeyboardInterrupt, _click.Abort)):
+            error = Interrupted("interrupted")
+        elif isinstance(error, BrokenPipeError):
             raise _click.Exit(EXIT_FAILED) from None
-        except Exception as error:  # a bug: say so in one line, the traceback only with --debug
-            if app_ctx and app_ctx.debug:
-                import traceback
+        elif not isinstance(error, EdgectlError):  # a bug: one line, the traceback only with --debug
+            error = EdgectlError(f"unexpected {error.__class__.__name__}: {error}",
+                                 hint="run again with --debug for the traceback, and report it")
+        if debug:
+            import traceback
 
-                traceback.print_exc()
-            _report(EdgectlError(f"unexpected {error.__class__.__name__}: {error}",
-                                 hint="run again with --debug for the traceback, and report it"), app_ctx)
-            raise _click.Exit(EXIT_FAILED) from None
-        finally:
-            if app_ctx:
-                app_ctx.close()
+            traceback.print_exc()
+        _report(error, app_ctx)
+        raise _click.Exit(error.exit_code) from None
 
 
 app = typer.Typer(

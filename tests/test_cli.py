@@ -1,0 +1,151 @@
+"""Global options, output formats, error reporting and exit codes, in-process and as a real process."""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from edgectl.cli.app import hoist_global_options
+
+
+def _add(cli, name="fra-1", *extra):
+    run = cli("nodes", "add", name, "--endpoint", "http://127.0.0.1:9", "--region", "eu-west", "--country", "DE", *extra)
+    assert run.exit_code == 0, run.stderr
+    return run
+
+
+def test_output_after_the_command(cli):
+    _add(cli)
+    for args in (["-o", "json", "nodes", "list"], ["nodes", "list", "-o", "json"], ["nodes", "list", "--output=json"],
+                 ["nodes", "list", "-ojson"]):
+        run = cli(*args)
+        assert run.exit_code == 0
+        assert [n["name"] for n in run.json()] == ["fra-1"]
+
+
+def test_hoisting_stops_at_double_dash():
+    assert hoist_global_options(["nodes", "list", "-o", "json"]) == ["-o", "json", "nodes", "list"]
+    assert hoist_global_options(["a", "--", "-o", "json"]) == ["a", "--", "-o", "json"]
+    assert hoist_global_options(["a", "--debug", "b"]) == ["--debug", "a", "b"]
+
+
+def test_formats_carry_the_same_records(cli):
+    _add(cli, "fra-1", "--label", "tier=gold", "--capability", "http3")
+    _add(cli, "ams-1")
+    records = cli("nodes", "list", "-o", "json").json()
+    lines = [json.loads(l) for l in cli("nodes", "list", "-o", "jsonl").stdout.splitlines()]
+    assert lines == records
+    rows = list(csv.DictReader(io.StringIO(cli("nodes", "list", "-o", "csv").stdout)))
+    assert [r["name"] for r in rows] == ["ams-1", "fra-1"]
+    assert json.loads(rows[1]["labels"]) == {"tier": "gold"}
+    assert rows[1]["created_at"] == records[1]["created_at"]
+    assert records[1]["created_at"].endswith("Z")
+    table = cli("nodes", "list").stdout
+    assert "fra-1" in table and "NAME" in table and "just now" not in table  # never checked: '-'
+
+
+def test_env_output_and_bad_format(cli, monkeypatch):
+    monkeypatch.setenv("EDGECTL_OUTPUT", "json")
+    assert cli("nodes", "list").stdout.strip() == "[]"
+    run = cli("nodes", "list", "-o", "yaml")
+    assert run.exit_code == 2
+
+
+def test_errors_as_json_on_stderr_only(cli):
+    run = cli("nodes", "show", "nope", "-o", "json")
+    assert run.exit_code == 2
+    assert run.stdout == ""
+    assert run.error == {"kind": "not_found", "message": "unknown node 'nope'",
+                         "hint": "edgectl nodes list shows the registered nodes", "exit_code": 2}
+
+
+def test_usage_errors_exit_2(cli):
+    assert cli("nodes", "add", "x").exit_code == 2  # --endpoint missing
+    assert cli("nodes", "frobnicate").exit_code == 2
+    run = cli("nodes", "add", "x", "-o", "json")
+    assert run.exit_code == 2 and "endpoint" in run.error["message"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--endpoint", "not-a-url"], "not valid"),
+    (["--endpoint", "http://h", "--lat", "91", "--lon", "0"], "latitude 91.0 is out of range"),
+    (["--endpoint", "http://h", "--lat", "10", "--lon", "-181"], "longitude -181.0 is out of range"),
+    (["--endpoint", "http://h", "--lat", "10"], "go together"),
+    (["--endpoint", "http://h", "--country", "XX"], "not an ISO 3166-1 alpha-2"),
+    (["--endpoint", "http://h", "--label", "oops"], "not key=value"),
+    (["--endpoint", "http://h", "--token", "hunter22"], "reference"),
+    (["--endpoint", "http://h", "--health-path", "health"], "must start with '/'"),
+    (["--endpoint", "http://h", "--max-concurrent", "0"], "at least 1"),
+])
+def test_bad_node_input_is_one_line_and_exit_2(cli, args, message):
+    run = cli("nodes", "add", "n1", *args)
+    assert run.exit_code == 2, run.stdout
+    assert message in run.stderr
+    assert run.stderr.startswith("error: ")
+    assert "Traceback" not in run.stderr
+    assert cli("nodes", "list", "-o", "json").json() == []  # nothing half-written
+
+
+def _edgectl(*args, env=None, cwd=None):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECTL_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "edgectl", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=60)
+
+
+def test_real_process_exit_codes_and_streams(isolated):
+    env = {"EDGECTL_STATE": str(isolated / "p.db")}
+    ok = _edgectl("nodes", "add", "fra-1", "--endpoint", "http://127.0.0.1:9", "-o", "json", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["name"] == "fra-1"
+    assert "added node fra-1" in ok.stderr
+    quiet = _edgectl("--quiet", "nodes", "drain", "fra-1", env=env)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    bad = _edgectl("nodes", "show", "missing", env=env)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.splitlines()[0] == "error: unknown node 'missing'"
+    broken = isolated / "broken.db"
+    broken.write_text("garbage" * 100)
+    crash = _edgectl("--state", str(broken), "nodes", "list")
+    assert crash.returncode == 1 and "Traceback" not in crash.stderr
+    debug = _edgectl("--debug", "--state", str(broken), "nodes", "list")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert _edgectl("--version").stdout.strip().startswith("edgectl ")
+
+
+def test_secrets_never_reach_state_or_debug_output(isolated, fleet):
+    port = fleet.add("auth", token="t0p-s3cret-token")
+    env = {"EDGECTL_STATE": str(isolated / "s.db"), "EDGE_TOKEN": "t0p-s3cret-token"}
+    assert _edgectl("nodes", "add", "sec-1", "--endpoint", f"http://127.0.0.1:{port}", "--token", "env:EDGE_TOKEN",
+                    env=env).returncode == 0
+    run = _edgectl("--debug", "-v", "nodes", "check", "sec-1", "-o", "json", env=env)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)[0]["result"] == "up"
+    assert fleet.endpoints[port].last_headers["authorization"] == "Bearer t0p-s3cret-token"
+    assert "t0p-s3cret-token" not in run.stdout + run.stderr
+    blob = b"".join(p.read_bytes() for p in isolated.glob("s.db*"))
+    assert b"t0p-s3cret-token" not in blob and b"env:EDGE_TOKEN" in blob
+    missing = _edgectl("nodes", "check", "sec-1", env={"EDGECTL_STATE": str(isolated / "s.db")})
+    assert missing.returncode == 2 and "EDGE_TOKEN is not set" in missing.stderr
+
+
+def test_help_and_version_import_no_heavy_libraries():
+    code = (
+        "import sys\n"
+        "from edgectl.cli.app import run\n"
+        "for args in (['--help'], ['--version'], ['nodes', '--help'], ['config', '--help']):\n"
+        "    try:\n"
+        "        run(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = ('boto3', 'botocore', 'cloudflare', 'azure', 'httpx', 'sqlite_utils', 'aiohttp')\n"
+        "print('LOADED=' + ','.join(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Commands" in result.stdout and "edgectl 0.1" in result.stdout
+    assert result.stdout.splitlines()[-1] == "LOADED="
