@@ -16,7 +16,7 @@ from edgectl.errors import EXIT_FAILED, EXIT_USAGE, EdgectlError, Interrupted
 
 # Global flags a user may also type after the command (`edgectl nodes list -o json`).
 _HOISTED_WITH_VALUE = ("--output", "-o")
-_HOISTED_FLAGS = ("--debug", "--quiet", "--verbose", "--no-color")
+_HOISTED_FLAGS = ("--debug", "--quiet", "-q", "--verbose", "-v", "--no-color")
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
