@@ -1,24 +1,30 @@
-# Set-up and checks for a fresh machine that has python3 and make.
+# Set-up and checks for a fresh machine that has python3 and make. Every target is idempotent.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 
 .PHONY: test demo bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
 
-test: $(STAMP)
+# one stamp per set of extras, remade when pyproject.toml changes
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-sandbox: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[sandbox]'
+	touch $@
+
+test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
 
-demo: $(STAMP)
+demo: $(VENV)/.installed-sandbox
 	$(PY) -m edgectl demo
 
-bench: $(STAMP)
+bench: $(VENV)/.installed-test
 	$(PY) bench/startup.py
 	$(PY) bench/nodes_check.py
 

@@ -26,6 +26,7 @@ NODE_COLUMNS = [
     Column("stale", kind="bool"),
 ]
 DETAIL_COLUMNS = NODE_COLUMNS + [
+    Column("last_check_ok", kind="bool"),
     Column("capabilities", kind="list"),
     Column("labels", kind="map"),
     Column("resources", kind="map"),
@@ -236,12 +237,12 @@ def _status_command(action, name: str, reason: Optional[str], verb: str) -> None
     ctx = current()
     before = get_node(ctx.state, name).status
     node = action(ctx.state, name, reason=reason)
-    if node.status == before:
-        ctx.out.note(f"node {name} is already {node.status}")
+    if ctx.out.fmt == "table":
+        typer.echo(f"node {name} is already {node.status}" if node.status == before
+                   else f"{verb} node {name}: {before} -> {node.status}")
     else:
-        ctx.out.note(f"{verb} node {name}: {before} -> {node.status}")
-    ctx.out.record({"name": name, "previous_status": before, "status": node.status, "changed": node.status != before},
-                   [Column("status", kind="status"), Column("previous_status", kind="status")])
+        ctx.out.record({"name": name, "previous_status": before, "status": node.status,
+                        "changed": node.status != before})
 
 
 @app.command("drain")

@@ -1,0 +1,85 @@
+"""`edgectl demo`: a walk through what edgectl does, on a sandbox fleet it starts and stops itself."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgectl.cli.context import current
+from edgectl.errors import OperationFailed
+
+# (heading, [(args, expected exit code), ...]); each later capability adds its steps here.
+STEPS: list[tuple[str, list[tuple[list[str], int]]]] = [
+    ("Start a local edge fleet: an origin and three caching nodes on 127.0.0.1",
+     [(["sandbox", "up", "--detach", "--nodes", "3", "--regions", "us-east,eu-west,ap-south"], 0)]),
+    ("The fleet is in the inventory, like any edge node",
+     [(["nodes", "list"], 0)]),
+    ("Probe every node's health endpoint", [(["nodes", "check", "--all"], 0)]),
+    ("A node's agent reports its own figures", [(["nodes", "heartbeat", "sandbox-eu-west-1", "--cpu", "35", "--memory", "48"], 0),
+                                                 (["nodes", "show", "sandbox-eu-west-1"], 0)]),
+    ("Drain a node before work on it, then put it back",
+     [(["nodes", "drain", "sandbox-ap-south-1", "--reason", "kernel upgrade"], 0),
+      (["nodes", "undrain", "sandbox-ap-south-1"], 0)]),
+    ("Inject an outage: two failed probes in a row mark the node failed (exit 1)",
+     [(["sandbox", "fault", "sandbox-us-east-1", "--down"], 0),
+      (["nodes", "check", "--all"], 0),
+      (["nodes", "check", "--all"], 1)]),
+    ("Bring it back: two good probes restore it",
+     [(["sandbox", "fault", "sandbox-us-east-1", "--up"], 0),
+      (["nodes", "check", "sandbox-us-east-1"], 1),
+      (["nodes", "check", "sandbox-us-east-1"], 0)]),
+    ("Every change is an event", [(["nodes", "events", "--since", "10m"], 0)]),
+    ("The same records for scripts and pipelines", [(["nodes", "list", "--region", "eu-west", "-o", "json"], 0)]),
+    ("The inventory as a file for `nodes apply`", [(["nodes", "export"], 0)]),
+]
+TEARDOWN = ("Tear the fleet down", [(["sandbox", "down"], 0)])
+
+
+def _demo_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("edgectl")) / "demo"
+
+
+def demo(keep: Annotated[bool, typer.Option("--keep", help="Leave the sandbox running afterwards.")] = False) -> None:
+    """Walk through edgectl on a local sandbox fleet (about 20 seconds)."""
+    out = current().out
+    where = _demo_dir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECTL_")}
+    env.update(EDGECTL_STATE=str(where / "edgectl.db"), EDGECTL_SANDBOX_DIR=str(where / "sandbox"))
+    if current().no_color:
+        env["NO_COLOR"] = "1"
+
+    def run(args: list[str], expected: int) -> None:
+        typer.secho(f"$ edgectl {shlex.join(args)}", fg="cyan", bold=True)
+        code = subprocess.run([sys.executable, "-m", "edgectl", *args], env=env).returncode
+        if code != expected:
+            raise OperationFailed(f"demo step `edgectl {shlex.join(args)}` exited {code}, expected {expected}",
+                                  hint=f"the demo's files are in {where}")
+
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "edgectl", "-q", "sandbox", "down"], env=env, capture_output=True)
+    (where / "edgectl.db").unlink(missing_ok=True)
+    steps = STEPS + ([] if keep else [TEARDOWN])
+    try:
+        for number, (heading, commands) in enumerate(steps, 1):
+            typer.secho(f"\n{number}. {heading}", bold=True)
+            for args, expected in commands:
+                run(args, expected)
+            if number == 1:  # from here on, commands read the sandbox's own config
+                env["EDGECTL_CONFIG"] = str(where / "sandbox" / "edgectl.toml")
+    except BaseException:
+        if not keep:
+            subprocess.run([sys.executable, "-m", "edgectl", "-q", "sandbox", "down"], env=env, capture_output=True)
+        raise
+    out.note(f"\ndemo finished in {time.monotonic() - started:.1f}s")
+    if keep:
+        out.note(f"the sandbox is still running; try:\n  export EDGECTL_CONFIG={where / 'sandbox' / 'edgectl.toml'}"
+                 f" EDGECTL_SANDBOX_DIR={where / 'sandbox'}\n  edgectl nodes list\n  edgectl sandbox down")
