@@ -155,11 +155,11 @@ class Renderer:
             return Text(text, style="yellow")
         return Text(text)
 
-    def table(self, rows: list[dict], columns: list[Column]):
+    def table(self, rows: list[dict], columns: list[Column], caption: str | None = None):
         """The rich Table for rows (for callers that refresh it live)."""
         from rich.table import Table
 
-        table = Table(box=None, header_style="bold", pad_edge=False)
+        table = Table(box=None, header_style="bold", pad_edge=False, caption=caption, caption_justify="left")
         for col in columns:
             table.add_column(col.title, justify=col.justify, overflow="fold")
         for row in rows:

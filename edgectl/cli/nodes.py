@@ -360,10 +360,16 @@ def _watch(one_round, pause: float) -> None:
     if ctx.out.interactive:
         from rich.live import Live
 
+        from edgectl.parse import format_duration
+
         with Live(console=ctx.out.console(), auto_refresh=False) as live:
+            rounds = 0
             while True:
                 rows = [o.to_record() for o in one_round()]
-                live.update(ctx.out.table(rows, CHECK_COLUMNS), refresh=True)
+                rounds += 1
+                caption = (f"round {rounds} at {time.strftime('%H:%M:%S')}; every {format_duration(pause)}; "
+                           "Ctrl-C to stop")
+                live.update(ctx.out.table(rows, CHECK_COLUMNS, caption=caption), refresh=True)
                 time.sleep(pause)
     while True:
         ctx.out.records([o.to_record() for o in one_round()], CHECK_COLUMNS)

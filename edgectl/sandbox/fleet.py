@@ -103,6 +103,15 @@ class Sandbox:
 
 
 def _alive(pid: int) -> bool:
+    """True while our server process runs (a reused pid of another program does not count)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            if b"edgectl.sandbox.fleet" not in handle.read():
+                return False
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass  # no /proc here: fall back to the signal check
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
