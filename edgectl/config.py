@@ -104,7 +104,7 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return merged
 
 
-def _lookup(data: dict, key: str) -> Any:
+def lookup(data: dict, key: str) -> Any:
     node: Any = data
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -153,7 +153,7 @@ class Config:
     def get(self, key: str) -> Any:
         """The effective value: the file (with the profile applied), else the setting's default."""
         try:
-            return _lookup(self.data, key)
+            return lookup(self.data, key)
         except KeyError:
             if key in SETTINGS:
                 return SETTINGS[key].default
@@ -278,20 +278,20 @@ def _validate_table(data: dict, file: str, prefix: str, problems: list[Problem])
             continue
         if isinstance(value, dict):
             if not any(s.startswith(dotted + ".") for s in SETTINGS):
-                problems.append(Problem(file, dotted, _unknown(dotted)))
+                problems.append(Problem(file, dotted, unknown_setting(dotted)))
                 continue
             _validate_table(value, file, dotted + ".", problems)
             continue
         spec = SETTINGS.get(dotted)
         if spec is None:
-            problems.append(Problem(file, dotted, _unknown(dotted)))
+            problems.append(Problem(file, dotted, unknown_setting(dotted)))
             continue
         message = _check_value(spec, value)
         if message:
             problems.append(Problem(file, dotted, message))
 
 
-def _unknown(key: str) -> str:
+def unknown_setting(key: str) -> str:
     close = difflib.get_close_matches(key, list(SETTINGS), n=1)
     return "unknown setting" + (f" (did you mean {close[0]}?)" if close else "")
 
@@ -382,7 +382,7 @@ def check_settable(key: str) -> None:
 
         parse_name(parts[1], what=f"{parts[0][:-1]} name")
         return
-    raise UsageError(f"{key}: {_unknown(key)}", hint="edgectl config show lists the settings in use")
+    raise UsageError(f"{key}: {unknown_setting(key)}", hint="edgectl config show lists the settings in use")
 
 
 def set_value(path: Path, key: str, text: str, profile: str | None = None) -> Any:

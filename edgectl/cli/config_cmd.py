@@ -62,13 +62,13 @@ def config_show() -> None:
 
 
 def _in_file(config, key: str) -> bool:
-    from edgectl.config import _lookup
+    from edgectl.config import lookup
 
     try:
-        _lookup(config.data, key)
-        return True
+        lookup(config.data, key)
     except KeyError:
         return False
+    return True
 
 
 def _flatten(data: dict, prefix: str = ""):
@@ -82,7 +82,7 @@ def _flatten(data: dict, prefix: str = ""):
 @app.command("get")
 def config_get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. nodes.fail_after.")]) -> None:
     """Print one effective value (secrets masked)."""
-    from edgectl.config import SETTINGS, is_reference, is_secret_key, _unknown
+    from edgectl.config import SETTINGS, is_reference, is_secret_key, unknown_setting
 
     ctx = current()
     try:
@@ -91,7 +91,7 @@ def config_get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. nodes.f
         if key in SETTINGS:
             value = SETTINGS[key].default
         else:
-            raise UsageError(f"{key}: {_unknown(key)}") from None
+            raise UsageError(f"{key}: {unknown_setting(key)}") from None
     if is_secret_key(key) and isinstance(value, str) and not is_reference(value):
         value = "********"
     if ctx.out.fmt == "table":
