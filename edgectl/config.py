@@ -21,7 +21,9 @@ EXAMPLE_FILE = Path(__file__).parent / "data" / "edgectl.example.toml"
 
 # Names of keys whose values are credentials. Matching keys are masked by `config show`
 # and draw a warning when they hold a literal value in a file others can read.
-_SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|apikey|api_key|private_key|credentials?)$")
+_SECRET_KEY = re.compile(
+    r"(^|_)(token|secret|password|passwd|apikey|api_key|private_key|access_key|secret_key|credentials?|connection_string)$"
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("defaults.output", "choice", "table", "output format when --output is not given",
                 choices=("table", "json", "jsonl", "csv")),
         Setting("state.path", "path", None, "the SQLite state file (default: the user data dir)"),
+        Setting("state.busy_timeout", "duration", "5s",
+                "how long a command waits for another one writing the state before giving up (exit 4)"),
         Setting("nodes.health_path", "str", "/health", "health path probed when a node names none"),
         Setting("nodes.check_timeout", "duration", "2s", "time a health probe may take, all of it"),
         Setting("nodes.check_concurrency", "int", 100, "health probes in flight at once", minimum=1),
@@ -160,9 +164,13 @@ class Config:
             raise
 
     def setting(self, key: str) -> Any:
-        """A known setting, converted to its type (durations in seconds)."""
+        """A known setting, checked and converted to its type (durations in seconds)."""
         spec = SETTINGS[key]
         value = self.get(key)
+        problem = _check_value(spec, value) if value is not None else None
+        if problem:
+            where = f"[profiles.{self.profile}] " if self.profile else ""
+            raise ConfigError(f"{self.path}: {where}{key}: {problem}", hint="edgectl config validate lists every problem")
         if spec.type == "duration" and value is not None:
             from edgectl.parse import parse_duration
 
@@ -238,6 +246,9 @@ def resolve_secret(value: str, *, key: str, base: Path | None = None) -> str:
             raise ConfigError(f"{key}: secret file {path} is empty")
     else:
         secret = value
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in secret):
+        raise ConfigError(f"{key}: the secret holds a line break or control character",
+                          hint="a secret file should hold the secret alone, on one line")
     register_secret(secret)
     return secret
 
@@ -409,7 +420,10 @@ def set_value(path: Path, key: str, text: str, profile: str | None = None) -> An
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file that may hold secrets: created 0600, replaced atomically."""
+    """Write a file that may hold secrets: created 0600, replaced atomically (through a symlink)."""
+    path = path.resolve() if path.is_symlink() else path
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory", hint="give the path of a file")
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o600
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

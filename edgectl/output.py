@@ -60,6 +60,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _brief(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (dict, list)):
+        return json.dumps(_plain(value), separators=(",", ":"))
+    return str(value)
+
+
 def _cell(value: Any, kind: str) -> str:
     if value is None or value == "" or value == [] or value == {}:
         return "-"
@@ -70,7 +78,11 @@ def _cell(value: Any, kind: str) -> str:
     if kind == "list":
         return ", ".join(str(v) for v in value)
     if kind == "map":
-        return ", ".join(f"{k}={v}" for k, v in value.items())
+        return ", ".join(
+            f"{k}: {_brief(v['old'])} -> {_brief(v['new'])}" if isinstance(v, dict) and set(v) == {"old", "new"}
+            else f"{k}={_brief(v)}"
+            for k, v in value.items()
+        )
     if kind == "bool":
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -100,7 +112,7 @@ class Renderer:
             no_color=not self.color,
             color_system="auto" if self.color else None,
             highlight=False,
-            width=None if tty else 200,
+            width=None if tty else 100_000,  # piped tables keep one row per line for grep and awk
             soft_wrap=not tty,
         )
 
@@ -183,6 +195,8 @@ class Renderer:
                 value = _plain(row.get(key))
                 if isinstance(value, (dict, list)):
                     value = json.dumps(value, separators=(",", ":"))
+                elif isinstance(value, bool):
+                    value = "true" if value else "false"  # as JSON writes them
                 line.append("" if value is None else value)
             writer.writerow(line)
 

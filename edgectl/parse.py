@@ -108,8 +108,23 @@ def parse_name(text: str, *, what: str = "name") -> str:
     return str(text)
 
 
-def parse_url(text: str, *, what: str = "URL") -> str:
-    """An absolute http(s) URL with a host; returned without surrounding whitespace."""
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _valid_host(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    return len(host) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
+
+
+def parse_url(text: str, *, what: str = "URL", base: bool = False) -> str:
+    """An absolute http(s) URL with a valid host. A base URL (an endpoint) has no query or fragment."""
     raw = str(text).strip()
     try:
         parts = urlsplit(raw)
@@ -118,9 +133,22 @@ def parse_url(text: str, *, what: str = "URL") -> str:
         raise UsageError(f"{what} {text!r} is not valid: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"{what} {text!r} is not valid", hint="use an absolute http:// or https:// URL with a host")
-    if any(ch.isspace() for ch in raw) or port == 0:
+    if any(ch.isspace() or ord(ch) < 32 for ch in raw) or port == 0 or not _valid_host(parts.hostname):
         raise UsageError(f"{what} {text!r} is not valid")
+    if parts.username is not None or parts.password is not None:
+        raise UsageError(f"{what} must not carry credentials", hint="give a bearer token by reference with --token env:NAME")
+    if base and (parts.query or parts.fragment):
+        raise UsageError(f"{what} {text!r} must not have a query or fragment", hint="it is a base URL; paths are added to it")
     return raw
+
+
+def check_text(text: str | None, *, what: str, limit: int = 500) -> str | None:
+    """Free text (reasons, cities): one line, no control characters, bounded."""
+    if text is None:
+        return None
+    if len(text) > limit or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise UsageError(f"{what} must be one line of at most {limit} characters without control characters")
+    return text
 
 
 def parse_path(text: str, *, what: str = "path") -> str:
@@ -170,7 +198,7 @@ def parse_secret_ref(text: str, *, what: str = "token") -> str:
     return raw
 
 
-def parse_positive_int(value: int | None, *, what: str) -> int | None:
-    if value is not None and value < 1:
-        raise UsageError(f"{what} must be at least 1, not {value}")
+def parse_positive_int(value: int | None, *, what: str, maximum: int = 10**9) -> int | None:
+    if value is not None and not 1 <= value <= maximum:
+        raise UsageError(f"{what} must be between 1 and {maximum}, not {value}")
     return value

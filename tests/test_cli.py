@@ -79,7 +79,14 @@ def test_usage_errors_exit_2(cli):
     (["--endpoint", "http://h", "--label", "oops"], "not key=value"),
     (["--endpoint", "http://h", "--token", "hunter22"], "reference"),
     (["--endpoint", "http://h", "--health-path", "health"], "must start with '/'"),
-    (["--endpoint", "http://h", "--max-concurrent", "0"], "at least 1"),
+    (["--endpoint", "http://h", "--max-concurrent", "0"], "between 1 and"),
+    (["--endpoint", "http://h", "--max-concurrent", "99999999999999999999999"], "between 1 and"),
+    (["--endpoint", "http://bob:hunter2@h"], "must not carry credentials"),
+    (["--endpoint", "http://h/base?x=1"], "must not have a query"),
+    (["--endpoint", "https://a..b"], "not valid"),
+    (["--endpoint", "http://-/"], "not valid"),
+    (["--endpoint", "http://h", "--city", "Frank\x1bfurt"], "city"),
+    (["--endpoint", "http://h", "--reason", "line\nbreak"], "--reason"),
 ])
 def test_bad_node_input_is_one_line_and_exit_2(cli, args, message):
     run = cli("nodes", "add", "n1", *args)
@@ -110,10 +117,10 @@ def test_real_process_exit_codes_and_streams(isolated):
     assert bad.stderr.splitlines()[0] == "error: unknown node 'missing'"
     broken = isolated / "broken.db"
     broken.write_text("garbage" * 100)
-    crash = _edgectl("--state", str(broken), "nodes", "list")
-    assert crash.returncode == 1 and "Traceback" not in crash.stderr
+    wrong_file = _edgectl("--state", str(broken), "nodes", "list")
+    assert wrong_file.returncode == 2 and "Traceback" not in wrong_file.stderr
     debug = _edgectl("--debug", "--state", str(broken), "nodes", "list")
-    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
     assert _edgectl("--version").stdout.strip().startswith("edgectl ")
 
 
@@ -149,3 +156,63 @@ def test_help_and_version_import_no_heavy_libraries():
     assert result.returncode == 0, result.stderr
     assert "Commands" in result.stdout and "edgectl 0.1" in result.stdout
     assert result.stdout.splitlines()[-1] == "LOADED="
+
+
+def test_option_values_that_look_like_global_options_stay_put(cli):
+    run = cli("nodes", "add", "hy", "-e", "http://a", "--city", "-ostrava", "--reason", "-q", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["city"] == "-ostrava"
+    assert cli("nodes", "events", "hy", "-o", "json").json()[0]["reason"] == "-q"
+
+
+def test_usage_errors_are_one_line(cli):
+    run = cli("nodes", "list", "--frobnicate")
+    assert run.exit_code == 2
+    assert run.stderr.splitlines() == ["error: No such option: --frobnicate",
+                                       "hint: edgectl nodes list --help shows the usage"]
+    as_json = cli("nodes", "add", "x", "--lat", "abc", "-e", "http://a", "-o", "json")
+    assert as_json.exit_code == 2 and as_json.error["kind"] == "usage"
+
+
+def test_a_locked_state_is_exit_4(cli, state_path, isolated):
+    import sqlite3
+
+    from edgectl.state import open_state
+
+    cli("nodes", "add", "n1", "-e", "http://127.0.0.1:9")
+    (isolated / "work" / "edgectl.toml").write_text('[state]\nbusy_timeout = "200ms"\n')
+    holder = sqlite3.connect(state_path)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        run = cli("nodes", "drain", "n1")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert run.exit_code == 4 and "locked" in run.stderr
+    state = open_state(state_path)
+    assert next(state.db.query("SELECT status FROM nodes"))["status"] == "active"
+    state.close()
+
+
+def test_config_values_are_checked_when_used(cli, isolated):
+    cli("nodes", "add", "n1", "-e", "http://127.0.0.1:9")
+    config = isolated / "work" / "edgectl.toml"
+    for text, message in (("[nodes]\nfail_after = 0\n", "nodes.fail_after: must be at least 1"),
+                          ('[nodes]\ncheck_concurrency = "many"\n', "nodes.check_concurrency: expected an integer"),
+                          ('[nodes]\ncheck_timeout = "soon"\n', "nodes.check_timeout")):
+        config.write_text(text)
+        run = cli("nodes", "check", "--all")
+        assert run.exit_code == 2 and message in run.stderr, run.stderr
+
+
+def test_update_changes_nothing_when_any_part_is_bad(cli):
+    cli("nodes", "add", "n1", "-e", "http://127.0.0.1:9")
+    assert cli("nodes", "update", "n1", "--region", "eu-north", "--status", "bogus").exit_code == 2
+    assert cli("nodes", "show", "n1", "-o", "json").json()["region"] is None
+
+
+def test_non_finite_figures_are_refused(cli):
+    cli("nodes", "add", "n1", "-e", "http://127.0.0.1:9")
+    assert cli("nodes", "heartbeat", "n1", "--network", "inf").exit_code == 2
+    assert cli("nodes", "heartbeat", "n1", "--json-file", "-", input='{"network_mbps": 1e999}').exit_code == 2
+    assert cli("nodes", "heartbeat", "n1", "--json-file", "-", input='{"resources": {"x": NaN}}').exit_code == 2

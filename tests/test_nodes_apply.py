@@ -114,3 +114,23 @@ def test_apply_is_all_or_nothing(cli, isolated):
     run = cli("nodes", "apply", "-f", write(isolated, INVENTORY), "--prune", "--yes")
     assert run.exit_code == 2 and "still referenced" in run.stderr
     assert [n["name"] for n in cli("nodes", "list", "-o", "json").json()] == ["keep-1"]
+
+
+def test_loose_inventories_are_refused(cli, isolated):
+    named = write(isolated, '[nodes.a1]\nname = "b1"\nendpoint = "http://a"\n')
+    assert "'name' is not a field" in cli("nodes", "apply", "-f", named, "--yes").stderr
+    dup = write(isolated, '{"nodes": {"a": {"endpoint": "http://a"}, "a": {"endpoint": "http://b"}}}', "dup.json")
+    assert "duplicate key" in cli("nodes", "apply", "-f", dup, "--yes").stderr
+    labels = write(isolated, '{"nodes": {"a": {"endpoint": "http://a", "labels": []}}}', "labels.json")
+    assert "labels must be a table" in cli("nodes", "apply", "-f", labels, "--yes").stderr
+    assert cli("nodes", "list", "-o", "json").json() == []
+
+
+def test_pruning_everything_needs_force(cli, isolated):
+    cli("nodes", "apply", "-f", write(isolated, INVENTORY), "--yes")
+    empty = write(isolated, "", "empty.toml")
+    run = cli("nodes", "apply", "-f", empty, "--prune", "--yes")
+    assert run.exit_code == 2 and "--force" in run.stderr
+    assert len(cli("nodes", "list", "-o", "json").json()) == 2
+    assert cli("nodes", "apply", "-f", empty, "--prune", "--force", "--yes").exit_code == 0
+    assert cli("nodes", "list", "-o", "json").json() == []

@@ -138,3 +138,24 @@ def test_watch_repeats_until_interrupted(isolated, fleet):
     assert len(lines) >= 3 and all(l["node"] == "w-1" and l["result"] == "up" for l in lines)
     assert proc.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
+
+
+def test_a_token_with_a_line_break_never_leaks(cli, fleet, isolated, state_path):
+    secret = isolated / "token"
+    secret.write_text("leaky-secret-123\nsecond-line\n")
+    add(cli, "t1", fleet.add("healthy"), "--token", f"file:{secret}")
+    run = cli("nodes", "check", "t1", "-o", "json")
+    assert run.exit_code == 2 and "line break" in run.stderr
+    assert "leaky-secret" not in run.stdout + run.stderr
+    assert b"leaky-secret" not in b"".join(p.read_bytes() for p in state_path.parent.glob("state.db*"))
+
+
+def test_undrain_after_failure_leaves_recovery_to_the_probes(cli, fleet):
+    port = fleet.add("error")
+    add(cli, "u1", port)
+    check(cli, "u1", "--fail-after", "1")
+    cli("nodes", "drain", "u1")
+    assert cli("nodes", "undrain", "u1", "-o", "json").json()["status"] == "failed"
+    fleet.set(port, "healthy")
+    check(cli, "u1", "--recover-after", "1")
+    assert cli("nodes", "show", "u1", "-o", "json").json()["status"] == "active"

@@ -45,7 +45,7 @@ def test_not_a_database_is_a_clear_error(state_path, cli):
     with pytest.raises(StateError, match="not a SQLite database"):
         open_state(state_path)
     run = cli("nodes", "list")
-    assert run.exit_code == 1
+    assert run.exit_code == 2
     assert run.stderr.startswith("error: ") and "not a SQLite database" in run.stderr
     assert "Traceback" not in run.stderr
 
@@ -137,3 +137,18 @@ def test_state_path_follows_option_env_and_config(cli, isolated, monkeypatch):
     monkeypatch.delenv("EDGECTL_STATE")
     (isolated / "work" / "edgectl.toml").write_text(f'[state]\npath = "{isolated / "from-config.db"}"\n')
     assert cli("state", "path").stdout.strip() == str(isolated / "from-config.db")
+
+
+def test_backup_never_touches_the_live_file(state_path, cli, isolated):
+    cli("nodes", "add", "n1", "--endpoint", "http://127.0.0.1:9")
+    for target in (state_path, isolated):
+        run = cli("state", "backup", str(target), "--force")
+        assert run.exit_code == 2 and "cannot back up onto" in run.stderr
+    assert [n["name"] for n in cli("nodes", "list", "-o", "json").json()] == ["n1"]
+    assert cli("state", "backup", "/proc/edgectl-backup.db").exit_code == 2
+
+
+def test_a_named_state_path_in_a_missing_directory_is_an_error(cli, isolated):
+    run = cli("--state", str(isolated / "typo" / "x.db"), "nodes", "list")
+    assert run.exit_code == 2 and "does not exist" in run.stderr
+    assert not (isolated / "typo").exists()

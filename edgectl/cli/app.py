@@ -12,15 +12,19 @@ from typer.core import TyperGroup
 from edgectl import __version__
 from edgectl.cli import _click
 from edgectl.cli.context import AppContext
-from edgectl.errors import EXIT_FAILED, EXIT_USAGE, EdgectlError, Interrupted
+from edgectl.errors import EXIT_FAILED, EXIT_USAGE, EdgectlError, Interrupted, LockHeld, UsageError
 
 # Global flags a user may also type after the command (`edgectl nodes list -o json`).
 _HOISTED_WITH_VALUE = ("--output", "-o")
 _HOISTED_FLAGS = ("--debug", "--quiet", "-q", "--verbose", "-v", "--no-color")
 
 
-def hoist_global_options(args: list[str]) -> list[str]:
-    """Move global options found after the sub-command to the front, as aws and gh accept them."""
+def hoist_global_options(args: list[str], value_options: set[str] = frozenset()) -> list[str]:
+    """Move global options found after the sub-command to the front, as aws and gh accept them.
+
+    `value_options` are the options on the command's path that take a value: the token after
+    one of them is its value (`--reason -q` keeps '-q' as the reason), never a global option.
+    """
     front, rest = [], []
     i = 0
     while i < len(args):
@@ -28,6 +32,10 @@ def hoist_global_options(args: list[str]) -> list[str]:
         if arg == "--":
             rest.extend(args[i:])
             break
+        if arg in value_options and i + 1 < len(args):
+            rest.extend(args[i:i + 2])
+            i += 2
+            continue
         if arg in _HOISTED_WITH_VALUE and i + 1 < len(args):
             front.extend(args[i:i + 2])
             i += 2
@@ -42,8 +50,16 @@ def hoist_global_options(args: list[str]) -> list[str]:
     return front + rest
 
 
-def _report(error: EdgectlError, app_ctx: AppContext | None) -> None:
-    fmt = None
+def _output_in(args: list[str]) -> str | None:
+    for i, arg in enumerate(args):
+        if arg in _HOISTED_WITH_VALUE and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--output="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _report(error: EdgectlError, app_ctx: AppContext | None, fmt: str | None = None) -> None:
     if app_ctx is not None:
         try:
             fmt = app_ctx.output
@@ -59,7 +75,40 @@ def _report(error: EdgectlError, app_ctx: AppContext | None) -> None:
 
 class RootGroup(TyperGroup):
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, hoist_global_options(args))
+        return super().parse_args(ctx, hoist_global_options(args, self._value_options(ctx, args)))
+
+    def _value_options(self, ctx: typer.Context, args: list[str]) -> set[str]:
+        """Option names that take a value on the command line's path (so their values stay put)."""
+        names: set[str] = set()
+        command = self
+        for token in args:
+            if token.startswith("-"):
+                continue
+            sub = command.get_command(ctx, token) if hasattr(command, "get_command") else None
+            if sub is None:
+                continue
+            command = sub
+            for param in command.params:
+                if getattr(param, "is_flag", True) is False and getattr(param, "count", False) is False:
+                    names.update(o for o in param.opts if o.startswith("-"))
+                    names.update(o for o in getattr(param, "secondary_opts", []) if o.startswith("-"))
+        return names - set(_HOISTED_WITH_VALUE)
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except _click.UsageError as error:
+            self._usage(error, None, args)
+
+    @staticmethod
+    def _usage(error, app_ctx: AppContext | None, args: list[str] | None = None):
+        """A usage error in the same one-line form as every other error."""
+        fmt = app_ctx.output_option if app_ctx else _output_in(args or [])
+        command = error.ctx.command_path if getattr(error, "ctx", None) else "edgectl"
+        message = error.format_message()
+        _report(UsageError(message, hint=f"{command} --help shows the usage"),
+                None, fmt=fmt)
+        raise _click.Exit(EXIT_USAGE) from None
 
     def invoke(self, ctx: typer.Context):
         try:
@@ -74,16 +123,18 @@ class RootGroup(TyperGroup):
     @staticmethod
     def _handle(error: BaseException, app_ctx: AppContext | None):
         """Report any exception in one line and exit with its code; click's own pass through."""
+        import sqlite3
+
         debug = bool(app_ctx and app_ctx.debug)
         if isinstance(error, _click.UsageError):
-            if app_ctx and app_ctx.output_option in ("json", "jsonl"):
-                _report(EdgectlError(error.format_message(), exit_code=EXIT_USAGE), app_ctx)
-                raise _click.Exit(EXIT_USAGE) from None
-            raise error
+            RootGroup._usage(error, app_ctx)
         if isinstance(error, (_click.Exit, _click.ClickException, SystemExit)):
             raise error
         if isinstance(error, (KeyboardInterrupt, _click.Abort)):
             error = Interrupted("interrupted")
+        elif isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+            error = LockHeld("the state file is locked by another edgectl run",
+                             hint="try again when it has finished, or raise state.busy_timeout")
         elif isinstance(error, BrokenPipeError):
             raise _click.Exit(EXIT_FAILED) from None
         elif not isinstance(error, EdgectlError):  # a bug: one line, the traceback only with --debug

@@ -82,7 +82,7 @@ def _flatten(data: dict, prefix: str = ""):
 @app.command("get")
 def config_get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. nodes.fail_after.")]) -> None:
     """Print one effective value (secrets masked)."""
-    from edgectl.config import SETTINGS, is_reference, is_secret_key, unknown_setting
+    from edgectl.config import SETTINGS, is_reference, is_secret_key, mask_secrets, unknown_setting
 
     ctx = current()
     try:
@@ -92,7 +92,9 @@ def config_get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. nodes.f
             value = SETTINGS[key].default
         else:
             raise UsageError(f"{key}: {unknown_setting(key)}") from None
-    if is_secret_key(key) and isinstance(value, str) and not is_reference(value):
+    if isinstance(value, dict):
+        value = mask_secrets(value, key)
+    elif is_secret_key(key) and isinstance(value, str) and not is_reference(value):
         value = "********"
     if ctx.out.fmt == "table":
         if isinstance(value, dict):

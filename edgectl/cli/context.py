@@ -60,6 +60,8 @@ class AppContext:
                 raise UsageError(f"config file {path} does not exist", hint="create it with edgectl config init")
             self._config = Config(path, source, self.profile)
             self._renderer = None  # the config may name the default output format
+            self.out.info(f"config: {path} ({source}{', found' if self._config.exists else ', absent'})"
+                          + (f", profile {self.profile}" if self.profile else ""))
             for warning in self._config.warnings():
                 self.out.warn(warning)
         return self._config
@@ -79,7 +81,10 @@ class AppContext:
         if self._state is None:
             from edgectl.state import open_state
 
-            self._state = open_state(self.state_path())
+            named = bool(self.state_option) or bool(self.config.get("state.path"))
+            wait = self.config.setting("state.busy_timeout")
+            self._state = open_state(self.state_path(), create_dirs=not named, busy_timeout_ms=int(wait * 1000))
+            self.out.info(f"state: {self._state.path}")
         return self._state
 
     def close(self) -> None:

@@ -65,6 +65,7 @@ def demo(keep: Annotated[bool, typer.Option("--keep", help="Leave the sandbox ru
                                   hint=f"the demo's files are in {where}")
 
     started = time.monotonic()
+    where.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "edgectl", "-q", "sandbox", "down"], env=env, capture_output=True)
     (where / "edgectl.db").unlink(missing_ok=True)
     steps = STEPS + ([] if keep else [TEARDOWN])

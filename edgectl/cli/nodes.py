@@ -41,6 +41,7 @@ EVENT_COLUMNS = [
     Column("old_status", "FROM", kind="status"),
     Column("new_status", "TO", kind="status"),
     Column("reason"),
+    Column("details", kind="map"),
 ]
 CHECK_COLUMNS = [
     Column("node"),
@@ -179,11 +180,13 @@ def nodes_update(
     reason: Reason = None,
 ) -> None:
     """Change a node's fields; the change is kept in its events."""
-    from edgectl.nodes.inventory import get_node, set_admin_status, update_node
+    from edgectl.nodes.inventory import check_admin_status, get_node, set_admin_status, update_node
     from edgectl.parse import parse_labels
 
     ctx = current()
     node = get_node(ctx.state, name)
+    if status is not None:
+        check_admin_status(status)
     changes: dict = {}
     for key, value in (("endpoint", endpoint), ("region", region), ("country", country), ("city", city),
                        ("max_concurrent", max_concurrent), ("health_path", health_path), ("token", token)):
@@ -209,9 +212,10 @@ def nodes_update(
         changes["labels"] = labels
     if not changes and status is None:
         raise UsageError("nothing to update", hint="give at least one option, e.g. --region eu-west")
-    node, diff = update_node(ctx.state, name, changes, reason=reason)
-    if status is not None:
-        node = set_admin_status(ctx.state, name, status, reason=reason)
+    with ctx.state.db.atomic():
+        node, diff = update_node(ctx.state, name, changes, reason=reason) if changes else (node, {})
+        if status is not None:
+            node = set_admin_status(ctx.state, name, status, reason=reason)
     ctx.out.note(f"updated node {name}: {', '.join(diff) or 'no field changed'}" + (f"; status {node.status}" if status else ""))
     ctx.out.record(get_node(ctx.state, name).to_record(), DETAIL_COLUMNS)
 
@@ -417,7 +421,7 @@ def nodes_heartbeat(
 
 @app.command("export")
 def nodes_export(
-    fmt: Annotated[str, typer.Option("--format", "-f", help="toml or json.")] = "toml",
+    fmt: Annotated[Optional[str], typer.Option("--format", help="toml or json (default: json under -o json, else toml).")] = None,
 ) -> None:
     """Write the inventory as a file that `nodes apply` reads back."""
     import sys
@@ -425,6 +429,8 @@ def nodes_export(
     from edgectl.nodes.declarative import export_inventory
     from edgectl.nodes.inventory import list_nodes
 
+    if fmt is None:
+        fmt = "json" if current().out.fmt in ("json", "jsonl") else "toml"
     if fmt not in ("toml", "json"):
         raise UsageError(f"--format takes toml or json, not {fmt!r}")
     sys.stdout.write(export_inventory(list_nodes(current().state), fmt))
@@ -434,6 +440,7 @@ def nodes_export(
 def nodes_apply(
     file: Annotated[str, typer.Option("--file", "-f", metavar="FILE|-", help="Inventory file (TOML or JSON).")],
     prune: Annotated[bool, typer.Option("--prune", help="Remove nodes the file does not list.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Allow --prune to remove every node (an empty file).")] = False,
     yes: Yes = False,
     dry_run: DryRun = False,
 ) -> None:
@@ -442,7 +449,11 @@ def nodes_apply(
 
     ctx = current()
     text, source = read_inventory(file)
-    plan = plan_inventory(ctx.state, parse_inventory(text, source), prune=prune)
+    specs = parse_inventory(text, source)
+    plan = plan_inventory(ctx.state, specs, prune=prune)
+    if prune and not specs and plan.steps and not force:
+        raise UsageError(f"{source} lists no nodes: --prune would remove all {len(plan.steps)}",
+                         hint="pass --force if that is really what you want")
     rows = [{**s.to_record(), "summary": s.summary()} for s in plan.steps]
     counts = plan.counts()
     summary = f"{counts['create']} to create, {counts['update']} to update, {counts['remove']} to remove"

@@ -32,6 +32,8 @@ def state_status() -> None:
 
     ctx = current()
     path = ctx.state_path()
+    if not path.is_file():
+        raise UsageError(f"no state file at {path} yet", hint="any command that reads the state creates it")
     state = open_state(path, migrate=False)
     try:
         rows = [m.to_record() for m in state.migration_status()]
@@ -53,13 +55,7 @@ def state_backup(
     """A consistent copy of the state, safe while other commands write to it."""
     ctx = current()
     target = target.expanduser()
-    if target.exists():
-        if not force:
-            raise UsageError(f"{target} already exists", hint="pass --force to replace it")
-        if target.is_dir():
-            raise UsageError(f"{target} is a directory")
-        target.unlink()
-    ctx.state.backup(target)
+    ctx.state.backup(target, replace=force)
     ctx.out.note(f"backed up {ctx.state.path} to {target}")
     if ctx.out.fmt != "table":
         ctx.out.record({"source": str(ctx.state.path), "backup": str(target), "bytes": target.stat().st_size})

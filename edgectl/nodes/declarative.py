@@ -32,7 +32,7 @@ def parse_inventory(text: str, label: str) -> list[NodeSpec]:
     stripped = text.lstrip()
     if label.endswith(".json") or stripped.startswith("{"):
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
         except ValueError as exc:
             raise UsageError(f"{label}: not valid JSON: {exc}") from None
     else:
@@ -53,6 +53,9 @@ def parse_inventory(text: str, label: str) -> list[NodeSpec]:
         if not isinstance(entry, dict):
             problems.append(f"nodes.{name}: expected a table")
             continue
+        if "name" in entry:
+            problems.append(f"nodes.{name}: 'name' is not a field: the table key names the node")
+            continue
         try:
             specs.append(build_spec({"name": name, **entry}))
         except UsageError as exc:
@@ -61,6 +64,19 @@ def parse_inventory(text: str, label: str) -> list[NodeSpec]:
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
         raise UsageError(f"{label}: {problems[0]}{more}")
     return specs
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key {key!r}")
+        seen[key] = value
+    return seen
+
+
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 @dataclass

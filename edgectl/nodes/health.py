@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from edgectl.logs import log, redact
 from edgectl.nodes.inventory import parse_health_report, record_event, record_metrics
 from edgectl.nodes.model import HELD_STATUSES, Node
 from edgectl.timeutil import to_iso, utcnow
@@ -139,7 +140,7 @@ async def _probe(target: ProbeTarget, timeout: float, gate: asyncio.Semaphore) -
             async with asyncio.timeout(timeout):
                 status_code, body, truncated = await http_get(target.url, headers, MAX_BODY_BYTES)
         except Exception as exc:  # every failure of a probe is a result, not a crash
-            return ProbeResult(target.name, False, None, None, _describe(exc, timeout))
+            return ProbeResult(target.name, False, None, None, redact(_describe(exc, timeout)))
         latency = (time.perf_counter() - started) * 1000
     ok, error, doc = _judge(status_code, body, truncated)
     return ProbeResult(target.name, ok, status_code, round(latency, 3), error, doc)
@@ -267,6 +268,10 @@ def check_nodes(state, config, nodes: list[Node], settings: CheckSettings) -> li
         )
         for node in nodes
     ]
+    log.debug("probing %d node(s): timeout %gs, concurrency %d", len(targets), settings.timeout, settings.concurrency)
     results = run_probes(targets, timeout=settings.timeout, concurrency=settings.concurrency)
+    for target, result in zip(targets, results):
+        log.debug("probe %s %s: %s %s %s", target.name, target.url, "up" if result.ok else "down",
+                  result.status_code or "-", result.error or f"{result.latency_ms}ms")
     return record_probe_results(state, nodes, results, fail_after=settings.fail_after,
                                 recover_after=settings.recover_after)

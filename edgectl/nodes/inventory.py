@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,8 @@ _CAPABILITY_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-/:")
 def _text(value: Any, what: str, limit: int = 128) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > limit or "\n" in value:
+    if (not isinstance(value, str) or not value.strip() or len(value) > limit
+            or any(ord(ch) < 32 or ord(ch) == 127 for ch in value)):
         raise UsageError(f"{what} {value!r} is not valid", hint=f"use text of 1-{limit} characters on one line")
     return value.strip()
 
@@ -49,15 +51,15 @@ def build_spec(raw: dict[str, Any]) -> NodeSpec:
     name = parse_name(raw.get("name", ""), what="node name")
     if raw.get("endpoint") is None:
         raise UsageError(f"node {name!r} needs an endpoint", hint="e.g. --endpoint https://edge-fra-1.example.net")
-    endpoint = parse_url(raw["endpoint"], what="endpoint")
+    endpoint = parse_url(raw["endpoint"], what="endpoint", base=True)
     coords = parse_coordinates(_number(raw.get("lat"), "latitude"), _number(raw.get("lon"), "longitude"))
-    capabilities = raw.get("capabilities") or []
+    capabilities = raw.get("capabilities") if raw.get("capabilities") is not None else []
     if isinstance(capabilities, str) or not isinstance(capabilities, (list, tuple)):
         raise UsageError("capabilities must be a list of names")
     for cap in capabilities:
         if not isinstance(cap, str) or not cap or len(cap) > 64 or not set(cap.lower()) <= _CAPABILITY_CHARS:
             raise UsageError(f"capability {cap!r} is not valid", hint="use names like http3, image-resize or waf")
-    labels = raw.get("labels") or {}
+    labels = raw.get("labels") if raw.get("labels") is not None else {}
     if not isinstance(labels, dict):
         raise UsageError("labels must be a table of key = \"value\"")
     checked_labels = {}
@@ -268,9 +270,16 @@ def set_status(state, node: Node, new: str, *, kind: str, reason: str | None = N
 
 def drain_node(state, name: str, reason: str | None = None) -> Node:
     node = get_node(state, name)
-    if node.status == "maintenance":
-        raise UsageError(f"node {name!r} is in maintenance", hint=f"edgectl nodes maintenance {name} off first")
+    if node.status in ("maintenance", "inactive"):
+        hint = (f"edgectl nodes maintenance {name} off first" if node.status == "maintenance"
+                else "an inactive node takes no work to drain")
+        raise UsageError(f"node {name!r} is {node.status}", hint=hint)
     return set_status(state, node, "draining", kind="drain", reason=reason)
+
+
+def _back_in_service(node: Node) -> str:
+    """Where a node returns to: failed if its last probe failed, so only probes bring it back."""
+    return "failed" if node.last_check_ok is False and node.fail_streak else "active"
 
 
 def undrain_node(state, name: str, reason: str | None = None) -> Node:
@@ -279,7 +288,7 @@ def undrain_node(state, name: str, reason: str | None = None) -> Node:
         return node  # nothing to undo; a repeated cron step stays quiet
     if node.status != "draining":
         raise UsageError(f"node {name!r} is {node.status}, not draining")
-    return set_status(state, node, "active", kind="undrain", reason=reason)
+    return set_status(state, node, _back_in_service(node), kind="undrain", reason=reason)
 
 
 def set_maintenance(state, name: str, on: bool, reason: str | None = None) -> Node:
@@ -288,15 +297,20 @@ def set_maintenance(state, name: str, on: bool, reason: str | None = None) -> No
         return set_status(state, node, "maintenance", kind="maintenance_on", reason=reason)
     if node.status != "maintenance":
         return node
-    # back in service; the next health check decides whether it is really up
-    return set_status(state, node, "active", kind="maintenance_off", reason=reason)
+    # back in service; the next health checks decide whether it stays up
+    return set_status(state, node, _back_in_service(node), kind="maintenance_off", reason=reason)
+
+
+def check_admin_status(status: str) -> str:
+    if status not in ("active", "inactive"):
+        raise UsageError(f"--status takes active or inactive, not {status!r}",
+                         hint="drain, maintenance and failure have their own commands")
+    return status
 
 
 def set_admin_status(state, name: str, status: str, reason: str | None = None) -> Node:
     """`nodes update --status active|inactive`: take a node out of service or put it back."""
-    if status not in ("active", "inactive"):
-        raise UsageError(f"--status takes active or inactive, not {status!r}",
-                         hint="drain, maintenance and failure have their own commands")
+    check_admin_status(status)
     node = get_node(state, name)
     return set_status(state, node, status, kind="status", reason=reason)
 
@@ -348,7 +362,7 @@ def parse_health_report(data: Any, where: str) -> tuple[dict[str, float], dict[s
         value = data.get(key)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise UsageError(f"{where}: {key} must be a non-negative number, not {value!r}")
         if HEARTBEAT_METRICS[key] == "percent" and value > 100:
             raise UsageError(f"{where}: {key} {value} is above 100")
@@ -356,6 +370,9 @@ def parse_health_report(data: Any, where: str) -> tuple[dict[str, float], dict[s
     resources = data.get("resources") or {}
     if not isinstance(resources, dict):
         raise UsageError(f"{where}: resources must be an object")
+    for key, value in resources.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{where}: resources.{key} must be a finite number")
     return metrics, resources
 
 

@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgectl.errors import StateError
+from edgectl.errors import StateError, UsageError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
@@ -29,7 +29,10 @@ class MigrationStatus:
         return self.applied_at is not None
 
     def to_record(self) -> dict:
-        return {"name": self.name, "applied": self.applied, "applied_at": self.applied_at}
+        from edgectl.timeutil import from_iso
+
+        at = from_iso(self.applied_at.replace(" ", "T")) if self.applied_at else None
+        return {"name": self.name, "applied": self.applied, "applied_at": at}
 
 
 class State:
@@ -48,17 +51,30 @@ class State:
         applied = {m.name: m.applied_at for m in migrations.applied(self.db)}
         return [MigrationStatus(name, applied.get(name)) for name in migration_names()]
 
-    def backup(self, target: Path) -> None:
-        """SQLite's online backup: a consistent copy even while another process writes."""
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(fd)
-        dest = sqlite3.connect(str(target))
+    def backup(self, target: Path, *, replace: bool = False) -> None:
+        """SQLite's online backup: a consistent copy even while another process writes.
+
+        The copy is written beside the target and renamed over it only when complete.
+        """
+        if target.exists() and (target.is_dir() or os.path.samefile(target, self.path)):
+            raise UsageError(f"cannot back up onto {target}", hint="give a new file path, not the state file or a directory")
+        if target.exists() and not replace:
+            raise UsageError(f"{target} already exists", hint="pass --force to replace it")
+        partial = target.with_name(f".{target.name}.partial{os.getpid()}")
         try:
-            with dest:
-                self.db.conn.backup(dest, pages=1024)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            dest = sqlite3.connect(str(partial))
+            try:
+                with dest:
+                    self.db.conn.backup(dest, pages=1024)
+            finally:
+                dest.close()
+            os.replace(partial, target)
+        except OSError as exc:
+            raise UsageError(f"cannot write backup {target}: {exc.strerror or exc}") from None
         finally:
-            dest.close()
+            partial.unlink(missing_ok=True)
 
     def integrity_problems(self) -> list[str]:
         rows = [r[0] for r in self.db.execute("PRAGMA integrity_check").fetchall()]
@@ -78,11 +94,17 @@ def _check_header(path: Path) -> None:
         raise StateError(
             f"{path} is not an edgectl state file (not a SQLite database)",
             hint="point --state or EDGECTL_STATE at the right file",
+            exit_code=2,
         )
 
 
-def open_state(path: Path, *, migrate: bool = True) -> State:
-    """Open (creating it 0600 if new) and, unless told otherwise, migrate to the latest schema."""
+def open_state(path: Path, *, migrate: bool = True, create_dirs: bool = True,
+               busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> State:
+    """Open (creating it 0600 if new) and, unless told otherwise, migrate to the latest schema.
+
+    With create_dirs off (a path the user named), a missing directory is an error rather than
+    a new, empty state somewhere a typo pointed.
+    """
     from sqlite_utils import Database
 
     from edgectl.state.migrations import migration_names, migrations
@@ -90,9 +112,12 @@ def open_state(path: Path, *, migrate: bool = True) -> State:
     path = Path(path).expanduser()
     if path.exists():
         if path.is_dir():
-            raise StateError(f"state path {path} is a directory", hint="give the path of a file")
+            raise StateError(f"state path {path} is a directory", hint="give the path of a file", exit_code=2)
         _check_header(path)
     else:
+        if not create_dirs and not path.parent.is_dir():
+            raise StateError(f"cannot create state file {path}: directory {path.parent} does not exist",
+                             hint="check --state / EDGECTL_STATE, or create the directory", exit_code=2)
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
@@ -101,9 +126,9 @@ def open_state(path: Path, *, migrate: bool = True) -> State:
         except OSError as exc:
             raise StateError(f"cannot create state file {path}: {exc.strerror}") from None
     try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+        conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000)
         db = Database(conn, execute_plugins=False)
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA foreign_keys = ON")
         known = set(migration_names())
@@ -117,6 +142,12 @@ def open_state(path: Path, *, migrate: bool = True) -> State:
             )
         if migrate and applied != known:
             migrations.apply(db)
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            raise
+        raise StateError(f"cannot open state file {path}: {exc}",
+                         hint="check that the file and its directory are writable by you") from None
     except sqlite3.DatabaseError as exc:
-        raise StateError(f"cannot use state file {path}: {exc}", hint="run edgectl state check, or restore a backup") from None
+        raise StateError(f"cannot use state file {path}: {exc}",
+                         hint="restore it from an edgectl state backup") from None
     return State(path, db)
