@@ -5,7 +5,6 @@ Data goes to stdout; messages, warnings and errors go to stderr.
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from dataclasses import dataclass
@@ -182,6 +181,8 @@ class Renderer:
         self.console(sys.stdout).print(self.table(rows, columns))
 
     def _csv(self, rows: list[dict], columns: list[Column]) -> None:
+        import csv
+
         keys: list[str] = []
         for row in rows:
             keys.extend(k for k in row if k not in keys)

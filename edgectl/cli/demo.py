@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,7 +47,9 @@ def _demo_dir() -> Path:
 
 
 def demo(keep: Annotated[bool, typer.Option("--keep", help="Leave the sandbox running afterwards.")] = False) -> None:
-    """Walk through edgectl on a local sandbox fleet (about 20 seconds)."""
+    """Walk through edgectl on a local sandbox fleet (about 15 seconds)."""
+    import shlex
+    import subprocess
     out = current().out
     where = _demo_dir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECTL_")}
