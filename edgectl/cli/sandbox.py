@@ -67,7 +67,6 @@ def _wait_then_teardown(box) -> None:
     import signal
     import time
 
-    from edgectl.sandbox import fleet
 
     def terminate(signum, frame):
         raise KeyboardInterrupt

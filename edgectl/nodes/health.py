@@ -63,7 +63,7 @@ def _describe(exc: BaseException, timeout: float) -> str:
 _ssl_context = None
 
 
-def _tls() -> "ssl.SSLContext":
+def _tls():
     global _ssl_context
     if _ssl_context is None:  # loading the CA bundle costs ~50 ms: only when a node speaks https
         import ssl
