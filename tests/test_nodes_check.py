@@ -159,3 +159,51 @@ def test_undrain_after_failure_leaves_recovery_to_the_probes(cli, fleet):
     fleet.set(port, "healthy")
     check(cli, "u1", "--recover-after", "1")
     assert cli("nodes", "show", "u1", "-o", "json").json()["status"] == "active"
+
+
+def _self_signed(tmp_path):
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file
+
+
+def test_https_nodes_verify_certificates(fleet, isolated):
+    context, cert_file = _self_signed(isolated)
+    port = fleet.add("healthy", tls=context)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGECTL_", "SSL_CERT"))}
+    env["EDGECTL_STATE"] = str(isolated / "tls.db")
+
+    def edgectl(*args, **extra_env):
+        done = subprocess.run([sys.executable, "-m", "edgectl", *args], env={**env, **extra_env},
+                              capture_output=True, text=True, timeout=60)
+        return done.returncode, done.stdout, done.stderr
+
+    assert edgectl("nodes", "add", "tls-1", "--endpoint", f"https://127.0.0.1:{port}")[0] == 0
+    _, out, _ = edgectl("nodes", "check", "tls-1", "-o", "json")
+    result = json.loads(out)[0]
+    assert result["result"] == "down" and result["error"].startswith("TLS error: CERTIFICATE_VERIFY_FAILED")
+    # trusted through the standard variable, the same node is up over TLS
+    code, out, err = edgectl("nodes", "check", "tls-1", "-o", "json", SSL_CERT_FILE=str(cert_file))
+    assert code == 0, err
+    assert json.loads(out)[0]["result"] == "up" and json.loads(out)[0]["http_status"] == 200

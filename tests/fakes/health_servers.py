@@ -95,8 +95,9 @@ class HealthFleet:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
 
-    def add(self, behaviour: str, **options) -> int:
-        future = asyncio.run_coroutine_threadsafe(self._listen(Endpoint(behaviour, **options)), self.loop)
+    def add(self, behaviour: str, tls=None, **options) -> int:
+        """A new endpoint; `tls` (an ssl.SSLContext) makes it speak https."""
+        future = asyncio.run_coroutine_threadsafe(self._listen(Endpoint(behaviour, **options), tls=tls), self.loop)
         return future.result(5)
 
     def url(self, port: int, path: str = "/health") -> str:
@@ -108,9 +109,9 @@ class HealthFleet:
         for key, value in options.items():
             setattr(endpoint, key, value)
 
-    async def _listen(self, endpoint: Endpoint, port: int = 0) -> int:
+    async def _listen(self, endpoint: Endpoint, port: int = 0, tls=None) -> int:
         server = await asyncio.start_server(
-            lambda r, w: self._handle(endpoint, r, w), "127.0.0.1", port, backlog=1024
+            lambda r, w: self._handle(endpoint, r, w), "127.0.0.1", port, backlog=1024, ssl=tls
         )
         self._servers.append(server)
         port = server.sockets[0].getsockname()[1]
