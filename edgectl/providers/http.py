@@ -1,0 +1,149 @@
+"""Self-hosted edges (the sandbox, Varnish or nginx set up the same way): purge each node directly.
+
+A batch of one URL goes as a `PURGE` request; bigger batches, prefixes, tags and everything go as
+one `POST /.edge/purge` per node, with a JSON body of `urls`, `prefixes`, `tags` or `all`. A batch
+is accepted when every node has accepted it, so a resend after a partial failure purges the nodes
+that already had it once more, which is harmless.
+
+The nodes come from the inventory, chosen by the `nodes` setting (`label:k=v` or a list of names);
+the caller resolves them and hands them over in the context.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+from edgectl.providers.base import (AuthError, Batch, Bucket, InvalidTarget, Limits, Provider, ProviderError,
+                                    PurgeAccepted, RetryableError, parse_retry_after,
+                                    percent_encode)
+
+_BODY_KEYS = {"url": "urls", "prefix": "prefixes", "tag": "tags"}
+
+
+class HttpProvider(Provider):
+    kind = "http"
+    purge_kinds = frozenset({"url", "prefix", "tag", "everything"})
+    required_settings = ("nodes",)
+    optional_settings = ("token", "batch_size", "rate")
+    secret_settings = ("token",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._lock = threading.Lock()
+        self._http = None
+
+    @classmethod
+    def check_settings(cls, settings) -> list[str]:
+        problems = super().check_settings(settings)
+        nodes = settings.get("nodes")
+        if nodes is not None and not (isinstance(nodes, str) and nodes.startswith("label:")
+                                      or isinstance(nodes, list) and all(isinstance(n, str) for n in nodes)):
+            problems.append("nodes: must be 'label:key=value' or a list of node names")
+        size = settings.get("batch_size")
+        if size is not None and not (isinstance(size, int) and 1 <= size <= 10_000):
+            problems.append("batch_size: must be a whole number from 1 to 10000")
+        rate = settings.get("rate")
+        if rate is not None and not (isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate <= 10_000):
+            problems.append("rate: must be requests per second, above 0 and at most 10000")
+        return problems
+
+    def limits(self) -> Limits:
+        size = int(self.settings.get("batch_size", 100))
+        rate = float(self.settings.get("rate", 50))
+        return Limits(
+            batch_size={"url": size, "prefix": size, "tag": size, "everything": 1},
+            buckets={"requests": Bucket(rate=rate, burst=max(1.0, rate))},
+            bucket_for={kind: "requests" for kind in self.purge_kinds},
+            max_in_flight=self.max_in_flight(8),
+            notes=("each batch goes to every node; a request counts once however many nodes",
+                   "prefixes are paths ('/docs/'); a single URL is sent as a PURGE request"),
+        )
+
+    def normalise(self, kind: str, value: str) -> str:
+        if kind == "url":
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise InvalidTarget(f"{value!r} is not an absolute http(s) URL")
+            path = percent_encode(parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            return f"{parts.scheme}://{parts.netloc.lower()}{path}"
+        if kind == "prefix":
+            parts = urlsplit(value)
+            path = parts.path if parts.scheme else value
+            if not path.startswith("/") or "?" in value or "*" in value:
+                raise InvalidTarget(f"prefix {value!r} must be a path such as /docs/ (no query or '*')")
+            return percent_encode(path)
+        return value
+
+    # -- calls -----------------------------------------------------------------
+    def _client(self):
+        with self._lock:
+            if self._http is None:
+                import httpx
+
+                headers = {"User-Agent": "edgectl-purge"}
+                if self.settings.get("token"):
+                    headers["Authorization"] = "Bearer " + self.secret("token")
+                self._http = httpx.Client(timeout=self.context.timeout, headers=headers, trust_env=False)
+            return self._http
+
+    def _nodes(self):
+        if not self.context.nodes:
+            raise ProviderError(f"no live nodes match nodes = {self.settings.get('nodes')!r}")
+        return self.context.nodes
+
+    def _send(self, node, method: str, url: str, body: dict[str, Any] | None) -> dict:
+        import httpx
+
+        try:
+            response = self._client().request(method, url, json=body)
+        except httpx.TimeoutException:
+            raise RetryableError(f"node {node.name}: timed out") from None
+        except httpx.TransportError as exc:
+            raise RetryableError(f"node {node.name}: {exc.__class__.__name__}: {exc}") from None
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise RetryableError(f"node {node.name}: HTTP {status}", parse_retry_after(response.headers.get("Retry-After")))
+        if status in (401, 403):
+            raise AuthError(f"node {node.name} refused the token (HTTP {status})")
+        if status >= 400 and not (method == "PURGE" and status == 404):  # 404: nothing cached there
+            raise ProviderError(f"node {node.name}: HTTP {status}: {response.text.strip()[:200]}")
+        try:
+            doc = response.json()
+        except ValueError:
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    def purge(self, batch: Batch) -> PurgeAccepted:
+        purged = 0
+        nodes = self._nodes()
+        for node in nodes:
+            base = node.url.rstrip("/")
+            if batch.kind == "url" and len(batch.items) == 1:
+                parts = urlsplit(batch.items[0])
+                doc = self._send(node, "PURGE", base + parts.path + (f"?{parts.query}" if parts.query else ""), None)
+            else:
+                body = {"all": True} if batch.kind == "everything" else {_BODY_KEYS[batch.kind]: list(batch.items)}
+                doc = self._send(node, "POST", base + "/.edge/purge", body)
+            purged += int(doc.get("purged", 0) or 0)
+        return PurgeAccepted(provider_ref=None, completed=True, detail=f"{len(nodes)} nodes, {purged} entries removed")
+
+    def test(self) -> str:
+        import httpx
+
+        for node in self._nodes():
+            # an empty purge is refused as empty (400) once the token is accepted, and changes nothing
+            try:
+                response = self._client().post(node.url.rstrip("/") + "/.edge/purge", json={})
+            except httpx.HTTPError as exc:
+                raise ProviderError(f"node {node.name}: {exc.__class__.__name__}: {exc}") from None
+            if response.status_code in (401, 403):
+                raise AuthError(f"node {node.name} refused the token (HTTP {response.status_code})")
+            if response.status_code >= 500 or response.status_code == 404:
+                raise ProviderError(f"node {node.name}: HTTP {response.status_code} from /.edge/purge")
+        return f"{len(self._nodes())} node(s) reachable; token accepted"
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()

@@ -1,0 +1,357 @@
+"""A fake Azure Resource Manager for the Microsoft.Cdn purge API, on 127.0.0.1 over plain http.
+
+It serves what edgectl's Azure providers call, shaped and refusing as ARM does:
+
+  GET  .../providers/Microsoft.Cdn/profiles/{p}/endpoints/{e}            an Azure CDN endpoint
+  POST .../providers/Microsoft.Cdn/profiles/{p}/endpoints/{e}/purge      {"contentPaths": [...]}
+  GET  .../providers/Microsoft.Cdn/profiles/{p}/afdEndpoints/{e}         a Front Door endpoint
+  POST .../providers/Microsoft.Cdn/profiles/{p}/afdEndpoints/{e}/purge   {"contentPaths": [...], "domains": [...]}
+  GET  /subscriptions/{s}/resourcegroups/{rg}/providers/Microsoft.Cdn/operationresults/{id}
+
+A purge answers 202 with `Azure-AsyncOperation` (as in the REST spec's Endpoints_PurgeContent example)
+and `Retry-After`; the operation reads InProgress for `polls_before_done` GETs, then Succeeded (or
+Failed, after `fail_operations`). Refusals: 401 without the bearer token, 400 without api-version,
+404 for an unknown resource group, profile or endpoint, 400 BadRequest for a body that is not
+{"contentPaths": [...]} (snake_case keys included) or for a path Azure's documented rule refuses,
+and 429/500 on demand through `fail_next`. Every request and every accepted purge is recorded.
+
+    with FakeArm() as arm:
+        arm.add_endpoint(SUB, "rg", "profile", "endpoint")
+        ... arm.url, arm.purges, arm.requests ...
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+# The rule Azure applies to purge paths, as the CDN purge page published it (a single resource
+# with an optional query string, or a directory wildcard):
+# https://github.com/MicrosoftDocs/azure-docs/blob/main/articles/cdn/cdn-purge-endpoint.md
+# Written without nested quantifiers, so it cannot backtrack badly; same language as the original.
+_C = r"[a-zA-Z0-9\-_.%=() ]"
+_SINGLE = re.compile(rf"^/(?:{_C}+(?:/{_C}+)*/?)?(?:\?[-@_a-zA-Z0-9/%:;=!,.+'&() ]*)?$")
+_WILDCARD = re.compile(rf"^/(?:{_C}+/)*\*$")
+# ARM's message for a refused path, as the service returns it (Azure/azure-cli#26025, #6722).
+_BAD_PATH = ('Invalid ContentPath "{}". ContentPath for purge action must be a relative path: '
+             'either for a single resource "/path/pic.jpg" or a wild card "/path/*".')
+# "URLs in a single cache purge call: 100" (Front Door limits).
+MAX_PATHS = 100
+
+_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+_RESOURCE = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/providers/microsoft\.cdn/profiles/(?P<profile>[^/]+)"
+    r"/(?P<type>endpoints|afdendpoints)/(?P<endpoint>[^/]+)(?P<purge>/purge)?$", re.IGNORECASE)
+_OPERATION = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/providers/microsoft\.cdn"
+    r"/operationresults/(?P<id>[^/]+)$", re.IGNORECASE)
+
+
+@dataclass
+class Endpoint:
+    subscription_id: str
+    resource_group: str
+    profile: str
+    name: str
+    kind: str  # "cdn" (endpoints) or "afd" (afdEndpoints)
+    host_name: str
+    provisioning_state: str = "Succeeded"
+
+
+@dataclass
+class Purge:
+    """One accepted purge, as it arrived."""
+
+    kind: str  # "cdn" or "afd"
+    endpoint: str
+    paths: list[str]
+    domains: list[str] | None
+    operation_id: str
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    authorized: bool
+    body: bytes
+    status: int = 0
+
+
+@dataclass
+class _Operation:
+    id: str
+    polls_left: int
+    failure: tuple[str, str] | None
+    polls: int = 0
+
+
+@dataclass
+class _Failure:
+    status: int
+    count: int
+    retry_after: str | None
+    code: str
+    message: str
+
+
+@dataclass
+class FakeArm:
+    token: str = "fake-arm-token"
+    polls_before_done: int = 1  # GETs of an operation that read InProgress before it finishes
+    retry_after: int = 0  # Retry-After on the 202, the poll interval a client should keep
+    endpoints: dict[tuple[str, str, str, str, str], Endpoint] = field(default_factory=dict)
+    purges: list[Purge] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._lock = threading.Lock()
+        self._operations: dict[str, _Operation] = {}
+        self._failures: list[_Failure] = []
+        self._operation_failure: tuple[str, str] | None = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- running -------------------------------------------------------------
+    def start(self) -> "FakeArm":
+        fake = self
+
+        class Handler(_Handler):
+            arm = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        # a short poll interval, so that stop() (shutdown) returns at once rather than in 0.5 s
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="fake-arm", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+        self._server = None
+
+    def __enter__(self) -> "FakeArm":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # -- shaping it ----------------------------------------------------------
+    def add_endpoint(self, subscription_id: str, resource_group: str, profile: str, name: str,
+                     kind: str = "cdn", host_name: str | None = None) -> Endpoint:
+        if kind not in ("cdn", "afd"):
+            raise ValueError("kind is cdn or afd")
+        host = host_name or (f"{name}.azureedge.net" if kind == "cdn" else f"{name}-abc123.z01.azurefd.net")
+        endpoint = Endpoint(subscription_id, resource_group, profile, name, kind, host)
+        self.endpoints[_key(subscription_id, resource_group, profile, kind, name)] = endpoint
+        return endpoint
+
+    def fail_next(self, status: int, count: int = 1, retry_after: int | str | None = None,
+                  code: str | None = None, message: str | None = None) -> None:
+        """Answer the next `count` authorised requests with `status` (429 carries Retry-After)."""
+        codes = {429: ("TooManyRequests", "The request is being throttled."),
+                 500: ("InternalServerError", "An internal server error occurred."),
+                 503: ("ServiceUnavailable", "The service is unavailable.")}
+        default_code, default_message = codes.get(status, ("Error", "Injected failure."))
+        with self._lock:
+            self._failures.append(_Failure(status, count, None if retry_after is None else str(retry_after),
+                                           code or default_code, message or default_message))
+
+    def fail_operations(self, code: str = "PurgeFailed",
+                        message: str = "The purge operation failed on the edge.") -> None:
+        """Purges accepted from now on end Failed with this error instead of Succeeded."""
+        self._operation_failure = (code, message)
+
+    def purge_posts(self) -> list[Request]:
+        return [r for r in self.requests if r.method == "POST" and r.path.lower().endswith("/purge")]
+
+    # -- answering -----------------------------------------------------------
+    def _answer(self, method: str, raw_path: str, headers, body: bytes) -> tuple[int, dict, bytes]:
+        parts = urlsplit(raw_path)
+        query = parse_qs(parts.query)
+        authorization = headers.get("Authorization") or ""
+        record = Request(method, parts.path, query, authorization == f"Bearer {self.token}", body)
+        with self._lock:
+            self.requests.append(record)
+        status, extra, payload = self._route(method, parts.path, query, authorization, body)
+        record.status = status
+        return status, extra, payload
+
+    def _route(self, method, path, query, authorization, body):
+        if not authorization:
+            return _error(401, "AuthenticationFailed",
+                          "Authentication failed. The 'Authorization' header is missing.",
+                          {"WWW-Authenticate": 'Bearer authorization_uri="https://login.windows.net/", '
+                                               'error="invalid_token", error_description="The authentication '
+                                               'failed because of missing \'Authorization\' header."'})
+        if authorization != f"Bearer {self.token}":
+            return _error(401, "InvalidAuthenticationToken", "The access token is invalid.",
+                          {"WWW-Authenticate": 'Bearer authorization_uri="https://login.windows.net/", '
+                                               'error="invalid_token", error_description="The access token '
+                                               'is invalid."'})
+        versions = query.get("api-version") or []
+        if not versions:
+            return _error(400, "MissingApiVersionParameter",
+                          "The api-version query parameter (?api-version=) is required for all requests.")
+        if not _API_VERSION.match(versions[0]):
+            return _error(400, "InvalidApiVersionParameter",
+                          f"The api-version '{versions[0]}' is invalid.")
+        with self._lock:
+            failure = self._failures[0] if self._failures else None
+            if failure:
+                failure.count -= 1
+                if failure.count <= 0:
+                    self._failures.pop(0)
+        if failure:
+            extra = {"Retry-After": failure.retry_after} if failure.retry_after is not None else {}
+            return _error(failure.status, failure.code, failure.message, extra)
+
+        match = _OPERATION.match(path)
+        if match and method == "GET":
+            return self._operation(match)
+        match = _RESOURCE.match(path)
+        if not match:
+            return _error(404, "NotFound", f"No route for {method} {path}.")
+        kind = "afd" if match["type"].lower() == "afdendpoints" else "cdn"
+        found = self._find(match["sub"], match["rg"], match["profile"], kind, match["endpoint"])
+        if isinstance(found, tuple):
+            return found
+        if match["purge"] and method == "POST":
+            return self._purge(found, versions[0], body)
+        if not match["purge"] and method == "GET":
+            return 200, {}, _json(_resource(found))
+        return _error(405, "MethodNotAllowed", f"{method} is not allowed on {path}.")
+
+    def _find(self, sub, rg, profile, kind, name):
+        known_groups = {(e.subscription_id.lower(), e.resource_group.lower()) for e in self.endpoints.values()}
+        if (sub.lower(), rg.lower()) not in known_groups:
+            return _error(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
+        endpoint = self.endpoints.get(_key(sub, rg, profile, kind, name))
+        if endpoint is None:
+            kind_name = "endpoints" if kind == "cdn" else "afdendpoints"
+            return _error(404, "ResourceNotFound",
+                          f"The Resource 'Microsoft.Cdn/profiles/{profile}/{kind_name}/{name}' under resource "
+                          f"group '{rg}' was not found. For more details please go to "
+                          "https://aka.ms/ARMResourceNotFoundFix")
+        return endpoint
+
+    def _purge(self, endpoint: Endpoint, api_version: str, body: bytes):
+        try:
+            document = json.loads(body or b"null")
+        except ValueError:
+            return _error(400, "BadRequest", "The request body is not valid JSON.")
+        if not isinstance(document, dict):
+            return _error(400, "BadRequest", "The request body must be a JSON object.")
+        allowed = {"contentPaths", "domains"} if endpoint.kind == "afd" else {"contentPaths"}
+        model = "AfdPurgeParameters" if endpoint.kind == "afd" else "PurgeParameters"
+        for key in document:
+            if key not in allowed:
+                return _error(400, "BadRequest", f"Could not find member '{key}' on object of type '{model}'.")
+        paths = document.get("contentPaths")
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            return _error(400, "BadRequest", "contentPaths is required: a non-empty list of paths.")
+        if len(paths) > MAX_PATHS:
+            return _error(400, "BadRequest", f"At most {MAX_PATHS} content paths are allowed in one purge request.")
+        for content_path in paths:
+            if not (_SINGLE.match(content_path) or _WILDCARD.match(content_path)):
+                return _error(400, "BadRequest", _BAD_PATH.format(content_path))
+        domains = document.get("domains")
+        if domains is not None:
+            if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
+                return _error(400, "BadRequest", "domains must be a list of domain names.")
+            for domain in domains:
+                if domain.startswith("*."):
+                    return _error(400, "BadRequest", f"Cache purge is not supported for wildcard domain '{domain}'.")
+        operation = _Operation(uuid.uuid4().hex, self.polls_before_done, self._operation_failure)
+        with self._lock:
+            self._operations[operation.id] = operation
+            self.purges.append(Purge(endpoint.kind, endpoint.name, list(paths),
+                                     None if domains is None else list(domains), operation.id))
+        status_url = (f"{self.url}/subscriptions/{endpoint.subscription_id}/resourcegroups/{endpoint.resource_group}"
+                      f"/providers/Microsoft.Cdn/operationresults/{operation.id}?api-version={api_version}")
+        return 202, {"Azure-AsyncOperation": status_url, "Retry-After": str(self.retry_after)}, b""
+
+    def _operation(self, match):
+        with self._lock:
+            operation = self._operations.get(match["id"])
+            if operation is None:
+                return _error(404, "ResourceNotFound", f"Operation '{match['id']}' was not found.")
+            operation.polls += 1
+            if operation.polls_left > 0:
+                operation.polls_left -= 1
+                status = "InProgress"
+            else:
+                status = "Failed" if operation.failure else "Succeeded"
+        document = {"id": match.string, "name": operation.id, "status": status}
+        if status == "Failed":
+            code, message = operation.failure
+            document["error"] = {"code": code, "message": message}
+        extra = {"Retry-After": str(self.retry_after)} if status == "InProgress" else {}
+        return 200, extra, _json(document)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    arm: FakeArm
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        status, extra, payload = self.arm._answer(self.command, self.path, self.headers, body)
+        self.send_response(status)
+        if payload:
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.send_header("x-ms-request-id", str(uuid.uuid4()))
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    def log_message(self, format, *args) -> None:
+        pass
+
+
+def _key(sub: str, rg: str, profile: str, kind: str, name: str) -> tuple[str, str, str, str, str]:
+    # ARM resource names are case-insensitive
+    return sub.lower(), rg.lower(), profile.lower(), kind, name.lower()
+
+
+def _json(document) -> bytes:
+    return json.dumps(document).encode()
+
+
+def _error(status: int, code: str, message: str, extra: dict | None = None):
+    return status, dict(extra or {}), _json({"error": {"code": code, "message": message}})
+
+
+def _resource(endpoint: Endpoint) -> dict:
+    base = (f"/subscriptions/{endpoint.subscription_id}/resourcegroups/{endpoint.resource_group}"
+            f"/providers/Microsoft.Cdn/profiles/{endpoint.profile}")
+    if endpoint.kind == "cdn":
+        return {"id": f"{base}/endpoints/{endpoint.name}", "name": endpoint.name,
+                "type": "Microsoft.Cdn/profiles/endpoints", "location": "Global",
+                "properties": {"hostName": endpoint.host_name, "provisioningState": endpoint.provisioning_state,
+                               "resourceState": "Running", "isHttpAllowed": True, "isHttpsAllowed": True,
+                               "origins": [{"name": "origin", "properties": {"hostName": "origin.example.com"}}]}}
+    return {"id": f"{base}/afdendpoints/{endpoint.name}", "name": endpoint.name,
+            "type": "Microsoft.Cdn/profiles/afdendpoints", "location": "Global",
+            "properties": {"hostName": endpoint.host_name, "enabledState": "Enabled",
+                           "provisioningState": endpoint.provisioning_state, "deploymentStatus": "Succeeded"}}
