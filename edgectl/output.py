@@ -31,6 +31,13 @@ STATUS_STYLES = {
     "down": "bold red",
     "remove": "red",
     "error": "bold red",
+    "completed": "green",
+    "accepted": "cyan",
+    "pending": "yellow",
+    "sent": "yellow",
+    "running": "yellow",
+    "interrupted": "yellow",
+    "planned": "dim",
 }
 
 

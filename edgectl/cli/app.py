@@ -200,9 +200,10 @@ def root(
 
 
 def _register() -> None:
-    from edgectl.cli import config_cmd, demo, nodes, sandbox, state_cmd
+    from edgectl.cli import cdn, config_cmd, demo, nodes, sandbox, state_cmd
 
     app.add_typer(nodes.app, name="nodes")
+    app.add_typer(cdn.app, name="cdn")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(state_cmd.app, name="state")
     app.add_typer(sandbox.app, name="sandbox")

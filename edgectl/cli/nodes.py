@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgectl.cli.context import current
-from edgectl.cli.options import DryRun, Labels, Reason, Since, Yes
+from edgectl.cli.options import DryRun, Labels, Reason, Since, Yes, confirm
 from edgectl.errors import OperationFailed, UsageError
 from edgectl.output import Column
 
@@ -76,17 +76,6 @@ def _interval(name: str, option: Optional[str], key: str) -> float:
 
 def _heartbeat_interval() -> float:
     return current().config.setting("nodes.heartbeat_interval")
-
-
-def confirm(question: str, yes: bool) -> None:
-    """Go on only with --yes or a 'y' at a terminal."""
-    if yes:
-        return
-    ctx = current()
-    if not ctx.interactive:
-        raise UsageError(f"{question} needs confirmation", hint="pass --yes to go ahead without a terminal")
-    if not typer.confirm(question, default=False, err=True):
-        raise OperationFailed("nothing changed: not confirmed")
 
 
 @app.command("add")

@@ -16,6 +16,19 @@ def _reason(value: Optional[str]) -> Optional[str]:
     return check_text(value, what="--reason")
 
 
-Reason = Annotated[Optional[str], typer.Option("--reason", callback=_reason, help="Why; kept in the node's events.")]
+Reason = Annotated[Optional[str], typer.Option("--reason", callback=_reason, help="Why; kept with the record of the change.")]
 Since = Annotated[Optional[str], typer.Option("--since", metavar="DURATION", help="Only the last DURATION, e.g. 24h.")]
 Labels = Annotated[Optional[list[str]], typer.Option("--label", "-l", metavar="K=V", help="Label; repeatable.")]
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Go on only with --yes or a 'y' at a terminal."""
+    from edgectl.cli.context import current
+    from edgectl.errors import OperationFailed, UsageError
+
+    if yes:
+        return
+    if not current().interactive:
+        raise UsageError(f"{question} needs confirmation", hint="pass --yes to go ahead without a terminal")
+    if not typer.confirm(question, default=False, err=True):
+        raise OperationFailed("nothing changed: not confirmed")

@@ -130,6 +130,8 @@ def open_state(path: Path, *, migrate: bool = True, create_dirs: bool = True,
         db = Database(conn, execute_plugins=False)
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         db.execute("PRAGMA journal_mode = WAL")
+        # WAL with NORMAL sync: a commit survives a killed process; only power loss can drop the last ones
+        db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA foreign_keys = ON")
         known = set(migration_names())
         applied = {m.name for m in migrations.applied(db)}

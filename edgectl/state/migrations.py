@@ -96,3 +96,65 @@ def m003_add_node_probe_state(db: Database) -> None:
         "ALTER TABLE nodes ADD COLUMN ok_streak INTEGER NOT NULL DEFAULT 0",
     ):
         db.execute(ddl)
+
+
+@migrations()
+def m004_create_purge_journal(db: Database) -> None:
+    # A purge and its batches are written before anything is sent, and each batch after each step,
+    # so an interrupted purge can be resumed or reported exactly.
+    db.execute(
+        """
+        CREATE TABLE purges (
+            id INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL
+                CHECK (status IN ('planned', 'running', 'accepted', 'completed', 'failed', 'interrupted')),
+            reason TEXT,
+            headers TEXT NOT NULL DEFAULT '{}',
+            providers TEXT NOT NULL DEFAULT '[]',
+            summary TEXT NOT NULL DEFAULT '{}',
+            owner_pid INTEGER
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_purges_created ON purges(created_at)")
+    db.execute(
+        """
+        CREATE TABLE purge_targets (
+            id INTEGER PRIMARY KEY,
+            purge_id INTEGER NOT NULL REFERENCES purges(id),
+            kind TEXT NOT NULL CHECK (kind IN ('url', 'prefix', 'tag', 'host', 'everything')),
+            value TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_purge_targets_purge ON purge_targets(purge_id)")
+    db.execute(
+        """
+        CREATE TABLE purge_batches (
+            id INTEGER PRIMARY KEY,
+            purge_id INTEGER NOT NULL REFERENCES purges(id),
+            seq INTEGER NOT NULL,
+            provider TEXT NOT NULL,
+            provider_kind TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            items TEXT NOT NULL,
+            item_count INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'sent', 'accepted', 'completed', 'failed')),
+            provider_ref TEXT,
+            detail TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            sent_at TEXT,
+            accepted_at TEXT,
+            completed_at TEXT,
+            updated_at TEXT NOT NULL,
+            UNIQUE (purge_id, seq)
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_purge_batches_state ON purge_batches(purge_id, state)")

@@ -1,0 +1,1 @@
+"""CDN purges: configured providers, purge plans, the purge journal and its executor."""

@@ -1,0 +1,391 @@
+"""`edgectl cdn`: the CDN providers in config, and purges that are batched, paced, journaled and resumable."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from edgectl.cli.context import current
+from edgectl.cli.options import DryRun, Reason, Since, Yes, confirm
+from edgectl.errors import Interrupted, OperationFailed, UsageError
+from edgectl.output import Column
+
+app = typer.Typer(help="CDN providers and purges.", no_args_is_help=True)
+providers_app = typer.Typer(help="The CDN providers configured under \\[providers.NAME].", no_args_is_help=True)
+app.add_typer(providers_app, name="providers")
+
+PROVIDER_COLUMNS = [
+    Column("name"),
+    Column("kind"),
+    Column("capabilities", kind="list"),
+    Column("async_completion", "ASYNC", kind="bool"),
+    Column("hosts", kind="list"),
+    Column("batch_size", "PER REQUEST", kind="map"),
+    Column("rates", "RATE"),
+    Column("problem", kind="status"),
+]
+PLAN_COLUMNS = [
+    Column("provider"),
+    Column("kind"),
+    Column("targets", justify="right"),
+    Column("items", justify="right"),
+    Column("calls", justify="right"),
+    Column("batches", "BATCHES BY KIND", kind="map"),
+    Column("estimate", justify="right"),
+    Column("skipped", kind="map"),
+]
+RESULT_COLUMNS = [
+    Column("provider"),
+    Column("kind"),
+    Column("batches", justify="right"),
+    Column("items", justify="right"),
+    Column("completed", justify="right"),
+    Column("accepted", justify="right"),
+    Column("failed", justify="right"),
+    Column("pending", "UNSENT", justify="right"),
+]
+HISTORY_COLUMNS = [
+    Column("id", justify="right"),
+    Column("status", kind="status"),
+    Column("created_at", "STARTED", kind="time"),
+    Column("finished_at", "FINISHED", kind="time"),
+    Column("providers", kind="list"),
+    Column("targets", kind="map"),
+    Column("batches", kind="map"),
+    Column("reason"),
+]
+BATCH_COLUMNS = [
+    Column("seq", "#", justify="right"),
+    Column("provider"),
+    Column("kind"),
+    Column("items", justify="right"),
+    Column("state", kind="status"),
+    Column("attempts", justify="right"),
+    Column("provider_ref", "PROVIDER ID"),
+    Column("last_error", "LAST ERROR"),
+]
+
+
+def _rates(limits: dict) -> str:
+    from edgectl.providers.base import PURGE_KINDS
+
+    parts = []
+    for name, bucket in limits["buckets"].items():
+        unit = "items" if bucket["unit"] == "item" else "req"
+        kinds = [k for k in PURGE_KINDS if limits["bucket_for"].get(k) == name]
+        parts.append(f"{'/'.join(kinds)}: {bucket['rate_per_s']:g} {unit}/s (burst {bucket['burst']:g})")
+    return "; ".join(parts)
+
+
+# -- providers ----------------------------------------------------------------------------
+
+@providers_app.command("list")
+def providers_list() -> None:
+    """Every configured provider: kind, what it can purge, and its limits. Contacts nothing."""
+    from edgectl.cdn.providers import build, configured
+
+    ctx = current()
+    rows = []
+    for item in configured(ctx.config):
+        row = {"name": item.name, "kind": item.kind}
+        try:
+            provider = build(ctx.config, ctx.state, item)
+        except UsageError as exc:
+            row["problem"] = exc.message
+            rows.append(row)
+            continue
+        described = provider.describe()
+        row.update(described, batch_size=described["limits"]["batch_size"], rates=_rates(described["limits"]))
+        rows.append(row)
+    ctx.out.records(rows, PROVIDER_COLUMNS, empty=f"no providers configured in {ctx.config.path}")
+
+
+@providers_app.command("show")
+def providers_show(name: Annotated[str, typer.Argument(help="Provider name.")]) -> None:
+    """One provider: its settings (secrets masked), capabilities, limits and notes. Contacts nothing."""
+    from edgectl.cdn.providers import build, entry
+    from edgectl.config import mask_secrets
+
+    ctx = current()
+    item = entry(ctx.config, name)
+    provider = build(ctx.config, ctx.state, item)
+    record = provider.describe()
+    record["settings"] = mask_secrets({k: v for k, v in item.settings.items() if k != "kind"})
+    if provider.context.nodes or "nodes" in item.settings:
+        record["nodes"] = [n.name for n in provider.context.nodes]
+    limits = record["limits"]
+    record["rates"] = _rates(limits)
+    record["batch_size"] = limits["batch_size"]
+    record["notes"] = limits["notes"]
+    record["max_in_flight"] = limits["max_in_flight"]
+    if ctx.out.fmt == "table":
+        record.pop("limits")
+    ctx.out.record(record, [Column("capabilities", kind="list"), Column("hosts", kind="list"),
+                            Column("async_completion", kind="bool"), Column("settings", kind="map"),
+                            Column("batch_size", kind="map"), Column("notes", kind="list"),
+                            Column("nodes", kind="list")])
+
+
+@providers_app.command("test")
+def providers_test(
+    names: Annotated[Optional[list[str]], typer.Argument(metavar="[NAME]...", help="Providers to test.")] = None,
+    all_providers: Annotated[bool, typer.Option("--all", help="Test every configured provider.")] = False,
+) -> None:
+    """Check credentials and reachability, changing nothing. Exit 1 with the provider's own message on failure."""
+    from edgectl.cdn.providers import build, configured, entry
+    from edgectl.providers.base import ProviderError
+
+    ctx = current()
+    if names and all_providers:
+        raise UsageError("name providers or pass --all, not both")
+    if not names and not all_providers:
+        raise UsageError("which provider?", hint="name it, or pass --all")
+    items = configured(ctx.config) if all_providers else [entry(ctx.config, n) for n in dict.fromkeys(names)]
+    rows = []
+    for item in items:
+        provider = build(ctx.config, ctx.state, item)
+        try:
+            rows.append({"name": item.name, "kind": item.kind, "result": "ok", "detail": provider.test()})
+        except ProviderError as exc:
+            from edgectl.logs import redact
+
+            rows.append({"name": item.name, "kind": item.kind, "result": "failed", "detail": redact(exc.message)})
+        finally:
+            provider.close()
+    ctx.out.records(rows, [Column("name"), Column("kind"), Column("result", kind="status"), Column("detail")])
+    failed = [r for r in rows if r["result"] != "ok"]
+    if failed:
+        first = failed[0]
+        raise OperationFailed(f"provider {first['name']}: {first['detail']}"
+                              + (f" (and {len(failed) - 1} more failed)" if len(failed) > 1 else ""),
+                              hint="check the provider's settings and credentials: edgectl cdn providers show NAME")
+
+
+# -- purge ----------------------------------------------------------------------------------
+
+def _headers(values: list[str] | None) -> dict[str, str]:
+    headers = {}
+    for value in values or []:
+        key, sep, text = value.partition(":")
+        key, text = key.strip(), text.strip()
+        if not sep or not key or any(ch.isspace() for ch in key) or any(ord(c) < 32 for c in value):
+            raise UsageError(f"--header {value!r} is not 'Name: value'")
+        headers[key] = text
+    return headers
+
+
+def _url_file(path: str):
+    """Targets from a file or stdin ('-'), read line by line."""
+    import sys
+
+    from edgectl.cdn.plan import read_urls
+
+    if path == "-":
+        return list(read_urls(sys.stdin, "stdin"))
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return list(read_urls(handle, path))
+    except OSError as exc:
+        raise UsageError(f"cannot read --urls-file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--urls-file {path} is not UTF-8 text") from None
+
+
+def _format_plan(plan) -> list[dict]:
+    from edgectl.parse import format_duration
+
+    rows = []
+    for record in plan.to_record()["providers"]:
+        rows.append({**record, "batches": {k: v["batches"] for k, v in record["by_kind"].items()},
+                     "estimate": format_duration(record["estimate_s"]) if record["estimate_s"] >= 1 else "<1s"})
+    return rows
+
+
+@app.command("purge")
+def purge(
+    urls: Annotated[Optional[list[str]], typer.Option("--url", metavar="URL", help="A URL to purge; repeatable.")] = None,
+    urls_file: Annotated[Optional[str], typer.Option("--urls-file", metavar="FILE|-", help="URLs one per line; '-' reads stdin.")] = None,
+    prefixes: Annotated[Optional[list[str]], typer.Option("--prefix", metavar="P", help="A path prefix (/docs/) or URL prefix; repeatable.")] = None,
+    tags: Annotated[Optional[list[str]], typer.Option("--tag", metavar="T", help="A cache tag; repeatable.")] = None,
+    hosts: Annotated[Optional[list[str]], typer.Option("--host", metavar="H", help="Everything under a hostname; repeatable.")] = None,
+    everything: Annotated[bool, typer.Option("--everything", help="Everything the providers cache (asks first).")] = False,
+    provider: Annotated[Optional[list[str]], typer.Option("--provider", "-p", metavar="NAME", help="Purge at this provider; repeatable.")] = None,
+    all_providers: Annotated[bool, typer.Option("--all-providers", help="Purge at every configured provider.")] = False,
+    header: Annotated[Optional[list[str]], typer.Option("--header", "-H", metavar="'K: V'", help="Request header the cache keys on, for URL purges; repeatable.")] = None,
+    skip_unsupported: Annotated[bool, typer.Option("--skip-unsupported", help="Skip targets a provider cannot purge instead of stopping.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for asynchronous providers to finish.")] = False,
+    timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION", help="Give up sending and waiting after this long.")] = "10m",
+    resume: Annotated[Optional[str], typer.Option("--resume", metavar="ID", help="Send what purge ID left unfinished.")] = None,
+    dry_run: DryRun = False,
+    yes: Yes = False,
+    reason: Reason = None,
+) -> None:
+    """Purge URLs, prefixes, tags, hosts or everything at one or more CDNs and edge fleets.
+
+    Without --provider, URLs go to the providers whose `hosts` list their hostname.
+
+    Exit 0 when every batch was accepted (completed, with --wait); 1 otherwise, with the command that resumes it.
+    """
+    from edgectl.cdn import journal
+    from edgectl.cdn import purge as service
+    from edgectl.cdn.execute import Settings
+    from edgectl.cdn.plan import build_targets
+    from edgectl.parse import parse_duration
+
+    ctx = current()
+    limit = parse_duration(timeout, what="--timeout")
+    if limit <= 0:
+        raise UsageError("--timeout must be more than zero")
+    settings = Settings(wait=wait, timeout=limit)
+    if resume is not None:
+        if urls or urls_file or prefixes or tags or hosts or everything or provider or all_providers or header:
+            raise UsageError("--resume takes no targets or providers", hint="it sends what the journal holds")
+        purge_id = journal.parse_id(resume)
+        record = journal.get(ctx.state, purge_id)
+        service.check_resumable(record, wait)
+        if dry_run:
+            left = journal.batches(ctx.state, purge_id, journal.UNFINISHED)
+            ctx.out.records([b.to_record() for b in left], BATCH_COLUMNS, empty="nothing left to send")
+            return
+        providers = service.resume_providers(ctx.config, ctx.state, record, request_timeout=min(30.0, limit))
+        ctx.out.note(f"resuming purge {purge_id}")
+        _run(ctx, service, record, providers, settings)
+        return
+
+    targets = build_targets(urls or [], _url_file(urls_file) if urls_file else [], prefixes or [], tags or [],
+                            hosts or [], everything)
+    plan, providers = service.plan(ctx.config, ctx.state, targets, provider_names=provider, all_providers=all_providers,
+                                   headers=_headers(header), skip_unsupported=skip_unsupported,
+                                   request_timeout=min(30.0, limit))
+    for p in plan.providers:
+        for kind, count in p.skipped.items():
+            ctx.out.warn(f"{p.name} ({p.kind}) cannot purge by {kind}: {count} target(s) skipped")
+    if dry_run:
+        for p in providers.values():
+            p.close()
+        if ctx.out.fmt in ("json", "jsonl"):
+            ctx.out.record({"dry_run": True, **plan.to_record()})
+        else:
+            ctx.out.records(_format_plan(plan), PLAN_COLUMNS)
+            ctx.out.note(f"dry run: {plan.calls} API call(s) planned; nothing sent")
+        return
+    if everything:
+        try:
+            confirm(f"purge EVERYTHING cached at {', '.join(p.name for p in plan.providers)}?", yes)
+        except BaseException:
+            for p in providers.values():
+                p.close()
+            raise
+    record = journal.create(ctx.state, plan, reason=reason)
+    ctx.out.info(f"purge {record.id}: {plan.calls} batch(es) journaled")
+    _run(ctx, service, record, providers, settings)
+
+
+def _run(ctx, service, record, providers: dict, settings) -> None:
+    from edgectl.cdn import journal
+
+    with _progress(ctx, journal.batches(ctx.state, record.id)) as progress:
+        result = service.execute(ctx.state, record, providers, settings, progress=progress)
+    _show_report(ctx, result)
+    data = result.to_record()
+    if result.stats and result.stats.interrupted:
+        raise Interrupted(f"purge {record.id} interrupted; what was sent is journaled", hint=f"resume it: {data['resume']}")
+    if not result.ok:
+        raise OperationFailed(_failure_line(result), hint=f"resume it: {data['resume']}")
+
+
+def _failure_line(result) -> str:
+    unfinished = result.unfinished
+    if unfinished:
+        errors: dict[str, int] = {}
+        for batch in unfinished:
+            key = f"{batch.provider}: {batch.last_error or ('not sent' if batch.state == 'pending' else batch.state)}"
+            errors[key] = errors.get(key, 0) + 1
+        common = "; ".join(f"{text}" + (f" (x{n})" if n > 1 else "") for text, n in
+                           sorted(errors.items(), key=lambda kv: -kv[1])[:3])
+        timed = " (timed out)" if result.stats and result.stats.timed_out else ""
+        return f"purge {result.purge.id}: {len(unfinished)} of {len(result.batches)} batch(es) not accepted{timed}: {common}"
+    return (f"purge {result.purge.id}: {len(result.in_progress)} batch(es) still in progress when the wait ended")
+
+
+def _show_report(ctx, result) -> None:
+    data = result.to_record()
+    if ctx.out.fmt in ("json", "jsonl"):
+        ctx.out.record(data)
+        return
+    ctx.out.records(data["providers"], RESULT_COLUMNS)
+    run = data.get("run") or {}
+    ctx.out.note(f"purge {data['id']}: {data['status']}; {run.get('requests', 0)} request(s), "
+                 f"{run.get('retries', 0)} retried, {run.get('elapsed_s', 0):.1f}s")
+
+
+class _progress:
+    """A progress bar on stderr at a terminal; nothing otherwise."""
+
+    def __init__(self, ctx, batches):
+        self.ctx = ctx
+        self.total = len(batches)
+        self.bar = None
+
+    def __enter__(self):
+        import sys
+
+        if self.ctx.out.fmt == "table" and sys.stderr.isatty() and not self.ctx.quiet and self.total > 1:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("purging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                console=self.ctx.out.console(sys.stderr), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("purge", total=self.total)
+        return self.update
+
+    def update(self, event: str, batch) -> None:
+        if self.bar is not None and event in ("accepted", "completed", "failed") and batch.state == event:
+            if event != "completed" or batch.accepted_at is None:
+                self.bar.advance(self.task)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
+
+
+# -- history -----------------------------------------------------------------------------------
+
+@app.command("history")
+def history(
+    since: Since = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="At most this many.")] = 50,
+) -> None:
+    """Recent purges, newest first."""
+    from edgectl.cdn import journal
+    from edgectl.parse import parse_duration
+    from edgectl.timeutil import utcnow
+
+    ctx = current()
+    start = None
+    if since:
+        from datetime import timedelta
+
+        start = utcnow() - timedelta(seconds=parse_duration(since, what="--since"))
+    rows = [p.to_record() for p in journal.history(ctx.state, start, limit)]
+    ctx.out.records(rows, HISTORY_COLUMNS, empty="no purges yet")
+
+
+@app.command("show")
+def show(purge_id: Annotated[str, typer.Argument(metavar="ID", help="Purge id, from cdn history.")]) -> None:
+    """One purge: its targets, every batch's state, provider id, attempts and last error."""
+    from edgectl.cdn import journal
+
+    ctx = current()
+    record = journal.get(ctx.state, journal.parse_id(purge_id))
+    batches = journal.batches(ctx.state, record.id)
+    if ctx.out.fmt in ("json", "jsonl"):
+        data = record.to_record()
+        data["target_list"] = [{"kind": k, "value": v} for k, v in journal.targets(ctx.state, record.id)]
+        data["batch_list"] = [b.to_record() for b in batches]
+        ctx.out.record(data)
+        return
+    ctx.out.record(record.to_record(), HISTORY_COLUMNS)
+    ctx.out.records([b.to_record() for b in batches], BATCH_COLUMNS, empty="no batches")
