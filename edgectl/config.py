@@ -324,10 +324,27 @@ def _validate_named(section: str, value: Any, file: str, problems: list[Problem]
             continue
         if not isinstance(entry.get("kind"), str):
             problems.append(Problem(file, f"{dotted}.kind", "missing: every provider names its kind"))
+        else:
+            problems.extend(_provider_problems(dotted, entry, file))
         for key, item in _walk(entry, dotted + "."):
             if is_secret_key(key) and isinstance(item, str) and item.startswith("env:"):
                 if not re.match(r"^env:[A-Za-z_][A-Za-z0-9_]*$", item):
                     problems.append(Problem(file, key, f"{item!r} does not name an environment variable"))
+
+
+def _provider_problems(dotted: str, entry: dict, file: str) -> list[Problem]:
+    """A provider table checked by its own kind (whose module imports no SDK to do so)."""
+    from edgectl.providers.registry import provider_class
+
+    try:
+        cls = provider_class(entry["kind"])
+    except UsageError as exc:
+        return [Problem(file, f"{dotted}.kind", f"{exc.message} ({exc.hint})" if exc.hint else exc.message)]
+    found = []
+    for line in cls.check_settings(entry):
+        key, _, message = line.partition(": ")
+        found.append(Problem(file, f"{dotted}.{key}", message or line))
+    return found
 
 
 def validate(config: Config) -> list[Problem]:

@@ -27,12 +27,18 @@ BACKOFF_MAX = 30.0
 POLL_FIRST = 2.0  # first completion poll after acceptance, doubling up to POLL_MAX
 POLL_MAX = 15.0
 DRAIN_GRACE = 15.0  # after Ctrl-C, how long requests already on the wire may take to answer
+# Tokens leave our bucket when a request is handed to a worker but the provider's bucket only when
+# the request arrives, and arrivals bunch up (client-side work, scheduling). So our bucket is kept
+# shallower than the provider's by what can be in flight plus this much of its rate: pacing at the
+# documented rate then draws no 429s.
+JITTER_RESERVE_S = 0.05
 
 
 class TokenBucket:
-    def __init__(self, rate: float, burst: float, now: float):
+    def __init__(self, rate: float, burst: float, now: float, in_flight: float = 0.0):
+        """`in_flight`: the most tokens the requests on the wire can hold at once."""
         self.rate = rate
-        self.capacity = max(1.0, burst)
+        self.capacity = max(1.0, burst - in_flight - rate * JITTER_RESERVE_S)
         self.tokens = self.capacity
         self.at = now
 
@@ -94,6 +100,14 @@ class RunStats:
     polls: int = 0
     timed_out: bool = False
     interrupted: bool = False
+    first_sent: float | None = None  # monotonic times bracketing the requests, for how long sending took
+    last_answer: float | None = None
+
+    @property
+    def sending_seconds(self) -> float:
+        if self.first_sent is None or self.last_answer is None:
+            return 0.0
+        return self.last_answer - self.first_sent
 
 
 Progress = Callable[[str, journal.JournalBatch], None]
@@ -118,8 +132,13 @@ class PurgeRun:
         lanes = {}
         for name, provider in self.providers.items():
             limits = provider.limits()
-            buckets = {key: TokenBucket(b.rate, b.burst, now) for key, b in limits.buckets.items()}
             cap = max(1, int(limits.max_in_flight))
+            buckets = {}
+            for key, bucket in limits.buckets.items():
+                largest = max((size for kind, size in limits.batch_size.items() if limits.bucket_for.get(kind) == key),
+                              default=1)
+                buckets[key] = TokenBucket(bucket.rate, bucket.burst, now,
+                                           in_flight=cap * (largest if bucket.per_item else 1))
             pool = ThreadPoolExecutor(max_workers=cap, thread_name_prefix=f"purge-{name}")
             lanes[name] = Lane(provider, pool, buckets, cap)
         return lanes
@@ -186,6 +205,8 @@ class PurgeRun:
             lane.in_flight += 1
             if work.call == "purge":
                 self.stats.sends += 1
+                if self.stats.first_sent is None:
+                    self.stats.first_sent = time.monotonic()
                 journal.record(self.state, work.batch.id, state="sent", attempts=work.batch.attempts + 1,
                                sent_at=utcnow())
                 work.batch.attempts += 1
@@ -212,6 +233,7 @@ class PurgeRun:
             name, work = self._futures.pop(future)
             lane = self.lanes[name]
             lane.in_flight -= 1
+            self.stats.last_answer = time.monotonic()
             if work.call == "purge":
                 self._purged(name, lane, work, future)
             else:

@@ -6,6 +6,8 @@ The planner knows providers only through their contract: the kinds they purge, t
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 from urllib.parse import urlsplit
@@ -16,26 +18,29 @@ TARGET_KINDS = ("url", "prefix", "tag", "host", "everything")
 MAX_LISTED = 5  # bad targets named in one error before "and N more"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 @dataclass(frozen=True)
 class Target:
     kind: str
     value: str
     where: str = ""  # 'urls.txt:12' for targets read from a file
-
-    def host(self) -> str | None:
-        """The hostname a target belongs to, when it names one (URLs, full-URL prefixes, hosts)."""
-        if self.kind == "host":
-            return self.value.lower().rstrip(".")
-        if self.kind in ("url", "prefix") and "://" in self.value:
-            return (urlsplit(self.value).hostname or "").rstrip(".") or None
-        return None
+    host: str | None = None  # the hostname it belongs to, when it names one (URLs, full-URL prefixes, hosts)
 
 
 def _bad(target: str, where: str, why: str) -> str:
     return f"{where + ': ' if where else ''}{target!r} {why}"
 
 
-def check_url(text: str, where: str = "") -> str:
+@functools.lru_cache(maxsize=1024)
+def _host_ok(host: str) -> bool:
+    from edgectl.parse import _valid_host
+
+    return _valid_host(host)
+
+
+def url_target(text: str, where: str = "", kind: str = "url") -> Target:
     """An absolute http(s) URL as a purge target. Spaces and unicode are allowed: they get encoded."""
     raw = text.strip()
     try:
@@ -46,16 +51,15 @@ def check_url(text: str, where: str = "") -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise UsageError(_bad(raw, where, "is not an absolute http(s) URL"),
                          hint="purge URLs look like https://www.example.com/path")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in raw) or parts.username or parts.password:
+    if _CONTROL.search(raw) or parts.username or parts.password:
         raise UsageError(_bad(raw, where, "holds control characters or credentials"))
     if parts.fragment:
         raise UsageError(_bad(raw, where, "has a #fragment, which never reaches a cache"),
                          hint="drop the part from '#'")
-    from edgectl.parse import _valid_host
-
-    if not _valid_host(parts.hostname):
+    host = parts.hostname.rstrip(".")
+    if not _host_ok(host):
         raise UsageError(_bad(raw, where, f"has an invalid host {parts.hostname!r}"))
-    return raw
+    return Target(kind, raw, where, host)
 
 
 def read_urls(lines: Iterable[str], source: str) -> Iterator[Target]:
@@ -68,7 +72,7 @@ def read_urls(lines: Iterable[str], source: str) -> Iterator[Target]:
             continue
         where = f"{source}:{number}"
         try:
-            yield Target("url", check_url(text, where), where)
+            yield url_target(text, where)
         except UsageError as exc:
             count += 1
             if len(bad) < MAX_LISTED:
@@ -83,14 +87,15 @@ def build_targets(urls: list[str], url_files: list[Target], prefixes: list[str],
                   hosts: list[str], everything: bool) -> list[Target]:
     from edgectl.parse import _valid_host, check_text
 
-    targets = [Target("url", check_url(u)) for u in urls] + list(url_files)
+    targets = [url_target(u) for u in urls] + list(url_files)
     for prefix in prefixes:
         if "://" in prefix:
-            check_url(prefix)
-        elif not prefix.startswith("/"):
+            targets.append(url_target(prefix, kind="prefix"))
+        elif prefix.startswith("/"):
+            targets.append(Target("prefix", prefix.strip()))
+        else:
             raise UsageError(f"prefix {prefix!r} must be a path starting with '/' or a full URL",
                              hint="e.g. --prefix /docs/ or --prefix https://www.example.com/docs/")
-        targets.append(Target("prefix", prefix.strip()))
     for tag in tags:
         check_text(tag, what="a tag", limit=1024)
         if not tag.strip() or "," in tag:
@@ -100,7 +105,7 @@ def build_targets(urls: list[str], url_files: list[Target], prefixes: list[str],
         name = host.strip().lower().rstrip(".")
         if not name or not _valid_host(name):
             raise UsageError(f"host {host!r} is not a valid hostname")
-        targets.append(Target("host", name))
+        targets.append(Target("host", name, host=name))
     if everything:
         targets.append(Target("everything", "*"))
     if not targets:
@@ -194,7 +199,7 @@ def assign(targets: list[Target], providers: list, explicit: bool) -> dict[str, 
     assigned: dict[str, list[Target]] = {p.name: [] for p in providers}
     problems: list[str] = []
     for target in targets:
-        host = target.host()
+        host = target.host
         if explicit:
             for provider in providers:
                 declared = provider.hosts()

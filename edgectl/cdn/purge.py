@@ -13,10 +13,6 @@ from edgectl.cdn.providers import build, configured, entry, select
 from edgectl.errors import ConfigError, UsageError
 
 
-def build_providers(config, state, names: list[str], *, timeout: float) -> dict:
-    return {name: build(config, state, entry(config, name), timeout=timeout) for name in names}
-
-
 def plan(config, state, targets: list[Target], *, provider_names: list[str] | None, all_providers: bool,
          headers: dict[str, str] | None = None, skip_unsupported: bool = False,
          request_timeout: float = 30.0) -> tuple[PurgePlan, dict]:
@@ -66,7 +62,8 @@ class Report:
                              "state": b.state, "attempts": b.attempts, "error": b.last_error}
                             for b in self.unfinished]
         if self.stats is not None:
-            record["run"] = {"elapsed_s": round(self.elapsed, 3), "requests": self.stats.sends,
+            record["run"] = {"elapsed_s": round(self.elapsed, 3),
+                             "sending_s": round(self.stats.sending_seconds, 3), "requests": self.stats.sends,
                              "retries": self.stats.retries, "rate_limited": self.stats.rate_limited,
                              "completion_polls": self.stats.polls, "timed_out": self.stats.timed_out,
                              "interrupted": self.stats.interrupted}
@@ -115,7 +112,19 @@ def resume_providers(config, state, purge: journal.Purge, *, request_timeout: fl
             raise ConfigError(f"provider {name} is now of kind {item.kind!r}, but purge {purge.id} was planned "
                               f"for kind {kind!r}", hint="restore the provider's config, or start a new purge")
         providers[name] = build(config, state, item, timeout=request_timeout)
+    prepare(providers)
     return providers
+
+
+def prepare(providers: dict) -> None:
+    """Clients built and secrets resolved for every provider, before anything is journaled as sent."""
+    try:
+        for provider in providers.values():
+            provider.prepare()
+    except BaseException:
+        for provider in providers.values():
+            provider.close()
+        raise
 
 
 def check_resumable(purge: journal.Purge, wait: bool) -> None:

@@ -277,6 +277,7 @@ def purge(
             for p in providers.values():
                 p.close()
             raise
+    service.prepare(providers)
     record = journal.create(ctx.state, plan, reason=reason)
     ctx.out.info(f"purge {record.id}: {plan.calls} batch(es) journaled")
     _run(ctx, service, record, providers, settings)

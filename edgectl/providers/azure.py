@@ -135,6 +135,9 @@ class _AzureProvider(Provider):
         return _domain(value)
 
     # -- calls -----------------------------------------------------------------
+    def prepare(self) -> None:
+        self._arm_client()
+
     def purge(self, batch: Batch) -> PurgeAccepted:
         paths, domains = self._targets(batch)
         client = self._arm_client()

@@ -234,6 +234,13 @@ class Provider:
         return value
 
     # -- calls -----------------------------------------------------------------
+    def prepare(self) -> None:
+        """Build the client and resolve secrets now, contacting nothing.
+
+        Called before a purge is journaled, so a missing credential stops it before anything is
+        recorded as sent, and the SDK's import is not charged to the first request.
+        """
+
     def purge(self, batch: Batch) -> PurgeAccepted:
         """One API request for one batch."""
         raise NotImplementedError

@@ -57,8 +57,11 @@ def normalise_hostname(value: str) -> str:
     return host
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _has_control(value: str) -> bool:
-    return any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+    return _CONTROL.search(value) is not None
 
 
 def _is_reference(value: Any) -> bool:
@@ -305,6 +308,9 @@ class CloudflareProvider(Provider):
             if not self._zone_id:
                 self._lookup_zone(client)
             return self._zone_id
+
+    def prepare(self) -> None:
+        self._client()
 
     def purge(self, batch: Batch) -> PurgeAccepted:
         if batch.kind not in self.purge_kinds:

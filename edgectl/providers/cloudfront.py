@@ -256,6 +256,9 @@ class CloudFrontProvider(Provider):
         err.aws_code = code  # type: ignore[attr-defined]
         return err
 
+    def prepare(self) -> None:
+        self._client()
+
     def purge(self, batch: Batch) -> PurgeAccepted:
         if batch.kind not in self.purge_kinds:
             raise InvalidTarget(f"CloudFront cannot purge by {batch.kind}")

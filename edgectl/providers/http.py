@@ -115,6 +115,9 @@ class HttpProvider(Provider):
             return {}
         return doc if isinstance(doc, dict) else {}
 
+    def prepare(self) -> None:
+        self._client()
+
     def purge(self, batch: Batch) -> PurgeAccepted:
         purged = 0
         nodes = self._nodes()
