@@ -27,6 +27,7 @@ demo: $(VENV)/.installed-sandbox
 bench: $(VENV)/.installed-test
 	$(PY) bench/startup.py
 	$(PY) bench/nodes_check.py
+	$(PY) bench/purge.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

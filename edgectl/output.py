@@ -38,6 +38,11 @@ STATUS_STYLES = {
     "running": "yellow",
     "interrupted": "yellow",
     "planned": "dim",
+    "HIT": "green",
+    "MISS": "yellow",
+    "EXPIRED": "yellow",
+    "REVALIDATED": "cyan",
+    "BYPASS": "dim",
 }
 
 

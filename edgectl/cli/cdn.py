@@ -63,6 +63,7 @@ BATCH_COLUMNS = [
     Column("state", kind="status"),
     Column("attempts", justify="right"),
     Column("provider_ref", "PROVIDER ID"),
+    Column("detail"),
     Column("last_error", "LAST ERROR"),
 ]
 

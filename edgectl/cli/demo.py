@@ -36,6 +36,17 @@ STEPS: list[tuple[str, list[tuple[list[str], int]]]] = [
     ("Every change is an event", [(["nodes", "events", "--since", "10m"], 0)]),
     ("The same records for scripts and pipelines", [(["nodes", "list", "--region", "eu-west", "-o", "json"], 0)]),
     ("The inventory as a file for `nodes apply`", [(["nodes", "export"], 0)]),
+    ("A page is cached at the edge: the second request is a hit",
+     [(["sandbox", "fetch", "/docs/page-0001.html", "-n", "sandbox-eu-west-1"], 0),
+      (["sandbox", "fetch", "/docs/page-0001.html", "-n", "sandbox-eu-west-1"], 0)]),
+    ("Purge it by URL, and a whole section by tag, at every node (the plan first)",
+     [(["cdn", "purge", "--url", "https://www.sandbox.test/docs/page-0001.html", "--tag", "section-blog",
+        "--dry-run"], 0),
+      (["cdn", "purge", "--url", "https://www.sandbox.test/docs/page-0001.html", "--tag", "section-blog",
+        "--reason", "deploy 2026.11"], 0)]),
+    ("The next request misses and refills the cache",
+     [(["sandbox", "fetch", "/docs/page-0001.html", "-n", "sandbox-eu-west-1"], 0)]),
+    ("Every purge is journaled, batch by batch", [(["cdn", "history"], 0), (["cdn", "show", "1"], 0)]),
 ]
 TEARDOWN = ("Tear the fleet down", [(["sandbox", "down"], 0)])
 

@@ -160,6 +160,29 @@ def sandbox_fault(
         ctx.out.record({"node": node, **faults})
 
 
+@app.command("fetch")
+def sandbox_fetch(
+    path: Annotated[str, typer.Argument(help="A path on the sandbox site, e.g. /news/.")],
+    node: Annotated[Optional[list[str]], typer.Option("--node", "-n", help="Through this node; repeatable. Default: every node.")] = None,
+    directory: Dir = None,
+) -> None:
+    """GET a page through sandbox nodes and show what each cache answered (X-Cache, Cache-Status, Age)."""
+    from edgectl.output import Column
+    from edgectl.parse import parse_path
+    from edgectl.sandbox.fleet import Sandbox, fetch
+
+    ctx = current()
+    box = Sandbox.load(_dir(directory))
+    if box is None or not box.running():
+        raise OperationFailed("no sandbox is running", hint="start one with: edgectl sandbox up --detach")
+    path = parse_path(path)
+    names = node or [n.name for n in box.nodes]
+    rows = [fetch(box, name, path) for name in names]
+    ctx.out.records(rows, [Column("node"), Column("url"), Column("status", justify="right"),
+                           Column("x_cache", "X-CACHE", kind="status"), Column("age", justify="right"),
+                           Column("cache_status", "CACHE-STATUS")])
+
+
 @app.command("down")
 def sandbox_down(directory: Dir = None) -> None:
     """Stop everything the sandbox started and remove its nodes from the state."""

@@ -282,6 +282,23 @@ def set_fault(box: Sandbox, name: str, changes: dict) -> dict:
     return response.json()
 
 
+def fetch(box: Sandbox, name: str, path: str) -> dict:
+    """GET a page of the sandbox site through one node, as a visitor would; what its cache said."""
+    import httpx
+
+    from edgectl.sandbox.site import PUBLIC_HOST
+
+    node = box.node(name)
+    try:
+        response = httpx.get(node.url + path, headers={"Host": PUBLIC_HOST}, timeout=5, trust_env=False)
+    except httpx.HTTPError as exc:
+        raise OperationFailed(f"cannot reach sandbox node {name}: {exc}") from None
+    headers = response.headers
+    return {"node": name, "url": f"https://{PUBLIC_HOST}{path}", "status": response.status_code,
+            "x_cache": headers.get("X-Cache"), "cache_status": headers.get("Cache-Status"),
+            "age": int(headers["Age"]) if headers.get("Age", "").isdigit() else None, "bytes": len(response.content)}
+
+
 # ---- the server process ----------------------------------------------------------
 
 async def serve(spec: dict) -> None:
