@@ -244,7 +244,7 @@ def make_plan(targets: list[Target], providers: list, *, explicit: bool, headers
             if target.kind not in provider.purge_kinds:
                 plan.skipped[target.kind] = plan.skipped.get(target.kind, 0) + 1
                 continue
-            if target.kind == "url" and headers and not getattr(provider, "purge_headers", False):
+            if target.kind == "url" and headers and not provider.purge_headers:
                 unsupported.append(f"{provider.name} ({provider.kind}) cannot purge with request headers")
                 continue
             try:

@@ -329,6 +329,7 @@ class _progress:
         self.ctx = ctx
         self.total = len(batches)
         self.bar = None
+        self.settled: set[int] = set()
 
     def __enter__(self):
         import sys
@@ -343,9 +344,10 @@ class _progress:
         return self.update
 
     def update(self, event: str, batch) -> None:
-        if self.bar is not None and event in ("accepted", "completed", "failed") and batch.state == event:
-            if event != "completed" or batch.accepted_at is None:
-                self.bar.advance(self.task)
+        """A batch counts once, when it is first accepted, completed or failed."""
+        if self.bar is not None and event in ("accepted", "completed", "failed") and batch.id not in self.settled:
+            self.settled.add(batch.id)
+            self.bar.advance(self.task)
 
     def __exit__(self, *exc):
         if self.bar is not None:

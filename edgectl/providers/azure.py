@@ -83,10 +83,6 @@ class _AzureProvider(Provider):
             problem = _endpoint_url_problem(endpoint_url)
             if problem:
                 problems.append(f"endpoint_url: {problem}")
-        token = settings.get("access_token")
-        if token is not None and not (isinstance(token, str) and token.startswith(("env:", "file:"))):
-            problems.append("access_token: must be a reference such as env:AZURE_ACCESS_TOKEN or file:PATH, "
-                            "not the token itself")
         return problems
 
     # -- what it can do --------------------------------------------------------

@@ -180,6 +180,7 @@ class Provider:
     kind: ClassVar[str]
     purge_kinds: ClassVar[frozenset[str]]
     async_completion: ClassVar[bool] = False
+    purge_headers: ClassVar[bool] = False  # URL purges may carry the request headers the cache keys on
     required_settings: ClassVar[tuple[str, ...]] = ()
     optional_settings: ClassVar[tuple[str, ...]] = ()
     secret_settings: ClassVar[tuple[str, ...]] = ()  # settings that must be env:/file: references
@@ -204,6 +205,10 @@ class Provider:
         for key in cls.required_settings:
             if key not in settings or settings[key] in ("", None):
                 problems.append(f"{key}: required for kind {cls.kind!r}")
+        for key in cls.secret_settings:
+            value = settings.get(key)
+            if value not in ("", None) and not (isinstance(value, str) and value.startswith(("env:", "file:"))):
+                problems.append(f"{key}: must be a reference, env:NAME or file:PATH, not the secret itself")
         hosts = settings.get("hosts")
         if hosts is not None and not (isinstance(hosts, list) and all(isinstance(h, str) and h for h in hosts)):
             problems.append("hosts: must be a list of hostnames")

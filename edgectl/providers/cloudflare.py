@@ -64,10 +64,6 @@ def _has_control(value: str) -> bool:
     return _CONTROL.search(value) is not None
 
 
-def _is_reference(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith(("env:", "file:"))
-
-
 def _is_whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -76,6 +72,7 @@ class CloudflareProvider(Provider):
     kind = "cloudflare"
     purge_kinds = frozenset({"url", "prefix", "tag", "host", "everything"})
     async_completion = False
+    purge_headers = True
     required_settings = ("api_token",)
     optional_settings = ("zone_id", "zone", "plan", "files_per_request", "endpoint_url")
     secret_settings = ("api_token",)
@@ -91,9 +88,6 @@ class CloudflareProvider(Provider):
     @classmethod
     def check_settings(cls, settings) -> list[str]:
         problems = super().check_settings(settings)
-        token = settings.get("api_token")
-        if token not in ("", None) and not _is_reference(token):
-            problems.append("api_token: must be a reference, env:NAME or file:PATH, not the token itself")
         zone_id, zone = settings.get("zone_id"), settings.get("zone")
         if zone_id in ("", None) and zone in ("", None):
             problems.append("zone_id: required for kind 'cloudflare' (or zone, the zone's name)")
