@@ -19,6 +19,8 @@ from typing import Callable
 
 from edgectl.cdn import journal
 from edgectl.logs import log, redact
+
+__all__ = ["PurgeRun", "RunStats", "Settings", "TokenBucket", "effective_burst"]
 from edgectl.timeutil import utcnow
 
 MAX_ATTEMPTS = 6  # sends of one batch before it is failed; waiting on an in-progress cap does not count
@@ -34,11 +36,18 @@ DRAIN_GRACE = 15.0  # after Ctrl-C, how long requests already on the wire may ta
 JITTER_RESERVE_S = 0.05
 
 
+def effective_burst(limits, name: str) -> float:
+    """The depth our bucket keeps: the provider's, less what can be in flight and the jitter reserve."""
+    bucket = limits.buckets[name]
+    largest = max((size for kind, size in limits.batch_size.items() if limits.bucket_for.get(kind) == name), default=1)
+    in_flight = max(1, int(limits.max_in_flight)) * (largest if bucket.per_item else 1)
+    return max(1.0, bucket.burst - in_flight - bucket.rate * JITTER_RESERVE_S)
+
+
 class TokenBucket:
-    def __init__(self, rate: float, burst: float, now: float, in_flight: float = 0.0):
-        """`in_flight`: the most tokens the requests on the wire can hold at once."""
+    def __init__(self, rate: float, burst: float, now: float):
         self.rate = rate
-        self.capacity = max(1.0, burst - in_flight - rate * JITTER_RESERVE_S)
+        self.capacity = max(1.0, burst)
         self.tokens = self.capacity
         self.at = now
 
@@ -133,12 +142,8 @@ class PurgeRun:
         for name, provider in self.providers.items():
             limits = provider.limits()
             cap = max(1, int(limits.max_in_flight))
-            buckets = {}
-            for key, bucket in limits.buckets.items():
-                largest = max((size for kind, size in limits.batch_size.items() if limits.bucket_for.get(kind) == key),
-                              default=1)
-                buckets[key] = TokenBucket(bucket.rate, bucket.burst, now,
-                                           in_flight=cap * (largest if bucket.per_item else 1))
+            buckets = {key: TokenBucket(bucket.rate, effective_burst(limits, key), now)
+                       for key, bucket in limits.buckets.items()}
             pool = ThreadPoolExecutor(max_workers=cap, thread_name_prefix=f"purge-{name}")
             lanes[name] = Lane(provider, pool, buckets, cap)
         return lanes
@@ -255,11 +260,13 @@ class PurgeRun:
         batch = work.batch
         try:
             accepted = future.result()
-        except Backpressure as exc:
-            delay = exc.retry_after if exc.retry_after is not None else 10.0
-            self._retry_later(name, work, f"waiting: {exc.message}", delay)
-            return
         except RetryableError as exc:
+            if lane.closed_reason:  # the provider refused our credentials meanwhile: send nothing more
+                self._fail(batch, f"{lane.closed_reason} (after: {exc.message})")
+                return
+            if isinstance(exc, Backpressure):
+                self._retry_later(name, work, f"waiting: {exc.message}", exc.retry_after if exc.retry_after is not None else 10.0)
+                return
             work.tries += 1
             if exc.retry_after is not None:
                 self.stats.rate_limited += 1

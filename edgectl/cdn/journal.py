@@ -116,7 +116,7 @@ def create(state, plan, *, reason: str | None) -> Purge:
             "INSERT INTO purges (uid, created_at, updated_at, status, reason, headers, providers, summary, owner_pid)"
             " VALUES (?, ?, ?, 'planned', ?, ?, ?, ?, ?)",
             [uuid.uuid4().hex, now, now, reason, json.dumps(plan.headers),
-             json.dumps([p.name for p in plan.providers]),
+             json.dumps([p.name for p in plan.providers if p.batches]),
              json.dumps({"targets": plan.to_record()["targets"]}), os.getpid()],
         )
         purge_id = cursor.lastrowid

@@ -149,7 +149,10 @@ class ProviderPlan:
 
 
 def estimate_seconds(limits, batches: list[tuple[str, int]]) -> float:
-    """Token buckets start full; each bucket needs (cost - burst) / rate seconds; buckets drain in parallel."""
+    """Buckets start full at the depth the executor keeps; each then needs (cost - depth) / rate
+    seconds, and buckets drain in parallel. The time the requests themselves take is extra."""
+    from edgectl.cdn.execute import effective_burst
+
     cost: dict[str, float] = {}
     for kind, count in batches:
         name = limits.bucket_for[kind]
@@ -157,8 +160,7 @@ def estimate_seconds(limits, batches: list[tuple[str, int]]) -> float:
         cost[name] = cost.get(name, 0.0) + (min(count, bucket.burst) if bucket.per_item else 1)
     seconds = 0.0
     for name, total in cost.items():
-        bucket = limits.buckets[name]
-        seconds = max(seconds, max(0.0, total - bucket.burst) / bucket.rate)
+        seconds = max(seconds, max(0.0, total - effective_burst(limits, name)) / limits.buckets[name].rate)
     return seconds
 
 
@@ -167,6 +169,12 @@ class PurgePlan:
     targets: list[Target]
     headers: dict[str, str]
     providers: list[ProviderPlan]
+
+    def skipped(self) -> list[str]:
+        """One line per provider and target kind skipped with --skip-unsupported."""
+        return [f"{p.name} ({p.kind}) cannot purge by {kind}: {count} target(s) skipped"
+                + ("; nothing left for it to purge" if not p.batches else "")
+                for p in self.providers for kind, count in p.skipped.items()]
 
     @property
     def calls(self) -> int:

@@ -27,7 +27,6 @@ def plan(config, state, targets: list[Target], *, provider_names: list[str] | No
     result = make_plan(targets, list(providers.values()), explicit=explicit, headers=headers,
                        skip_unsupported=skip_unsupported)
     used = {p.name for p in result.providers if p.batches}
-    result.providers = [p for p in result.providers if p.name in used]
     for name in list(providers):
         if name not in used:
             providers.pop(name).close()

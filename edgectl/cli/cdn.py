@@ -203,6 +203,11 @@ def _format_plan(plan) -> list[dict]:
     return rows
 
 
+def _request_timeout(limit: float) -> float:
+    """One request may take 30 s, or a quarter of the whole --timeout, so a hung one can be retried."""
+    return max(1.0, min(30.0, limit / 4))
+
+
 @app.command("purge")
 def purge(
     urls: Annotated[Optional[list[str]], typer.Option("--url", metavar="URL", help="A URL to purge; repeatable.")] = None,
@@ -249,7 +254,7 @@ def purge(
             left = journal.batches(ctx.state, purge_id, journal.UNFINISHED)
             ctx.out.records([b.to_record() for b in left], BATCH_COLUMNS, empty="nothing left to send")
             return
-        providers = service.resume_providers(ctx.config, ctx.state, record, request_timeout=min(30.0, limit))
+        providers = service.resume_providers(ctx.config, ctx.state, record, request_timeout=_request_timeout(limit))
         ctx.out.note(f"resuming purge {purge_id}")
         _run(ctx, service, record, providers, settings)
         return
@@ -258,10 +263,9 @@ def purge(
                             hosts or [], everything)
     plan, providers = service.plan(ctx.config, ctx.state, targets, provider_names=provider, all_providers=all_providers,
                                    headers=_headers(header), skip_unsupported=skip_unsupported,
-                                   request_timeout=min(30.0, limit))
-    for p in plan.providers:
-        for kind, count in p.skipped.items():
-            ctx.out.warn(f"{p.name} ({p.kind}) cannot purge by {kind}: {count} target(s) skipped")
+                                   request_timeout=_request_timeout(limit))
+    for line in plan.skipped():
+        ctx.out.warn(line)
     if dry_run:
         for p in providers.values():
             p.close()

@@ -15,7 +15,7 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from edgectl.providers.base import (AuthError, Batch, Bucket, InvalidTarget, Limits, Provider, ProviderError,
+from edgectl.providers.base import (PATH_SAFE, AuthError, Batch, Bucket, InvalidTarget, Limits, Provider, ProviderError,
                                     PurgeAccepted, RetryableError, parse_retry_after,
                                     percent_encode)
 
@@ -66,7 +66,8 @@ class HttpProvider(Provider):
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise InvalidTarget(f"{value!r} is not an absolute http(s) URL")
-            path = percent_encode(parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            query = f"?{percent_encode(parts.query, PATH_SAFE | {'?'})}" if parts.query else ""
+            path = percent_encode(parts.path or "/") + query
             return f"{parts.scheme}://{parts.netloc.lower()}{path}"
         if kind == "prefix":
             parts = urlsplit(value)
