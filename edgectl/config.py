@@ -201,7 +201,7 @@ class Config:
                    and value and not is_reference(value)]
         return [
             f"{self.path}: {key} holds a literal secret and the file is readable by others "
-            f"(mode {stat.S_IMODE(mode):o}); use env:NAME or file:PATH, or chmod 600 the file"
+            f"(mode {stat.S_IMODE(mode):o}); use env:NAME or file:PATH"
             for key in literal
         ]
 
@@ -246,6 +246,9 @@ def resolve_secret(value: str, *, key: str, base: Path | None = None) -> str:
             raise ConfigError(f"{key}: secret file {path} is empty")
     else:
         secret = value
+    if secret != secret.strip():
+        raise ConfigError(f"{key}: the secret starts or ends with whitespace",
+                          hint="no HTTP header may carry it; remove the spaces where it is set")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in secret):
         raise ConfigError(f"{key}: the secret holds a line break or control character",
                           hint="a secret file should hold the secret alone, on one line")

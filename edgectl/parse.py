@@ -14,8 +14,18 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
+MAX_DURATION = 3650 * 86400.0  # ten years: anything longer is a typo, and overflows dates
+
+
 def parse_duration(text: str, *, what: str = "duration") -> float:
-    """'1h30m', '250ms', '2.5s', '7d' or a bare number of seconds -> seconds."""
+    """'1h30m', '250ms', '2.5s', '7d' or a bare number of seconds -> seconds, at most ten years."""
+    seconds = _duration(text, what)
+    if seconds > MAX_DURATION:
+        raise UsageError(f"{what}: {text!r} is longer than ten years", hint="use a value like 10m, 24h or 30d")
+    return seconds
+
+
+def _duration(text: str, what: str) -> float:
     raw = str(text).strip().lower()
     if not raw:
         raise UsageError(f"{what}: empty duration", hint="use a value like 500ms, 2s, 5m, 24h or 7d")

@@ -18,25 +18,13 @@ import pytest
 from tests.fakes.azure_arm import FakeArm
 from tests.fakes.cloudflare_api import DEFAULT_TOKEN, DEFAULT_ZONES, FakeCloudflare
 from tests.fakes.cloudfront_faults import CloudFrontFaults
-from tests.fakes.moto_server import MotoServer
+from tests.fakes.moto_server import DISTRIBUTION_CONFIG, MotoServer, TEST_KEYS as AWS_KEYS
 
 ZONE_ID = DEFAULT_ZONES["example.com"]
 WWW = "https://www.example.com"
 SUB = "6f1c1d3e-0c55-4a0b-9a55-3e0d2b0c7a11"
 ARM_TOKEN = "arm-token-for-purge-tests-0123"
 SANDBOX_HOST = "www.sandbox.test"
-AWS_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
-DISTRIBUTION_CONFIG = {
-    "Comment": "edgectl purge tests",
-    "Enabled": True,
-    "Aliases": {"Quantity": 1, "Items": ["www.example.com"]},
-    "Origins": {"Quantity": 1, "Items": [{
-        "Id": "origin", "DomainName": "origin.example.com",
-        "CustomOriginConfig": {"HTTPPort": 80, "HTTPSPort": 443, "OriginProtocolPolicy": "https-only"},
-    }]},
-    "DefaultCacheBehavior": {"TargetOriginId": "origin", "ViewerProtocolPolicy": "redirect-to-https",
-                             "CachePolicyId": "658327ea-f89d-4fab-a63d-7e88639e58f6"},
-}
 
 
 # -- config --------------------------------------------------------------------------------------
@@ -940,3 +928,80 @@ def test_the_sandbox_token_never_reaches_state_or_debug_output(sandbox, isolated
     assert box.token() not in run.stdout + run.stderr
     assert box.token().encode() not in _state_bytes(isolated)
     assert [fetch(client, node, path) for node in box.nodes] == ["MISS", "MISS"]
+
+
+# ==== edges a first trial run found ================================================================
+
+def test_a_node_that_is_down_does_not_keep_the_others_from_being_purged(cli, sandbox):
+    from edgectl.sandbox.fleet import set_fault
+
+    box, config, client = sandbox
+    page = "/docs/page-0011.html"
+    fill(client, box, [page])
+    down, up = box.nodes
+    set_fault(box, down.name, {"down": True})
+    try:
+        run = cli("--config", config, "cdn", "purge", "--url", f"http://{SANDBOX_HOST}{page}", "--timeout", "2s")
+    finally:
+        set_fault(box, down.name, {"down": False})
+    assert run.exit_code == 1
+    assert f"1 of 2 nodes failed (1 purged): node {down.name}: HTTP 503" in run.stderr
+    assert fetch(client, up, page) == "MISS"
+
+
+def test_a_provider_slower_than_documented_is_paced_down_not_failed(cli, isolated, monkeypatch):
+    monkeypatch.setenv("CF_TOKEN", DEFAULT_TOKEN)
+    fake = FakeCloudflare(url_rate=60).start()  # the config says Free: 800 URLs a second
+    try:
+        config = write_config(isolated / "c.toml", {"cf": cloudflare(fake)})
+        run = cli("--config", config, "cdn", "purge", *url_args(f"{WWW}/slow/{i}" for i in range(150)), "-o", "json")
+    finally:
+        fake.stop()
+    assert run.exit_code == 0, run.stderr
+    record = run.json()
+    assert record["status"] == "completed" and record["run"]["rate_limited"] >= 1
+    assert sorted(u for p in fake.purged for u in p["items"]) == sorted(f"{WWW}/slow/{i}" for i in range(150))
+
+
+def test_an_empty_url_file_is_nothing_to_purge_not_a_failure(cli, isolated, cf):
+    config = write_config(isolated / "c.toml", {"cf": cloudflare(cf)})
+    (isolated / "none.txt").write_text("# nothing changed\n\n")
+    run = cli("--config", config, "cdn", "purge", "--urls-file", str(isolated / "none.txt"), "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["status"] == "nothing to purge" and "holds no URLs" in run.stderr
+    assert cf.requests == 0 and history(cli, config) == []
+
+
+def test_credentials_are_refused_as_purge_headers_and_a_padded_token_as_config(cli, isolated, cf, monkeypatch):
+    config = write_config(isolated / "c.toml", {"cf": cloudflare(cf)})
+    run = cli("--config", config, "cdn", "purge", "--url", f"{WWW}/a", "-H", "Authorization: Bearer xyz")
+    assert run.exit_code == 2 and "carries credentials" in run.stderr
+    monkeypatch.setenv("CF_TOKEN", DEFAULT_TOKEN + " ")
+    padded = cli("--config", config, "cdn", "purge", "--url", f"{WWW}/a")
+    assert padded.exit_code == 2 and "starts or ends with whitespace" in padded.stderr
+    assert cf.requests == 0 and history(cli, config) == []
+
+
+def test_a_path_prefix_means_that_path_on_each_host_the_provider_serves(cli, isolated, cf):
+    config = write_config(isolated / "c.toml", {"cf": cloudflare(cf, hosts=["www.example.com", "static.example.com"])})
+    run = cli("--config", config, "cdn", "purge", "--prefix", "/docs/")
+    assert run.exit_code == 0, run.stderr
+    assert [p["items"] for p in cf.purged] == [["www.example.com/docs/", "static.example.com/docs/"]]
+
+
+def test_providers_test_all_reports_a_missing_credential_in_its_row_and_tests_the_rest(cli, isolated, cf, monkeypatch):
+    config = write_config(isolated / "c.toml", {"cf": cloudflare(cf), "other": cloudflare(cf, api_token="env:NOT_SET")})
+    run = cli("--config", config, "cdn", "providers", "test", "--all", "-o", "json")
+    assert run.exit_code == 1
+    rows = {row["name"]: row for row in run.json()}
+    assert rows["cf"]["result"] == "ok" and rows["other"]["result"] == "failed"
+    assert "NOT_SET is not set" in rows["other"]["detail"]
+
+
+def test_an_http_provider_naming_an_unknown_node_is_a_config_error(cli, sandbox):
+    box, _, _ = sandbox
+    config = write_config(Path(sandbox[1]).with_name("ghost.toml"), {"edge": {
+        "kind": "http", "nodes": [box.nodes[0].name, "ghost-node"], "hosts": [SANDBOX_HOST],
+        "token": f"file:{box.token_file}"}})
+    run = cli("--config", config, "cdn", "purge", "--url", f"http://{SANDBOX_HOST}/docs/page-0001.html")
+    assert run.exit_code == 2 and "unknown node(s): ghost-node" in run.stderr

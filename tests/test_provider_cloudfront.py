@@ -11,22 +11,9 @@ from edgectl.providers.base import (AuthError, Backpressure, Batch, InvalidTarge
 from edgectl.providers.registry import provider_class
 from tests.fakes.cloudfront_faults import CloudFrontFaults
 from tests.fakes.health_servers import closed_port
-from tests.fakes.moto_server import MotoServer
+from tests.fakes.moto_server import DISTRIBUTION_CONFIG, MotoServer, TEST_KEYS
 
-TEST_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
 
-# The smallest DistributionConfig moto accepts: one origin and a default behaviour pointing at it.
-DISTRIBUTION_CONFIG = {
-    "Comment": "edgectl tests",
-    "Enabled": True,
-    "Aliases": {"Quantity": 1, "Items": ["www.example.com"]},
-    "Origins": {"Quantity": 1, "Items": [{
-        "Id": "origin", "DomainName": "origin.example.com",
-        "CustomOriginConfig": {"HTTPPort": 80, "HTTPSPort": 443, "OriginProtocolPolicy": "https-only"},
-    }]},
-    "DefaultCacheBehavior": {"TargetOriginId": "origin", "ViewerProtocolPolicy": "redirect-to-https",
-                             "CachePolicyId": "658327ea-f89d-4fab-a63d-7e88639e58f6"},  # Managed-CachingOptimized
-}
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from edgectl.logs import log, redact
 __all__ = ["PurgeRun", "RunStats", "Settings", "TokenBucket", "effective_burst"]
 from edgectl.timeutil import utcnow
 
-MAX_ATTEMPTS = 6  # sends of one batch before it is failed; waiting on an in-progress cap does not count
+MAX_ATTEMPTS = 6  # failed sends of one batch before it fails; 429s and in-progress waits do not count
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 30.0
 POLL_FIRST = 2.0  # first completion poll after acceptance, doubling up to POLL_MAX
@@ -66,6 +66,11 @@ class TokenBucket:
 
     def take(self, cost: float) -> None:
         self.tokens -= min(cost, self.capacity)
+
+    def slow_down(self) -> None:
+        """A quarter slower after each 429, down to a twentieth of where it started."""
+        self.floor = getattr(self, "floor", self.rate / 20)
+        self.rate = max(self.floor, self.rate * 0.75)
 
     def drain_until(self, moment: float) -> None:
         """The provider said to wait (429): nothing saved up, and no refill before `moment`."""
@@ -255,7 +260,7 @@ class PurgeRun:
 
     # -- outcomes ------------------------------------------------------------------
     def _purged(self, name: str, lane: Lane, work: Work, future: Future) -> None:
-        from edgectl.providers.base import AuthError, Backpressure, ProviderError, RetryableError
+        from edgectl.providers.base import AuthError, Backpressure, ProviderError, RateLimited, RetryableError
 
         batch = work.batch
         try:
@@ -267,13 +272,22 @@ class PurgeRun:
             if isinstance(exc, Backpressure):
                 self._retry_later(name, work, f"waiting: {exc.message}", exc.retry_after if exc.retry_after is not None else 10.0)
                 return
-            work.tries += 1
-            if exc.retry_after is not None:
+            if isinstance(exc, RateLimited):
+                # Told to slow down: the provider's limit is lower than documented, or shared with
+                # others. Pace lower and send again, as long as --timeout allows; not a failure.
                 self.stats.rate_limited += 1
+                delay = exc.retry_after if exc.retry_after is not None else _backoff(self.stats.rate_limited)
                 for bucket in lane.buckets.values():
-                    bucket.drain_until(time.monotonic() + exc.retry_after)
+                    bucket.slow_down()
+                    bucket.drain_until(time.monotonic() + delay)
+                self.stats.retries += 1
+                self._retry_later(name, work, exc.message, delay)
+                return
+            work.tries += 1
             if work.tries >= self.settings.max_attempts:
                 self._fail(batch, f"{exc.message} (gave up after {work.tries} attempts)")
+                # what failed six times in a row will fail for the batches behind it too
+                self._close_lane(lane, f"not sent: {lane.provider.name} kept failing: {exc.message}")
                 return
             self.stats.retries += 1
             delay = exc.retry_after if exc.retry_after is not None else _backoff(work.tries)

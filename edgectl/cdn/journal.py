@@ -147,8 +147,8 @@ def parse_id(text: str) -> int:
         value = int(str(text).strip().lstrip("#"))
     except ValueError:
         raise UsageError(f"purge id {text!r} is not a number", hint="edgectl cdn history shows purge ids") from None
-    if value < 1:
-        raise UsageError(f"purge id {text!r} is not valid")
+    if not 1 <= value < 2**63:
+        raise UsageError(f"purge id {text!r} is not valid", hint="edgectl cdn history shows purge ids")
     return value
 
 
@@ -177,11 +177,24 @@ def history(state, since: datetime | None = None, limit: int = 50) -> list[Purge
 
 
 def claim(state, purge: Purge) -> None:
-    """Take ownership of a purge to run it; another live process holding it is exit 4."""
-    if purge.status == "running" and purge.owner_pid != os.getpid() and _alive(purge.owner_pid):
-        raise LockHeld(f"purge {purge.id} is being run by process {purge.owner_pid}",
-                       hint="wait for it to finish, or check it with edgectl cdn show " + str(purge.id))
-    set_status(state, purge.id, "running")
+    """Take ownership of a purge to run it; another live process holding it is exit 4.
+
+    The check and the take happen under SQLite's write lock (BEGIN IMMEDIATE), so two resumes
+    started together cannot both win.
+    """
+    conn = state.db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        status, owner = conn.execute("SELECT status, owner_pid FROM purges WHERE id = ?", [purge.id]).fetchone()
+        if status == "running" and owner != os.getpid() and _alive(owner):
+            raise LockHeld(f"purge {purge.id} is being run by process {owner}",
+                           hint=f"wait for it to finish, or check it with edgectl cdn show {purge.id}")
+        conn.execute("UPDATE purges SET status = 'running', owner_pid = ?, updated_at = ? WHERE id = ?",
+                     [os.getpid(), to_iso(utcnow()), purge.id])
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def set_status(state, purge_id: int, status: str, *, finished: bool = False) -> None:

@@ -220,7 +220,8 @@ def assign(targets: list[Target], providers: list, explicit: bool) -> dict[str, 
             if len(providers) == 1:  # one provider configured: targets without a host can only mean it
                 assigned[providers[0].name].append(target)
             else:
-                problems.append(f"a {target.kind} target ({target.value}) names no host")
+                problems.append(f"{'an' if target.kind == 'everything' else 'a'} {target.kind} target "
+                                f"({target.value}) names no host")
             continue
         owners = [p for p in providers if host in p.hosts()]
         if not owners:
@@ -229,8 +230,9 @@ def assign(targets: list[Target], providers: list, explicit: bool) -> dict[str, 
             assigned[provider.name].append(target)
     if problems:
         declared = sorted({h for p in providers for h in p.hosts()})
-        hint = ("name the providers with --provider NAME or --all-providers"
-                + (f"; hosts in config: {', '.join(declared)}" if declared else "; no provider declares hosts"))
+        hosts = f"hosts in config: {', '.join(declared)}" if declared else "no provider declares hosts"
+        hint = (f"add the host to the provider's hosts in config, or drop the URL; {hosts}" if explicit
+                else f"name the providers with --provider NAME or --all-providers; {hosts}")
         raise UsageError(f"cannot map {len(problems)} target(s) to a provider: {_listed(problems)}", hint=hint)
     return assigned
 
@@ -255,13 +257,18 @@ def make_plan(targets: list[Target], providers: list, *, explicit: bool, headers
             if target.kind == "url" and headers and not provider.purge_headers:
                 unsupported.append(f"{provider.name} ({provider.kind}) cannot purge with request headers")
                 continue
+            values = [target.value]
+            if target.kind == "prefix" and target.host is None and provider.hosts():
+                # a path prefix means that path on every host the provider serves
+                values = [f"https://{host}{target.value}" for host in provider.hosts()]
             try:
-                item = provider.normalise(target.kind, target.value)
+                items = [provider.normalise(target.kind, value) for value in values]
             except InvalidTarget as exc:
                 invalid.append(f"{target.where + ': ' if target.where else ''}{provider.name}: {exc.message}")
                 continue
             plan.targets += 1
-            grouped.setdefault(target.kind, {})[item] = None  # ordered de-duplication
+            for item in items:
+                grouped.setdefault(target.kind, {})[item] = None  # ordered de-duplication
         for kind, skipped in plan.skipped.items():
             if not skip_unsupported:
                 able = ", ".join(k for k in TARGET_KINDS if k in provider.purge_kinds)

@@ -49,7 +49,7 @@ def settings_problems(item: ProviderEntry) -> list[str]:
     return [f"providers.{item.name}.{line}" for line in provider_class(item.kind).check_settings(item.settings)]
 
 
-def _node_endpoints(state, selector: Any):
+def _node_endpoints(state, selector: Any, config_key: str):
     from edgectl.nodes.inventory import NodeFilter, list_nodes
     from edgectl.parse import parse_label
     from edgectl.providers.base import NodeEndpoint
@@ -60,7 +60,12 @@ def _node_endpoints(state, selector: Any):
     else:
         flt = NodeFilter(names=list(selector or []))
     # a node taken out of service still holds cached objects, so it is purged too
-    return [NodeEndpoint(node.name, node.endpoint) for node in list_nodes(state, flt)]
+    nodes = list_nodes(state, flt)
+    missing = sorted(set(flt.names or []) - {node.name for node in nodes})
+    if missing:
+        raise ConfigError(f"{config_key}: unknown node(s): {', '.join(missing)}",
+                          hint="edgectl nodes list shows the registered nodes")
+    return [NodeEndpoint(node.name, node.endpoint) for node in nodes]
 
 
 def build(config, state, item: ProviderEntry, *, timeout: float = DEFAULT_TIMEOUT):
@@ -74,7 +79,8 @@ def build(config, state, item: ProviderEntry, *, timeout: float = DEFAULT_TIMEOU
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ConfigError(f"{config.path}: providers.{item.name}.{problems[0]}{more}",
                           hint="edgectl config validate lists every problem")
-    nodes = _node_endpoints(state, item.settings.get("nodes")) if "nodes" in item.settings else []
+    nodes = (_node_endpoints(state, item.settings.get("nodes"), f"{config.path}: providers.{item.name}.nodes")
+             if "nodes" in item.settings else [])
     context = ProviderContext(resolve_secret=config.resolve_secret, nodes=nodes, timeout=timeout)
     return cls(item.name, item.settings, context)
 

@@ -144,13 +144,18 @@ def providers_test(
         raise UsageError("which provider?", hint="name it, or pass --all")
     items = configured(ctx.config) if all_providers else [entry(ctx.config, n) for n in dict.fromkeys(names)]
     rows = []
-    for item in items:
-        provider = build(ctx.config, ctx.state, item)
-        try:
-            rows.append({"name": item.name, "kind": item.kind, "result": "ok", "detail": provider.test()})
-        except ProviderError as exc:
-            from edgectl.logs import redact
+    from edgectl.logs import redact
 
+    for item in items:
+        try:
+            provider = build(ctx.config, ctx.state, item)
+        except UsageError as exc:  # its config is wrong: say so in its row and test the others
+            rows.append({"name": item.name, "kind": item.kind, "result": "failed", "detail": exc.message})
+            continue
+        try:
+            provider.prepare()
+            rows.append({"name": item.name, "kind": item.kind, "result": "ok", "detail": provider.test()})
+        except (ProviderError, UsageError) as exc:
             rows.append({"name": item.name, "kind": item.kind, "result": "failed", "detail": redact(exc.message)})
         finally:
             provider.close()
@@ -165,6 +170,10 @@ def providers_test(
 
 # -- purge ----------------------------------------------------------------------------------
 
+# Headers a cache key may vary on are kept in the journal to resend on resume; credentials are not.
+_CREDENTIAL_HEADERS = {"authorization", "proxy-authorization", "cookie", "x-auth-key", "x-auth-email", "x-api-key"}
+
+
 def _headers(values: list[str] | None) -> dict[str, str]:
     headers = {}
     for value in values or []:
@@ -172,6 +181,9 @@ def _headers(values: list[str] | None) -> dict[str, str]:
         key, text = key.strip(), text.strip()
         if not sep or not key or any(ch.isspace() for ch in key) or any(ord(c) < 32 for c in value):
             raise UsageError(f"--header {value!r} is not 'Name: value'")
+        if key.lower() in _CREDENTIAL_HEADERS:
+            raise UsageError(f"--header {key} carries credentials, which edgectl does not keep in its journal",
+                             hint="purge headers are the ones the cache key varies on, e.g. CF-Device-Type: mobile")
         headers[key] = text
     return headers
 
@@ -198,6 +210,8 @@ def _format_plan(plan) -> list[dict]:
 
     rows = []
     for record in plan.to_record()["providers"]:
+        if not record["calls"] and not record["skipped"]:
+            continue
         rows.append({**record, "batches": {k: v["batches"] for k, v in record["by_kind"].items()},
                      "estimate": format_duration(record["estimate_s"]) if record["estimate_s"] >= 1 else "<1s"})
     return rows
@@ -259,8 +273,15 @@ def purge(
         _run(ctx, service, record, providers, settings)
         return
 
-    targets = build_targets(urls or [], _url_file(urls_file) if urls_file else [], prefixes or [], tags or [],
-                            hosts or [], everything)
+    from_file = _url_file(urls_file) if urls_file else []
+    if urls_file and not from_file and not (urls or prefixes or tags or hosts or everything):
+        # a deploy that changed nothing: not an error, so a pipeline step stays green
+        ctx.out.note(f"nothing to purge: {'stdin' if urls_file == '-' else urls_file} holds no URLs")
+        if ctx.out.fmt in ("json", "jsonl"):
+            ctx.out.record({"id": None, "status": "nothing to purge", "providers": [], "failed": [],
+                            "run": {"requests": 0, "retries": 0}, "resume": None})
+        return
+    targets = build_targets(urls or [], from_file, prefixes or [], tags or [], hosts or [], everything)
     plan, providers = service.plan(ctx.config, ctx.state, targets, provider_names=provider, all_providers=all_providers,
                                    headers=_headers(header), skip_unsupported=skip_unsupported,
                                    request_timeout=_request_timeout(limit))

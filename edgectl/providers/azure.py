@@ -23,7 +23,7 @@ from edgectl.providers.base import (
     Provider,
     ProviderError,
     PurgeAccepted,
-    RetryableError,
+    RateLimited, RetryableError,
     parse_retry_after,
 )
 
@@ -528,7 +528,8 @@ class _mapped_errors:
                 raise AuthError(detail) from None
             if status == 429 or (status is not None and status >= 500) or status == 408:
                 headers = exc.response.headers if exc.response is not None else {}
-                raise RetryableError(detail, retry_after=parse_retry_after(headers.get("Retry-After"))) from None
+                kind = RateLimited if status == 429 else RetryableError
+                raise kind(detail, retry_after=parse_retry_after(headers.get("Retry-After"))) from None
             raise ProviderError(detail) from None
         raise ProviderError(f"{self.what}: {exc.__class__.__name__}: {_message(exc)}") from None
 

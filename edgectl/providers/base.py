@@ -145,6 +145,11 @@ class RetryableError(ProviderError):
         self.retry_after = retry_after
 
 
+class RateLimited(RetryableError):
+    """The provider said to slow down (429, Throttling). The executor lowers that provider's pace
+    and sends again; these retries do not use up a batch's attempts, only the overall timeout."""
+
+
 class Backpressure(RetryableError):
     """The provider is busy with earlier work (an in-progress cap): wait and send again.
 

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edgectl.providers.base import (AuthError, Batch, Bucket, InvalidTarget, Limits, Provider, ProviderError,
-                                    PurgeAccepted, RetryableError, PATH_SAFE, parse_retry_after, percent_encode)
+                                    PurgeAccepted, RateLimited, RetryableError, PATH_SAFE, parse_retry_after, percent_encode)
 
 PLANS = ("free", "pro", "business", "enterprise")
 DEFAULT_ENDPOINT = "https://api.cloudflare.com/client/v4"
@@ -247,7 +247,8 @@ class CloudflareProvider(Provider):
         codes = {e.get("code") for e in errors} | {c.get("code") for e in errors for c in e.get("error_chain") or []
                                                     if isinstance(c, dict)}
         if status == 429 or status >= 500:
-            return RetryableError(message, parse_retry_after(exc.response.headers.get("retry-after")))
+            kind = RateLimited if status == 429 else RetryableError
+            return kind(message, parse_retry_after(exc.response.headers.get("retry-after")))
         if status in (401, 403) or codes & _AUTH_CODES:
             return AuthError(message)
         return ProviderError(message)

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from edgectl.providers.base import (AuthError, Backpressure, Batch, Bucket, Completion, InvalidTarget, Limits,
-                                    Provider, ProviderError, PurgeAccepted, RetryableError, parse_retry_after,
+                                    Provider, ProviderError, PurgeAccepted, RateLimited, RetryableError, parse_retry_after,
                                     percent_encode)
 
 FILE_PATHS_IN_PROGRESS = 3000  # per distribution; also the most one request may carry
@@ -246,7 +246,7 @@ class CloudFrontProvider(Provider):
         if code == "TooManyInvalidationsInProgress":
             err: ProviderError = Backpressure(text, max(retry_after or 0.0, self.poll_interval()))
         elif code in _THROTTLED or status == 429:
-            err = RetryableError(text, retry_after)
+            err = RateLimited(text, retry_after)
         elif code in _TRANSIENT or status >= 500:
             err = RetryableError(text, retry_after)
         elif code in _REFUSED or status in (401, 403):

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edgectl.providers.base import (PATH_SAFE, AuthError, Batch, Bucket, InvalidTarget, Limits, Provider, ProviderError,
-                                    PurgeAccepted, RetryableError, parse_retry_after,
+                                    PurgeAccepted, RateLimited, RetryableError, parse_retry_after,
                                     percent_encode)
 
 _BODY_KEYS = {"url": "urls", "prefix": "prefixes", "tag": "tags"}
@@ -105,7 +105,8 @@ class HttpProvider(Provider):
             raise RetryableError(f"node {node.name}: {exc.__class__.__name__}: {exc}") from None
         status = response.status_code
         if status == 429 or status >= 500:
-            raise RetryableError(f"node {node.name}: HTTP {status}", parse_retry_after(response.headers.get("Retry-After")))
+            kind = RateLimited if status == 429 else RetryableError
+            raise kind(f"node {node.name}: HTTP {status}", parse_retry_after(response.headers.get("Retry-After")))
         if status in (401, 403):
             raise AuthError(f"node {node.name} refused the token (HTTP {status})")
         if status >= 400 and not (method == "PURGE" and status == 404):  # 404: nothing cached there
@@ -120,18 +121,39 @@ class HttpProvider(Provider):
         self._client()
 
     def purge(self, batch: Batch) -> PurgeAccepted:
+        """Every node is tried, whatever happens at the others; one failure fails the batch after.
+
+        A resend purges the nodes that succeeded once more, which is harmless; a refused token or a
+        permanent error wins over a retryable one, since sending again would not help.
+        """
         purged = 0
         nodes = self._nodes()
+        failures: list[ProviderError] = []
         for node in nodes:
             base = node.url.rstrip("/")
-            if batch.kind == "url" and len(batch.items) == 1:
-                parts = urlsplit(batch.items[0])
-                doc = self._send(node, "PURGE", base + parts.path + (f"?{parts.query}" if parts.query else ""), None)
-            else:
-                body = {"all": True} if batch.kind == "everything" else {_BODY_KEYS[batch.kind]: list(batch.items)}
-                doc = self._send(node, "POST", base + "/.edge/purge", body)
+            try:
+                if batch.kind == "url" and len(batch.items) == 1:
+                    parts = urlsplit(batch.items[0])
+                    doc = self._send(node, "PURGE", base + parts.path + (f"?{parts.query}" if parts.query else ""), None)
+                else:
+                    body = {"all": True} if batch.kind == "everything" else {_BODY_KEYS[batch.kind]: list(batch.items)}
+                    doc = self._send(node, "POST", base + "/.edge/purge", body)
+            except ProviderError as exc:
+                failures.append(exc)
+                continue
             purged += int(doc.get("purged", 0) or 0)
-        return PurgeAccepted(provider_ref=None, completed=True, detail=f"{len(nodes)} nodes, {purged} entries removed")
+        if failures:
+            done = len(nodes) - len(failures)
+            summary = f"{len(failures)} of {len(nodes)} nodes failed ({done} purged): " + "; ".join(
+                f.message for f in failures[:3]) + (" ..." if len(failures) > 3 else "")
+            for kind in (AuthError, ProviderError):
+                if any(type(f) is kind for f in failures):
+                    raise kind(summary)
+            kind = RateLimited if any(isinstance(f, RateLimited) for f in failures) else RetryableError
+            raise kind(summary, max((getattr(f, "retry_after", None) or 0 for f in failures), default=0) or None)
+        noun = "node" if len(nodes) == 1 else "nodes"
+        return PurgeAccepted(provider_ref=None, completed=True,
+                             detail=f"{len(nodes)} {noun}, {purged} entries removed")
 
     def test(self) -> str:
         import httpx
