@@ -1,0 +1,18 @@
+"""The command line. Command groups are loaded when used: `edgectl --help` imports none of them.
+
+GROUPS is the one place a group is named: its module (which defines `app`) and the help line
+shown in `edgectl --help`, in the order listed there.
+"""
+
+GROUPS: dict[str, tuple[str, str]] = {
+    "nodes": ("edgectl.cli.nodes", "Edge nodes: inventory, status, health checks and heartbeats."),
+    "cdn": ("edgectl.cli.cdn", "CDN providers and purges."),
+    "config": ("edgectl.cli.config_cmd", "Configuration: init, show, get, set, validate, path."),
+    "state": ("edgectl.cli.state_cmd", "The SQLite state file: path, status, backup, check."),
+    "plugins": ("edgectl.cli.plugins", "Installed plugins: provider kinds registered through entry points."),
+    "sandbox": ("edgectl.cli.sandbox", "A local edge fleet on 127.0.0.1: up, status, fault, fetch, down."),
+}
+
+
+def group_help(name: str) -> str:
+    return GROUPS[name][1]

@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from edgectl import __version__
-from edgectl.cli import _click
+from edgectl.cli import GROUPS, _click
 from edgectl.cli.context import AppContext
 from edgectl.errors import EXIT_FAILED, EXIT_USAGE, EdgectlError, Interrupted, LockHeld, UsageError
 
@@ -74,6 +74,35 @@ def _report(error: EdgectlError, app_ctx: AppContext | None, fmt: str | None = N
 
 
 class RootGroup(TyperGroup):
+    """The root: hoists global options, loads command groups when used, and handles every error."""
+
+    _listing = False  # while rendering `edgectl --help`: groups are described, not imported
+
+    def list_commands(self, ctx) -> list[str]:
+        loaded = super().list_commands(ctx)
+        return [name for name in GROUPS if name not in loaded] + loaded
+
+    def get_command(self, ctx, name: str):
+        command = super().get_command(ctx, name)
+        if command is not None or name not in GROUPS:
+            return command
+        module_name, help_text = GROUPS[name]
+        if self._listing:
+            return TyperGroup(name=name, help=help_text)
+        import importlib
+
+        command = typer.main.get_group(importlib.import_module(module_name).app)
+        command.name = name
+        self.add_command(command, name)
+        return command
+
+    def format_help(self, ctx, formatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_global_options(args, self._value_options(ctx, args)))
 
@@ -200,13 +229,9 @@ def root(
 
 
 def _register() -> None:
-    from edgectl.cli import cdn, config_cmd, demo, nodes, sandbox, state_cmd
+    """The groups in GROUPS are loaded by RootGroup when used; only the demo command is here."""
+    from edgectl.cli import demo
 
-    app.add_typer(nodes.app, name="nodes")
-    app.add_typer(cdn.app, name="cdn")
-    app.add_typer(config_cmd.app, name="config")
-    app.add_typer(state_cmd.app, name="state")
-    app.add_typer(sandbox.app, name="sandbox")
     app.command("demo")(demo.demo)
 
 

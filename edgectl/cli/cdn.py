@@ -6,12 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgectl.cli import group_help
 from edgectl.cli.context import current
 from edgectl.cli.options import DryRun, Reason, Since, Yes, confirm
 from edgectl.errors import Interrupted, OperationFailed, UsageError
 from edgectl.output import Column
 
-app = typer.Typer(help="CDN providers and purges.", no_args_is_help=True)
+app = typer.Typer(help=group_help("cdn"), no_args_is_help=True, add_completion=False)
 providers_app = typer.Typer(help="The CDN providers configured under \\[providers.NAME].", no_args_is_help=True)
 app.add_typer(providers_app, name="providers")
 

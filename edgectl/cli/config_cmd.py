@@ -6,11 +6,12 @@ from typing import Annotated
 
 import typer
 
+from edgectl.cli import group_help
 from edgectl.cli.context import current
 from edgectl.errors import ConfigError, UsageError
 from edgectl.output import Column
 
-app = typer.Typer(help="Configuration: init, show, get, set, validate, path.", no_args_is_help=True)
+app = typer.Typer(help=group_help("config"), no_args_is_help=True, add_completion=False)
 
 
 def _path():

@@ -6,12 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgectl.cli import group_help
 from edgectl.cli.context import current
 from edgectl.cli.options import DryRun, Labels, Reason, Since, Yes, confirm
 from edgectl.errors import OperationFailed, UsageError
 from edgectl.output import Column
 
-app = typer.Typer(help="Edge nodes: inventory, status, health checks and heartbeats.", no_args_is_help=True)
+app = typer.Typer(help=group_help("nodes"), no_args_is_help=True, add_completion=False)
 
 NODE_COLUMNS = [
     Column("name"),

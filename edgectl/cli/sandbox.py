@@ -7,11 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgectl.cli import group_help
 from edgectl.cli.context import current
 from edgectl.errors import OperationFailed, UsageError
 from edgectl.output import Column
 
-app = typer.Typer(help="A local edge fleet on 127.0.0.1: up, status, fault, down.", no_args_is_help=True)
+app = typer.Typer(help=group_help("sandbox"), no_args_is_help=True, add_completion=False)
 
 Dir = Annotated[Optional[Path], typer.Option("--dir", envvar="EDGECTL_SANDBOX_DIR", metavar="PATH",
                                              help="Where the sandbox keeps its files (default: user data dir).")]

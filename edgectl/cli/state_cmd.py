@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
+from edgectl.cli import group_help
 from edgectl.cli.context import current
 from edgectl.errors import OperationFailed, UsageError
 from edgectl.output import Column
 
-app = typer.Typer(help="The SQLite state file: path, status, backup, check.", no_args_is_help=True)
+app = typer.Typer(help=group_help("state"), no_args_is_help=True, add_completion=False)
 
 
 @app.command("path")

@@ -14,13 +14,39 @@ def available_kinds() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=GROUP)}
 
 
+def _package(ep) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.metadata['Name']} {dist.version}" if dist is not None else "?"
+
+
 def provider_class(kind: str):
-    for ep in entry_points(group=GROUP):
-        if ep.name == kind:
-            try:
-                return ep.load()
-            except ImportError as exc:
-                raise ConfigError(f"provider kind {kind!r} cannot be loaded: {exc}",
-                                  hint="install the package that provides it") from None
+    found = [ep for ep in entry_points(group=GROUP) if ep.name == kind]
+    if len({ep.value for ep in found}) > 1:
+        packages = ", ".join(_package(ep) for ep in found)
+        raise ConfigError(f"provider kind {kind!r} is registered by more than one package: {packages}",
+                          hint="uninstall one of them; edgectl plugins list shows every registration")
+    if found:
+        try:
+            return found[0].load()
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"provider kind {kind!r} cannot be loaded: {exc}",
+                              hint=f"reinstall the package that provides it ({_package(found[0])})") from None
     kinds = ", ".join(sorted(available_kinds())) or "none installed"
     raise ConfigError(f"unknown provider kind {kind!r}", hint=f"installed kinds: {kinds}")
+
+
+def registrations() -> list[dict]:
+    """Every provider kind installed, with the package that registers it and whether it loads."""
+    rows = []
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: (e.name, e.value)):
+        row = {"group": GROUP, "name": ep.name, "target": ep.value, "package": _package(ep)}
+        row["builtin"] = row["package"].split(" ")[0] == "edgectl"
+        try:
+            cls = ep.load()
+            row["status"] = "ok"
+            row["capabilities"] = sorted(getattr(cls, "purge_kinds", ()))
+        except Exception as exc:  # a broken plugin is shown, not fatal
+            row["status"] = "error"
+            row["error"] = f"{exc.__class__.__name__}: {exc}"
+        rows.append(row)
+    return rows
