@@ -18,6 +18,7 @@ import pytest
 from tests.fakes.azure_arm import FakeArm
 from tests.fakes.cloudflare_api import DEFAULT_TOKEN, DEFAULT_ZONES, FakeCloudflare
 from tests.fakes.cloudfront_faults import CloudFrontFaults
+from tests.fakes.sandbox_fleet import register, running_fleet
 from tests.fakes.moto_server import DISTRIBUTION_CONFIG, MotoServer, TEST_KEYS as AWS_KEYS
 
 ZONE_ID = DEFAULT_ZONES["example.com"]
@@ -225,25 +226,14 @@ def test_azure_cdn_and_front_door_purges_reach_arm(cli, isolated, arm):
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory):
-    from edgectl.sandbox import fleet
-
-    where = tmp_path_factory.mktemp("purge-sandbox")
-    sandbox = fleet.start(where / "box", where / "state.db", nodes=2, regions=["us-east", "eu-west"], pages=40)
-    yield sandbox
-    fleet.stop(sandbox)
+    with running_fleet(tmp_path_factory.mktemp("purge-sandbox")) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture
 def sandbox(box, isolated):
     """The fleet's nodes in this test's inventory, and a config whose `http` provider purges them."""
-    from edgectl.sandbox import fleet
-    from edgectl.state import open_state
-
-    state = open_state(isolated / "state.db")
-    try:
-        fleet.register(state, box)
-    finally:
-        state.close()
+    register(box, isolated / "state.db")
     config = write_config(isolated / "c.toml", {"edge": {
         "kind": "http", "nodes": "label:sandbox=true", "hosts": [SANDBOX_HOST], "token": f"file:{box.token_file}"}})
     with httpx.Client(timeout=10, trust_env=False) as client:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from edgectl.errors import LockHeld, NotFound, UsageError
+from edgectl.process import alive
 from edgectl.timeutil import from_iso, to_iso, utcnow
 
 BATCH_STATES = ("pending", "sent", "accepted", "completed", "failed")
@@ -82,7 +83,7 @@ class Purge:
     @property
     def shown_status(self) -> str:
         """'running' only while its process lives; a purge whose process died shows as interrupted."""
-        if self.status == "running" and not _alive(self.owner_pid):
+        if self.status == "running" and not alive(self.owner_pid):
             return "interrupted"
         return self.status
 
@@ -91,20 +92,6 @@ class Purge:
                 "finished_at": self.finished_at, "providers": self.providers, "reason": self.reason,
                 "targets": self.summary.get("targets", {}), "batches": self.summary.get("batches", {}),
                 "headers": sorted(self.headers)}
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def create(state, plan, *, reason: str | None) -> Purge:
@@ -186,7 +173,7 @@ def claim(state, purge: Purge) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         status, owner = conn.execute("SELECT status, owner_pid FROM purges WHERE id = ?", [purge.id]).fetchone()
-        if status == "running" and owner != os.getpid() and _alive(owner):
+        if status == "running" and owner != os.getpid() and alive(owner):
             raise LockHeld(f"purge {purge.id} is being run by process {owner}",
                            hint=f"wait for it to finish, or check it with edgectl cdn show {purge.id}")
         conn.execute("UPDATE purges SET status = 'running', owner_pid = ?, updated_at = ? WHERE id = ?",

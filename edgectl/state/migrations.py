@@ -158,3 +158,43 @@ def m004_create_purge_journal(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX idx_purge_batches_state ON purge_batches(purge_id, state)")
+
+
+@migrations()
+def m005_create_warm_runs(db: Database) -> None:
+    # One row per warm run and one per request it made; results are written in batches.
+    db.execute(
+        """
+        CREATE TABLE warm_runs (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'interrupted')),
+            options TEXT NOT NULL DEFAULT '{}',
+            summary TEXT NOT NULL DEFAULT '{}',
+            owner_pid INTEGER
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_warm_runs_created ON warm_runs(created_at)")
+    db.execute(
+        """
+        CREATE TABLE warm_results (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES warm_runs(id),
+            url TEXT NOT NULL,
+            node TEXT,
+            variant TEXT NOT NULL,
+            status_code INTEGER,
+            cache_status TEXT NOT NULL,
+            cache TEXT,
+            latency_ms REAL,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            attempts INTEGER NOT NULL,
+            at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_warm_results_run ON warm_results(run_id, node)")

@@ -1,0 +1,216 @@
+"""The warm engine: bounded concurrency, an optional request rate, retries, and results in batches.
+
+Workers pull jobs from a bounded queue that a producer fills from the (streamed) URL source in a
+thread, so memory stays flat however long the list. Each worker keeps one keep-alive connection
+per target. Results go to `sink` in batches, which the caller writes to SQLite in one
+transaction each; nothing else is kept per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from edgectl.cache.client import Connection, Target, target_for
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+FLUSH_EVERY = 500
+FLUSH_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+DEFAULT_VARIANT = Variant("default")
+
+
+@dataclass(frozen=True)
+class Job:
+    url: str
+    node: str | None = None  # inventory name when pinned
+    endpoint: str | None = None  # the node's address
+    variant: Variant = DEFAULT_VARIANT
+
+
+@dataclass
+class Outcome:
+    job: Job
+    status_code: int | None
+    headers: list[tuple[bytes, bytes]]
+    latency_ms: float | None
+    size: int
+    digest: str | None
+    error: str | None
+    attempts: int
+
+
+@dataclass
+class Settings:
+    concurrency: int = 64
+    rate: float | None = None  # requests per second, all workers together
+    timeout: float = 10.0
+    retries: int = 2
+    hash_body: bool = False
+
+
+class Limiter:
+    """A request rate for all workers, lowered while the origin or CDN answers 429."""
+
+    def __init__(self, rate: float | None):
+        self.rate = rate
+        self.next_at = time.monotonic()
+        self.paused_until = 0.0
+
+    async def acquire(self) -> None:
+        now = time.monotonic()
+        wait = max(0.0, self.paused_until - now)
+        if self.rate:
+            slot = max(self.next_at, now + wait)
+            self.next_at = slot + 1.0 / self.rate
+            wait = slot - now
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def slow_down(self, retry_after: float, observed_rate: float) -> None:
+        self.paused_until = max(self.paused_until, time.monotonic() + retry_after)
+        base = self.rate or max(1.0, observed_rate)
+        self.rate = max(1.0, base * 0.75)
+
+
+@dataclass
+class Progress:
+    done: int = 0
+    errors: int = 0
+    hits: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+
+def _retry_after(headers: list[tuple[bytes, bytes]]) -> float | None:
+    for name, value in headers:
+        if name.lower() == b"retry-after":
+            try:
+                return min(60.0, max(0.0, float(value)))
+            except ValueError:
+                return None
+    return None
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return f"timed out after {timeout:g}s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return f"{exc.__class__.__name__}: {exc}"[:200]
+
+
+async def run(jobs: Iterator[Job], settings: Settings, sink: Callable[[list[Outcome]], None],
+              stop: asyncio.Event, progress: Progress | None = None,
+              on_progress: Callable[[Progress], None] | None = None) -> Progress:
+    """Warm every job; `stop` ends it early (what was done is still sunk)."""
+    progress = progress or Progress()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=settings.concurrency * 4)
+    limiter = Limiter(settings.rate)
+    pending: list[Outcome] = []
+    last_flush = [time.monotonic()]
+
+    def flush(force: bool = False) -> None:
+        if pending and (force or len(pending) >= FLUSH_EVERY or time.monotonic() - last_flush[0] >= FLUSH_SECONDS):
+            sink(list(pending))
+            pending.clear()
+            last_flush[0] = time.monotonic()
+            if on_progress:
+                on_progress(progress)
+
+    def take(count: int) -> list[Job]:
+        return list(itertools.islice(jobs, count))
+
+    async def produce() -> None:
+        try:
+            while not stop.is_set():
+                batch = await asyncio.to_thread(take, 256)
+                if not batch:
+                    break
+                for job in batch:
+                    if stop.is_set():
+                        break
+                    await queue.put(job)
+        finally:
+            for _ in range(settings.concurrency):
+                await queue.put(None)
+
+    async def fetch(connections: dict[Target, Connection], job: Job) -> Outcome:
+        target, host, path = target_for(job.url, job.endpoint)
+        attempts = 0
+        while True:
+            attempts += 1
+            await limiter.acquire()
+            started = time.perf_counter()
+            conn = connections.pop(target, None)
+            try:
+                async with asyncio.timeout(settings.timeout):
+                    if conn is None:
+                        conn = await Connection.open(target)
+                    response, reusable = await conn.get(host, path, list(job.variant.headers), settings.hash_body)
+            except Exception as exc:  # every failure of a request is a result, not a crash
+                if conn is not None:
+                    conn.close()
+                error = _describe(exc, settings.timeout)
+                if attempts <= settings.retries and not stop.is_set():
+                    await asyncio.sleep(min(8.0, 0.25 * 2 ** attempts) * random.uniform(0.5, 1.0))
+                    continue
+                return Outcome(job, None, [], None, 0, None, error, attempts)
+            latency = (time.perf_counter() - started) * 1000
+            if reusable:
+                connections[target] = conn
+            else:
+                conn.close()
+            if response.status in RETRY_STATUSES and attempts <= settings.retries and not stop.is_set():
+                retry_after = _retry_after(response.headers)
+                if response.status == 429:
+                    limiter.slow_down(retry_after if retry_after is not None else 1.0, progress.rate)
+                await asyncio.sleep(retry_after if retry_after is not None
+                                    else min(8.0, 0.25 * 2 ** attempts) * random.uniform(0.5, 1.0))
+                continue
+            return Outcome(job, response.status, response.headers, round(latency, 3), response.size,
+                           response.digest, None, attempts)
+
+    async def work() -> None:
+        connections: dict[Target, Connection] = {}
+        try:
+            while True:
+                job = await queue.get()
+                if job is None:
+                    return
+                if stop.is_set():
+                    continue
+                outcome = await fetch(connections, job)
+                progress.done += 1
+                if outcome.error or (outcome.status_code or 0) >= 400:
+                    progress.errors += 1
+                pending.append(outcome)
+                flush()
+        finally:
+            for conn in connections.values():
+                conn.close()
+
+    producer = asyncio.create_task(produce())
+    workers = [asyncio.create_task(work()) for _ in range(settings.concurrency)]
+    try:
+        await asyncio.gather(producer, *workers)
+    finally:
+        flush(force=True)
+    return progress

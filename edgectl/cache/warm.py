@@ -1,0 +1,416 @@
+"""`cache warm` from end to end: URL sources, jobs (URL x node x variant), the run's record, its summary."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import os
+import signal
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable, Iterator
+from urllib.parse import urlsplit
+
+from edgectl.cache import engine
+from edgectl.cache.engine import Job, Variant
+from edgectl.errors import NotFound, UsageError
+from edgectl.process import alive
+from edgectl.timeutil import from_iso, to_iso, utcnow
+
+USER_AGENTS = {
+    "desktop": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+    "mobile": "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+              "Version/18.1 Mobile/15E148 Safari/604.1",
+}
+
+
+# -- sources -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Source:
+    url: str
+    lastmod: datetime | None = None
+
+
+def _check(url: str, where: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return url
+
+
+def from_lines(lines: Iterable[str], name: str, warn) -> Iterator[Source]:
+    skipped = 0
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if _check(text, f"{name}:{number}") is None:
+            skipped += 1
+            if skipped <= 5:
+                warn(f"{name}:{number}: {text[:100]!r} is not an http(s) URL; skipped")
+            continue
+        yield Source(text)
+    if skipped > 5:
+        warn(f"{name}: {skipped} lines in all were not http(s) URLs")
+
+
+@contextmanager
+def _open_sitemap(location: str, timeout: float):
+    """A sitemap's raw bytes from a URL (streamed) or a local file."""
+    if "://" not in location:
+        try:
+            with open(location, "rb") as handle:
+                yield handle
+        except OSError as exc:
+            raise UsageError(f"cannot read sitemap {location}: {exc.strerror or exc}") from None
+        return
+    if urlsplit(location).scheme not in ("http", "https"):
+        raise UsageError(f"sitemap {location!r} is not an http(s) URL or a file")
+    import httpx
+
+    try:
+        with httpx.stream("GET", location, timeout=timeout, follow_redirects=True, trust_env=False,
+                          headers={"User-Agent": "edgectl-warm", "Accept-Encoding": "identity"}) as response:
+            if response.status_code != 200:
+                raise UsageError(f"sitemap {location}: HTTP {response.status_code}")
+            yield _Raw(response.iter_raw())
+    except httpx.HTTPError as exc:
+        raise UsageError(f"cannot fetch sitemap {location}: {exc}") from None
+
+
+class _Raw:
+    """A file-like read() over an iterator of byte chunks."""
+
+    def __init__(self, chunks):
+        self.chunks = iter(chunks)
+        self.buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self.buffer) < size:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                break
+            self.buffer += chunk
+        if size < 0:
+            size = len(self.buffer)
+        out, self.buffer = self.buffer[:size], self.buffer[size:]
+        return out
+
+
+def from_sitemap(location: str, *, max_bytes: int, warn, timeout: float = 30.0) -> Iterator[Source]:
+    from edgectl.cache.sitemaps import walk
+
+    for entry in walk(location, lambda loc: _open_sitemap(loc, timeout), max_bytes=max_bytes, warn=warn):
+        if _check(entry.url, entry.sitemap) is None:
+            warn(f"{entry.sitemap}: {entry.url[:100]!r} is not an http(s) URL; skipped")
+            continue
+        yield Source(entry.url, entry.lastmod)
+
+
+def robots_sitemaps(url: str, timeout: float = 30.0) -> list[str]:
+    """The `Sitemap:` lines of a robots.txt (an http(s) URL or a file)."""
+    if "://" in url:
+        import httpx
+
+        try:
+            response = httpx.get(url, timeout=timeout, follow_redirects=True, trust_env=False,
+                                 headers={"User-Agent": "edgectl-warm"})
+        except httpx.HTTPError as exc:
+            raise UsageError(f"cannot fetch {url}: {exc}") from None
+        if response.status_code != 200:
+            raise UsageError(f"{url}: HTTP {response.status_code}")
+        text = response.text[:1_000_000]
+    else:
+        try:
+            with open(url, encoding="utf-8", errors="replace") as handle:
+                text = handle.read(1_000_000)
+        except OSError as exc:
+            raise UsageError(f"cannot read {url}: {exc.strerror or exc}") from None
+    found = []
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == "sitemap" and value.strip():
+            found.append(value.strip())
+    if not found:
+        raise UsageError(f"{url} names no sitemaps", hint="robots.txt lists them as 'Sitemap: URL' lines")
+    return found
+
+
+def from_purge(state, purge_id: str) -> Iterator[Source]:
+    """The URLs a purge cleared (its url targets, as given), to warm them again."""
+    from edgectl.cdn import journal
+
+    purge = journal.get(state, journal.parse_id(purge_id))
+    for kind, value in journal.targets(state, purge.id):
+        if kind == "url":
+            yield Source(value)
+
+
+def shard_of(url: str, count: int) -> int:
+    """A stable shard for a URL, the same on every machine and run (CRC-32, not Python's hash)."""
+    return zlib.crc32(url.encode("utf-8")) % count
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    try:
+        k, n = int(index), int(count)
+    except ValueError:
+        raise UsageError(f"--shard {text!r} is not K/N", hint="e.g. --shard 1/4 for the first of four jobs") from None
+    if not sep or not 1 <= k <= n or n > 10_000:
+        raise UsageError(f"--shard {text!r} is not K/N with 1 <= K <= N", hint="e.g. --shard 1/4")
+    return k, n
+
+
+@dataclass
+class Filters:
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    lastmod_since: datetime | None = None
+    limit: int | None = None
+    shard: tuple[int, int] | None = None
+
+    def apply(self, sources: Iterable[Source]) -> Iterator[Source]:
+        seen = 0
+        for source in sources:
+            path = urlsplit(source.url).path or "/"
+            if self.include and not any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(source.url, p)
+                                        for p in self.include):
+                continue
+            if any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(source.url, p) for p in self.exclude):
+                continue
+            if self.lastmod_since and (source.lastmod is None or source.lastmod < self.lastmod_since):
+                continue
+            if self.shard and shard_of(source.url, self.shard[1]) != self.shard[0] - 1:
+                continue
+            seen += 1
+            yield source
+            if self.limit and seen >= self.limit:
+                return
+
+
+def variants(headers: dict[str, str], encodings: list[str], agents: list[str]) -> list[Variant]:
+    """One variant per combination of Accept-Encoding and User-Agent, each with the fixed headers."""
+    result = []
+    for encoding in encodings or [None]:
+        for agent in agents or [None]:
+            extra = list(headers.items())
+            names = []
+            if encoding:
+                extra.append(("Accept-Encoding", encoding))
+                names.append(encoding)
+            if agent:
+                extra.append(("User-Agent", USER_AGENTS.get(agent, agent)))
+                names.append(agent if agent in USER_AGENTS else "ua:" + agent[:20])
+            result.append(Variant("+".join(names) or "default", tuple(extra)))
+    return result
+
+
+def jobs(sources: Iterable[Source], nodes: list[tuple[str, str]] | None, variant_list: list[Variant]) -> Iterator[Job]:
+    for source in sources:
+        for name, endpoint in nodes or [(None, None)]:
+            for variant in variant_list:
+                yield Job(source.url, name, endpoint, variant)
+
+
+# -- the lock --------------------------------------------------------------------------------------
+
+@contextmanager
+def warm_lock(state_path):
+    """One warm at a time per state file (cron runs overlap when one is slow); exit 4 otherwise.
+
+    An flock on a file beside the state: the kernel releases it when the holder dies, so a killed
+    run never leaves a stale lock behind.
+    """
+    import fcntl
+
+    from edgectl.errors import LockHeld
+
+    path = f"{state_path}.warm.lock"
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise LockHeld(f"another cache warm holds the lock ({holder})",
+                           hint="wait for it, or pass --no-lock to run beside it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+# -- resuming ----------------------------------------------------------------------------------------
+
+def job_key(url: str, node: str | None, variant: str) -> int:
+    """8 bytes per finished request to skip on resume (1M of them are about 60 MB, not strings)."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"{url}\x00{node or ''}\x00{variant}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def finished_keys(state, run_id: int) -> set[int]:
+    return {job_key(url, node, variant) for url, node, variant in
+            state.db.execute("SELECT url, node, variant FROM warm_results WHERE run_id = ?", [run_id])}
+
+
+def skip_finished(job_iter: Iterable[Job], done: set[int]) -> Iterator[Job]:
+    for job in job_iter:
+        if job_key(job.url, job.node, job.variant.name) not in done:
+            yield job
+
+
+def claim_run(state, run_id: int) -> dict[str, Any]:
+    """A run to resume: interrupted (or whose process died), never one still running."""
+    record = get_run(state, run_id)
+    if record["status"] == "running":
+        from edgectl.errors import LockHeld
+
+        raise LockHeld(f"warm run {run_id} is still running")
+    if record["status"] == "completed":
+        raise UsageError(f"warm run {run_id} completed; there is nothing to resume")
+    with state.db.atomic():
+        state.db.conn.execute("UPDATE warm_runs SET status = 'running', owner_pid = ?, finished_at = NULL WHERE id = ?",
+                              [os.getpid(), run_id])
+    return record
+
+
+# -- the run's record ------------------------------------------------------------------------------
+
+def start_run(state, options: dict[str, Any]) -> int:
+    now = to_iso(utcnow())
+    with state.db.atomic():
+        cursor = state.db.conn.execute(
+            "INSERT INTO warm_runs (created_at, updated_at, status, options, owner_pid) VALUES (?, ?, 'running', ?, ?)",
+            [now, now, json.dumps(options), os.getpid()])
+    return cursor.lastrowid
+
+
+def record(state, run_id: int, outcomes: list[engine.Outcome]) -> None:
+    """A batch of results in one transaction."""
+    from edgectl.cache.status import classify
+
+    now = to_iso(utcnow())
+    rows = []
+    for o in outcomes:
+        if o.error:
+            cache_status, cache = "unknown", None
+        else:
+            status = classify([(k.decode("latin-1"), v.decode("latin-1")) for k, v in o.headers])
+            cache_status, cache = status.status, status.cache
+        rows.append((run_id, o.job.url, o.job.node, o.job.variant.name, o.status_code, cache_status, cache,
+                     o.latency_ms, o.size, o.error, o.attempts, now))
+    with state.db.atomic():
+        state.db.conn.executemany(
+            "INSERT INTO warm_results (run_id, url, node, variant, status_code, cache_status, cache, latency_ms,"
+            " bytes, error, attempts, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def summary(state, run_id: int) -> dict[str, Any]:
+    db = state.db
+    q = lambda sql, *args: db.execute(sql, [run_id, *args]).fetchall()  # noqa: E731
+    total, errors, size = q("SELECT count(*), sum(error IS NOT NULL OR status_code >= 400), coalesce(sum(bytes), 0)"
+                            " FROM warm_results WHERE run_id = ?")[0]
+    classes = {f"{c}xx" if c else "error": n for c, n in q(
+        "SELECT status_code / 100, count(*) FROM warm_results WHERE run_id = ? GROUP BY 1 ORDER BY 1")}
+    per_node: dict[str, dict[str, int]] = {}
+    for node, status, n in q("SELECT coalesce(node, '(public)'), cache_status, count(*) FROM warm_results"
+                             " WHERE run_id = ? GROUP BY 1, 2"):
+        per_node.setdefault(node, {})[status] = n
+    latencies = {}
+    timed = q("SELECT count(*) FROM warm_results WHERE run_id = ? AND latency_ms IS NOT NULL")[0][0]
+    for name, share in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
+        if timed:
+            offset = min(timed - 1, int(share * timed))
+            latencies[name] = q("SELECT latency_ms FROM warm_results WHERE run_id = ? AND latency_ms IS NOT NULL"
+                                " ORDER BY latency_ms LIMIT 1 OFFSET ?", offset)[0][0]
+    common = [{"error": e, "count": n} for e, n in q(
+        "SELECT coalesce(error, 'HTTP ' || status_code), count(*) FROM warm_results WHERE run_id = ?"
+        " AND (error IS NOT NULL OR status_code >= 400) GROUP BY 1 ORDER BY 2 DESC LIMIT 5")]
+    hits = sum(c.get("hit", 0) for c in per_node.values())
+    return {"requests": total, "errors": errors or 0, "error_rate": round((errors or 0) / total, 4) if total else 0.0,
+            "status_classes": classes, "cache_before": per_node,
+            "hit_ratio_before": round(hits / total, 4) if total else 0.0, "bytes": size,
+            "latency_ms": latencies, "common_errors": common}
+
+
+def finish_run(state, run_id: int, status: str, data: dict[str, Any]) -> None:
+    now = to_iso(utcnow())
+    with state.db.atomic():
+        state.db.conn.execute("UPDATE warm_runs SET status = ?, summary = ?, updated_at = ?, finished_at = ? WHERE id = ?",
+                              [status, json.dumps(data), now, now, run_id])
+
+
+def record_metrics(state, run_id: int) -> None:
+    """Each node's median warm latency and hit ratio join its metrics history."""
+    from edgectl.nodes.inventory import record_metrics as record
+
+    at = to_iso(utcnow())
+    rows = state.db.execute(
+        "SELECT n.id, count(*), sum(r.cache_status = 'hit') FROM warm_results r JOIN nodes n"
+        " ON n.name = r.node AND n.removed_at IS NULL WHERE r.run_id = ? GROUP BY n.id", [run_id]).fetchall()
+    for node_id, count, hits in rows:
+        median = state.db.execute(
+            "SELECT r.latency_ms FROM warm_results r JOIN nodes n ON n.name = r.node WHERE r.run_id = ? AND n.id = ?"
+            " AND r.latency_ms IS NOT NULL ORDER BY r.latency_ms LIMIT 1 OFFSET ?",
+            [run_id, node_id, count // 2]).fetchone()
+        metrics = {"warm_hit_ratio": round((hits or 0) / count, 4)}
+        if median:
+            metrics["warm_latency_p50_ms"] = median[0]
+        with state.db.atomic():
+            record(state, node_id, metrics, source=f"warm:{run_id}", at=at,
+                   units={"warm_hit_ratio": "ratio", "warm_latency_p50_ms": "ms"})
+
+
+def runs(state, limit: int = 50) -> list[dict[str, Any]]:
+    return [_run_record(r) for r in state.db.query("SELECT * FROM warm_runs ORDER BY id DESC LIMIT ?", [limit])]
+
+
+def get_run(state, run_id: int) -> dict[str, Any]:
+    rows = list(state.db.query("SELECT * FROM warm_runs WHERE id = ?", [run_id]))
+    if not rows:
+        raise NotFound(f"no warm run with id {run_id}", hint="edgectl cache runs lists recent runs")
+    return _run_record(rows[0])
+
+
+def _run_record(row: dict) -> dict[str, Any]:
+    data = json.loads(row["summary"])
+    status = row["status"]
+    if status == "running" and row["owner_pid"] and not alive(row["owner_pid"]):
+        status = "interrupted"
+    return {"id": row["id"], "status": status, "created_at": from_iso(row["created_at"]),
+            "finished_at": from_iso(row["finished_at"]), "requests": data.get("requests"),
+            "errors": data.get("errors"), "hit_ratio_before": data.get("hit_ratio_before"),
+            "options": json.loads(row["options"]), "summary": data}
+
+
+# -- running -----------------------------------------------------------------------------------------
+
+def execute(state, run_id: int, job_iter: Iterator[Job], settings: engine.Settings, on_progress=None) -> tuple[str, engine.Progress]:
+    """Run the engine on this thread's event loop; SIGINT/SIGTERM stop it cleanly."""
+    stop_reason: list[str] = []
+
+    async def main() -> engine.Progress:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, lambda s=signum: (stop_reason.append(signal.Signals(s).name), stop.set()))
+        try:
+            return await engine.run(job_iter, settings, lambda batch: record(state, run_id, batch), stop,
+                                    on_progress=on_progress)
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    progress = asyncio.run(main())
+    return ("interrupted" if stop_reason else "completed"), progress

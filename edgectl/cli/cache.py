@@ -1,0 +1,324 @@
+"""`edgectl cache`: warm caches (every node, every variant) from URL lists and sitemaps, and the runs' records."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from edgectl.cli import group_help
+from edgectl.cli.context import current
+from edgectl.cli.options import Labels
+from edgectl.errors import Interrupted, OperationFailed, UsageError
+from edgectl.output import Column
+
+app = typer.Typer(help=group_help("cache"), no_args_is_help=True, add_completion=False)
+
+RUN_COLUMNS = [
+    Column("id", justify="right"),
+    Column("status", kind="status"),
+    Column("created_at", "STARTED", kind="time"),
+    Column("finished_at", "FINISHED", kind="time"),
+    Column("requests", justify="right"),
+    Column("errors", justify="right"),
+    Column("hit_ratio_before", "HIT RATIO BEFORE", justify="right"),
+]
+NODE_COLUMNS = [
+    Column("node"),
+    Column("requests", justify="right"),
+    Column("hit", justify="right"),
+    Column("miss", justify="right"),
+    Column("expired", justify="right"),
+    Column("other", justify="right"),
+    Column("hit_ratio", "HIT RATIO", justify="right"),
+]
+
+
+def _sources(ctx, urls, urls_file, sitemaps, max_bytes, required: bool = True):
+    import sys
+    from itertools import chain
+
+    from edgectl.cache.warm import Source, from_lines, from_sitemap
+
+    parts = []
+    if urls:
+        from edgectl.parse import parse_url
+
+        parts.append([Source(parse_url(u)) for u in urls])
+    if urls_file == "-":
+        parts.append(from_lines(sys.stdin, "stdin", ctx.out.warn))
+    elif urls_file:
+        try:
+            handle = open(urls_file, encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise UsageError(f"cannot read --urls-file {urls_file}: {exc.strerror or exc}") from None
+        parts.append(from_lines(handle, urls_file, ctx.out.warn))
+    for sitemap in sitemaps or []:
+        parts.append(from_sitemap(sitemap, max_bytes=max_bytes, warn=ctx.out.warn))
+    if not parts and required:
+        raise UsageError("no URLs to warm", hint="give --url, --urls-file, --sitemap, --from-robots or --from-purge")
+    return chain.from_iterable(parts)
+
+
+def _nodes(ctx, names: Optional[str], labels, region: Optional[str], all_nodes: bool):
+    from edgectl.nodes.inventory import NodeFilter, get_nodes, list_nodes
+    from edgectl.parse import parse_labels
+
+    if not (names or labels or region or all_nodes):
+        return None
+    if names and (labels or region or all_nodes):
+        raise UsageError("name nodes with --nodes or select them with --label/--region/--all-nodes, not both")
+    if names:
+        nodes = get_nodes(ctx.state, [n.strip() for n in names.split(",") if n.strip()])
+    else:
+        nodes = [n for n in list_nodes(ctx.state, NodeFilter(labels=parse_labels(labels), region=region))
+                 if n.status in ("active", "draining")]
+    if not nodes:
+        raise UsageError("no nodes match", hint="edgectl nodes list shows the registered nodes and their status")
+    return [(n.name, n.endpoint) for n in nodes]
+
+
+def _split(values: Optional[str]) -> list[str]:
+    return [v.strip() for v in (values or "").split(",") if v.strip()]
+
+
+@app.command("warm")
+def warm(
+    urls: Annotated[Optional[list[str]], typer.Option("--url", metavar="URL", help="A URL to warm; repeatable.")] = None,
+    urls_file: Annotated[Optional[str], typer.Option("--urls-file", metavar="FILE|-", help="URLs one per line; '-' reads stdin. Streamed.")] = None,
+    sitemap: Annotated[Optional[list[str]], typer.Option("--sitemap", metavar="URL|FILE", help="A sitemap or sitemap index (gzip too); repeatable.")] = None,
+    from_robots: Annotated[Optional[str], typer.Option("--from-robots", metavar="URL", help="The sitemaps a robots.txt names.")] = None,
+    from_purge: Annotated[Optional[str], typer.Option("--from-purge", metavar="ID", help="The URLs a cdn purge cleared.")] = None,
+    include: Annotated[Optional[list[str]], typer.Option("--include", metavar="GLOB", help="Only paths or URLs matching; repeatable.")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", metavar="GLOB", help="Skip paths or URLs matching; repeatable.")] = None,
+    lastmod_since: Annotated[Optional[str], typer.Option("--lastmod-since", metavar="DATE", help="Only sitemap entries modified since (ISO date).")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, metavar="N", help="At most N URLs.")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Only this job's share of the URLs (a stable hash).")] = None,
+    nodes: Annotated[Optional[str], typer.Option("--nodes", metavar="NAME,...", help="Pin requests to these nodes.")] = None,
+    label: Labels = None,
+    region: Annotated[Optional[str], typer.Option("--region", help="Pin requests to the region's nodes.")] = None,
+    all_nodes: Annotated[bool, typer.Option("--all-nodes", help="Pin requests to every active node.")] = False,
+    header: Annotated[Optional[list[str]], typer.Option("--header", "-H", metavar="'K: V'", help="Sent with every request; repeatable.")] = None,
+    accept_encoding: Annotated[Optional[str], typer.Option("--accept-encoding", metavar="LIST", help="One request per encoding, e.g. gzip,br.")] = None,
+    user_agent: Annotated[Optional[str], typer.Option("--user-agent", metavar="LIST", help="desktop, mobile or literal strings; one request each.")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=4096, help="Requests in flight.")] = 64,
+    rate: Annotated[Optional[float], typer.Option("--rate", min=0.1, metavar="N", help="At most N requests a second.")] = None,
+    timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION", help="Per request, all of it.")] = "10s",
+    retries: Annotated[int, typer.Option("--retries", min=0, max=10, help="Retries on 429, 5xx, timeouts.")] = 2,
+    hash_body: Annotated[bool, typer.Option("--hash", help="Hash each body (SHA-256).")] = False,
+    max_error_rate: Annotated[Optional[float], typer.Option("--max-error-rate", metavar="0..1", help="Exit 1 above this share of errors.")] = None,
+    max_sitemap_bytes: Annotated[int, typer.Option("--max-sitemap-bytes", min=1024, help="Decompressed size bound per sitemap.")] = 200 * 1024 * 1024,
+    lock: Annotated[bool, typer.Option("--lock/--no-lock", help="One warm at a time per state file (exit 4 if held).")] = True,
+    resume: Annotated[Optional[int], typer.Option("--resume", metavar="RUN", min=1, max=2**62, help="Continue an interrupted run with its own options.")] = None,
+) -> None:
+    """Warm caches by GET (bodies streamed and discarded), through the public hostname or pinned to each node.
+
+    A summary follows: requests, status classes, what each node's cache said before warming,
+    bytes, latency percentiles and the commonest errors. Exit 1 above --max-error-rate; 4 when
+    another warm holds the lock; 130 when interrupted (then --resume RUN continues it).
+    """
+    ctx = current()
+    if resume is not None:
+        given = [urls, urls_file, sitemap, from_robots, from_purge, include, exclude, lastmod_since, limit, shard,
+                 nodes, label, region, all_nodes or None, header, accept_encoding, user_agent]
+        if any(v for v in given):
+            raise UsageError("--resume takes the run's own sources, filters, nodes and variants",
+                             hint="give only --resume RUN (engine options such as --concurrency may change)")
+    options = {
+        "urls": urls or [], "urls_file": urls_file, "sitemaps": sitemap or [], "from_robots": from_robots,
+        "from_purge": from_purge, "include": include or [], "exclude": exclude or [], "lastmod_since": lastmod_since,
+        "limit": limit, "shard": shard, "headers": list(header or []), "accept_encoding": accept_encoding,
+        "user_agent": user_agent, "max_sitemap_bytes": max_sitemap_bytes,
+    }
+    engine_options = {"concurrency": concurrency, "rate": rate, "timeout": timeout, "retries": retries,
+                      "hash": hash_body, "max_error_rate": max_error_rate}
+    from contextlib import nullcontext
+
+    from edgectl.cache import warm as service
+
+    with service.warm_lock(ctx.state_path()) if lock else nullcontext():
+        if resume is not None:
+            record = service.claim_run(ctx.state, resume)
+            options = record["options"]
+            if options.get("urls_file") == "-":
+                raise UsageError(f"warm run {resume} read its URLs from stdin, which cannot be read again")
+            ctx.out.note(f"resuming warm run {resume}")
+        else:
+            options["nodes"] = _pinned_names(ctx, nodes, label, region, all_nodes)
+        _run(ctx, options, engine_options, resume)
+
+
+def _pinned_names(ctx, names, labels, region, all_nodes) -> list[str] | None:
+    pinned = _nodes(ctx, names, labels, region, all_nodes)
+    return [name for name, _ in pinned] if pinned else None
+
+
+def _plan(ctx, options: dict):
+    """Jobs from a run's options: sources, filters, shard, nodes and variants."""
+    from itertools import chain
+
+    from edgectl.cache import warm as service
+    from edgectl.cli.cdn import _headers
+    from edgectl.nodes.inventory import get_nodes
+
+    since = None
+    if options.get("lastmod_since"):
+        from edgectl.timeutil import from_iso
+
+        text = options["lastmod_since"]
+        try:
+            since = from_iso(text if "T" in text else text + "T00:00:00Z")
+        except ValueError:
+            raise UsageError(f"--lastmod-since {text!r} is not an ISO date", hint="e.g. 2026-11-01") from None
+    variant_list = service.variants(_headers(options["headers"]) if options["headers"] else {},
+                                    _split(options.get("accept_encoding")), _split(options.get("user_agent")))
+    pinned = None
+    if options.get("nodes"):
+        pinned = [(n.name, n.endpoint) for n in get_nodes(ctx.state, options["nodes"])]
+    filters = service.Filters(options["include"], options["exclude"], since, options.get("limit"),
+                              service.parse_shard(options["shard"]) if options.get("shard") else None)
+    sitemaps = list(options["sitemaps"])
+    if options.get("from_robots"):
+        sitemaps.extend(service.robots_sitemaps(options["from_robots"]))
+    parts = [_sources(ctx, options["urls"], options.get("urls_file"), sitemaps, options["max_sitemap_bytes"],
+                      required=not options.get("from_purge"))]
+    if options.get("from_purge"):
+        parts.append(service.from_purge(ctx.state, options["from_purge"]))
+    sources = filters.apply(chain.from_iterable(parts))
+    return service.jobs(sources, pinned, variant_list), variant_list
+
+
+def _run(ctx, options: dict, engine_options: dict, resume: int | None) -> None:
+    from edgectl.cache import engine
+    from edgectl.cache import warm as service
+    from edgectl.parse import parse_duration
+
+    per_request = parse_duration(engine_options["timeout"], what="--timeout")
+    if per_request <= 0:
+        raise UsageError("--timeout must be more than zero")
+    max_error_rate = engine_options["max_error_rate"]
+    if max_error_rate is not None and not 0 <= max_error_rate <= 1:
+        raise UsageError(f"--max-error-rate must be between 0 and 1, not {max_error_rate}")
+    job_iter, variant_list = _plan(ctx, options)
+    options["variants"] = [v.name for v in variant_list]
+    settings = engine.Settings(concurrency=engine_options["concurrency"], rate=engine_options["rate"],
+                               timeout=per_request, retries=engine_options["retries"],
+                               hash_body=engine_options["hash"])
+    if resume is None:
+        run_id = service.start_run(ctx.state, options)
+    else:
+        run_id = resume
+        job_iter = service.skip_finished(job_iter, service.finished_keys(ctx.state, run_id))
+    ctx.out.info(f"warm run {run_id}")
+    with _progress(ctx) as on_progress:
+        status, progress = service.execute(ctx.state, run_id, job_iter, settings, on_progress)
+    data = service.summary(ctx.state, run_id)
+    data["elapsed_s"] = round(progress_elapsed(progress), 3)
+    data["requests_this_run"] = progress.done
+    data["requests_per_s"] = round(progress.done / data["elapsed_s"], 1) if data["elapsed_s"] else None
+    too_many = max_error_rate is not None and data["error_rate"] > max_error_rate
+    final = "interrupted" if status == "interrupted" else ("failed" if too_many else "completed")
+    service.finish_run(ctx.state, run_id, final, data)
+    service.record_metrics(ctx.state, run_id)
+    _show(ctx, run_id, data)
+    if final == "interrupted":
+        raise Interrupted(f"warm run {run_id} interrupted after {data['requests']} request(s); what was done is recorded",
+                          hint=f"continue it: edgectl cache warm --resume {run_id}")
+    if too_many:
+        raise OperationFailed(f"warm run {run_id}: error rate {data['error_rate']:.2%} is above {max_error_rate:.2%}",
+                              hint=f"edgectl cache show {run_id} lists the commonest errors")
+    if data["requests"] == 0:
+        ctx.out.warn("no URLs were warmed (the sources or filters left none)")
+
+
+def progress_elapsed(progress) -> float:
+    import time
+
+    return time.monotonic() - progress.started
+
+
+def _node_rows(data: dict) -> list[dict]:
+    rows = []
+    for node, counts in sorted(data["cache_before"].items()):
+        total = sum(counts.values())
+        rows.append({"node": node, "requests": total, "hit": counts.get("hit", 0), "miss": counts.get("miss", 0),
+                     "expired": counts.get("expired", 0),
+                     "other": total - counts.get("hit", 0) - counts.get("miss", 0) - counts.get("expired", 0),
+                     "hit_ratio": round(counts.get("hit", 0) / total, 3) if total else None})
+    return rows
+
+
+def _show(ctx, run_id: int, data: dict) -> None:
+    if ctx.out.fmt in ("json", "jsonl"):
+        ctx.out.record({"id": run_id, **data})
+        return
+    ctx.out.records(_node_rows(data), NODE_COLUMNS, empty="no requests made")
+    latency = data.get("latency_ms") or {}
+    ctx.out.note(f"warm run {run_id}: {data['requests']} request(s) in {data.get('elapsed_s', 0):.1f}s"
+                 + (f" ({data['requests_per_s']:g}/s)" if data.get("requests_per_s") else "")
+                 + f", {data['errors']} error(s), {data['bytes']:,} bytes; status "
+                 + ", ".join(f"{k} {v}" for k, v in data["status_classes"].items())
+                 + (f"; latency p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms, p99 {latency['p99']:.1f} ms"
+                    if latency else ""))
+    for item in data.get("common_errors", []):
+        ctx.out.note(f"  {item['count']} x {item['error']}")
+
+
+class _progress:
+    """A live line on stderr at a terminal (requests/s, hit ratio so far); nothing otherwise."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.bar = None
+
+    def __enter__(self):
+        import sys
+
+        if self.ctx.out.fmt == "table" and sys.stderr.isatty() and not self.ctx.quiet:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                console=self.ctx.out.console(sys.stderr), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("warming")
+        return self.update
+
+    def update(self, progress) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=f"warming: {progress.done:,} done, {progress.rate:,.0f}/s, "
+                                                   f"{progress.errors:,} errors")
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
+
+
+@app.command("runs")
+def runs_list(limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000)] = 20) -> None:
+    """Recent warm runs, newest first."""
+    from edgectl.cache import warm as service
+
+    ctx = current()
+    rows = service.runs(ctx.state, limit)
+    for row in rows:
+        row.pop("summary")
+        row.pop("options")
+    ctx.out.records(rows, RUN_COLUMNS, empty="no warm runs yet")
+
+
+@app.command("show")
+def show(run_id: Annotated[int, typer.Argument(metavar="RUN", min=1, max=2**62, help="Run id, from cache runs.")]) -> None:
+    """One warm run: its options, and per node what the caches said before warming."""
+    from edgectl.cache import warm as service
+
+    ctx = current()
+    record = service.get_run(ctx.state, run_id)
+    if ctx.out.fmt in ("json", "jsonl"):
+        ctx.out.record(record)
+        return
+    summary = record.pop("summary")
+    options = record.pop("options")
+    ctx.out.record({**record, "options": options}, RUN_COLUMNS + [Column("options", kind="map")])
+    if summary:
+        _show(ctx, run_id, summary)

@@ -1,0 +1,184 @@
+"""`cache warm` against a real sandbox fleet: pinning, hits on the second pass, sources and bad input."""
+
+from __future__ import annotations
+
+import gzip
+
+import httpx
+import pytest
+
+from tests.fakes.sandbox_fleet import register, running_fleet
+
+HOST = "www.sandbox.test"
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory):
+    with running_fleet(tmp_path_factory.mktemp("warm-sandbox"), pages=60) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def fleet(box, isolated):
+    """The sandbox nodes in this test's inventory; their caches emptied first."""
+    register(box, isolated / "state.db")
+    token = box.token()
+    for node in box.nodes:
+        httpx.post(node.url + "/.edge/purge", json={"all": True}, headers={"Authorization": f"Bearer {token}"},
+                   trust_env=False).raise_for_status()
+    return box
+
+
+def stats(node) -> dict:
+    return httpx.get(node.url + "/.edge/stats", trust_env=False).json()
+
+
+def pages(count: int, start: int = 1) -> list[str]:
+    sections = ("news", "docs", "blog", "shop")
+    return [f"https://{HOST}/{sections[i % 4]}/page-{i:04d}.html" for i in range(start, start + count)]
+
+
+def test_warming_through_every_node_fills_each_node_and_a_second_pass_is_all_hits(cli, fleet, isolated):
+    listing = isolated / "urls.txt"
+    listing.write_text("\n".join(pages(20)) + "\n")
+    before = {n.name: stats(n) for n in fleet.nodes}
+
+    first = cli("cache", "warm", "--urls-file", str(listing), "--all-nodes", "-o", "json")
+    assert first.exit_code == 0, first.stderr
+    data = first.json()
+    assert data["requests"] == 40 and data["errors"] == 0
+    assert data["cache_before"] == {n.name: {"miss": 20} for n in fleet.nodes}
+    for node in fleet.nodes:  # each node's own counters: the requests really went through it
+        after = stats(node)
+        assert after["misses"] - before[node.name]["misses"] == 20 and after["entries"] >= 20
+
+    second = cli("cache", "warm", "--urls-file", str(listing), "--all-nodes", "-o", "json")
+    assert second.json()["cache_before"] == {n.name: {"hit": 20} for n in fleet.nodes}
+    assert second.json()["hit_ratio_before"] == 1.0
+
+    runs = cli("cache", "runs", "-o", "json").json()
+    assert [r["id"] for r in runs] == [2, 1] and runs[0]["status"] == "completed"
+    shown = cli("cache", "show", "1", "-o", "json").json()
+    assert shown["summary"]["requests"] == 40 and sorted(shown["options"]["nodes"]) == sorted(n.name for n in fleet.nodes)
+
+
+def test_pinning_to_one_node_leaves_the_other_untouched(cli, fleet):
+    one, other = fleet.nodes
+    untouched = stats(other)
+    run = cli("cache", "warm", "--url", pages(1)[0], "--nodes", one.name, "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["cache_before"] == {one.name: {"miss": 1}}
+    assert stats(other)["misses"] == untouched["misses"] and stats(other)["hits"] == untouched["hits"]
+
+
+def test_variants_multiply_requests(cli, fleet):
+    node = fleet.nodes[0]
+    run = cli("cache", "warm", "--url", pages(1, start=30)[0], "--nodes", node.name,
+              "--accept-encoding", "gzip,br", "--user-agent", "desktop,mobile", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["requests"] == 4
+
+
+def test_a_sitemap_index_with_a_gzip_sitemap_is_followed(cli, fleet):
+    run = cli("cache", "warm", "--sitemap", fleet.origin + "/sitemap.xml", "--nodes", fleet.nodes[0].name,
+              "--limit", "25", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["requests"] == 25 and run.json()["errors"] == 0
+
+
+def test_shards_cover_the_list_exactly_once(cli, fleet, isolated):
+    from edgectl.cache.warm import shard_of
+
+    urls = pages(40, start=100)
+    listing = isolated / "urls.txt"
+    listing.write_text("\n".join(urls) + "\n")
+    counts = []
+    for k in (1, 2, 3):
+        run = cli("cache", "warm", "--urls-file", str(listing), "--nodes", fleet.nodes[0].name, "--shard", f"{k}/3",
+                  "-o", "json")
+        assert run.exit_code == 0, run.stderr
+        counts.append(run.json()["requests"])
+    assert sum(counts) == 40 and all(counts)
+    assert counts == [sum(1 for u in urls if shard_of(u, 3) == k) for k in range(3)]
+
+
+def test_non_http_lines_are_skipped_with_a_warning_and_bad_sitemaps_are_bad_input(cli, fleet, isolated):
+    listing = isolated / "urls.txt"
+    listing.write_text(f"{pages(1)[0]}\nftp://example.com/x\njavascript:alert(1)\n")
+    run = cli("cache", "warm", "--urls-file", str(listing), "--nodes", fleet.nodes[0].name, "-o", "json")
+    assert run.exit_code == 0 and run.json()["requests"] == 1
+    assert "urls.txt:2" in run.stderr and "urls.txt:3" in run.stderr
+
+    bomb = isolated / "bomb.xml.gz"
+    bomb.write_bytes(gzip.compress(b"<urlset>" + b" " * (8 * 1024 * 1024)))
+    refused = cli("cache", "warm", "--sitemap", str(bomb), "--max-sitemap-bytes", "1048576")
+    assert refused.exit_code == 2 and "larger than 1,048,576 bytes" in refused.stderr
+
+    evil = isolated / "evil.xml"
+    evil.write_text('<?xml version="1.0"?><!DOCTYPE u [<!ENTITY x SYSTEM "file:///etc/passwd">]><urlset/>')
+    assert cli("cache", "warm", "--sitemap", str(evil)).exit_code == 2
+
+
+def test_the_error_rate_threshold_fails_a_cron_run(cli, fleet):
+    from tests.fakes.health_servers import closed_port
+
+    run = cli("cache", "warm", "--url", f"http://127.0.0.1:{closed_port()}/x", "--url", pages(1)[0],
+              "--retries", "0", "--max-error-rate", "0.1", "-o", "json")
+    assert run.exit_code == 1
+    assert run.json()["errors"] == 2  # a closed port, and a hostname that does not resolve
+    assert "error rate" in run.stderr
+
+
+def test_a_second_warm_while_one_holds_the_lock_is_exit_4(cli, fleet, isolated):
+    import fcntl
+
+    with open(f"{isolated / 'state.db'}.warm.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        run = cli("cache", "warm", "--url", pages(1)[0], "--nodes", fleet.nodes[0].name)
+        assert run.exit_code == 4 and "holds the lock" in run.stderr
+        beside = cli("cache", "warm", "--url", pages(1)[0], "--nodes", fleet.nodes[0].name, "--no-lock")
+        assert beside.exit_code == 0, beside.stderr
+
+
+def test_an_interrupted_warm_is_resumed_without_repeating_what_was_done(fleet, isolated):
+    import json
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    listing = isolated / "urls.txt"
+    urls = pages(60, start=200)
+    listing.write_text("\n".join(urls) + "\n")
+    env = {**os.environ, "EDGECTL_STATE": str(isolated / "state.db")}
+    args = [sys.executable, "-m", "edgectl", "cache", "warm", "--nodes", fleet.nodes[0].name]
+    proc = subprocess.Popen(args + ["--urls-file", str(listing), "--rate", "20", "--concurrency", "2"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def recorded() -> int:
+        try:
+            with sqlite3.connect(f"file:{isolated / 'state.db'}?mode=ro", uri=True) as db:
+                return db.execute("SELECT count(*) FROM warm_results").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+    deadline = time.monotonic() + 20
+    while recorded() < 10 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "cache warm --resume 1" in err
+    done_before = recorded()
+    assert 10 <= done_before < 60
+
+    resumed = subprocess.run(args[:5] + ["--resume", "1", "-o", "json"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["requests_this_run"] == 60 - done_before
+    with sqlite3.connect(isolated / "state.db") as db:
+        warmed = [row[0] for row in db.execute("SELECT url FROM warm_results WHERE run_id = 1")]
+        status = db.execute("SELECT status FROM warm_runs WHERE id = 1").fetchone()[0]
+    assert sorted(warmed) == sorted(urls) and status == "completed"
