@@ -306,7 +306,7 @@ def record(state, run_id: int, outcomes: list[engine.Outcome]) -> None:
         if o.error:
             cache_status, cache = "unknown", None
         else:
-            status = classify([(k.decode("latin-1"), v.decode("latin-1")) for k, v in o.headers])
+            status = classify(o.headers)
             cache_status, cache = status.status, status.cache
         rows.append((run_id, o.job.url, o.job.node, o.job.variant.name, o.status_code, cache_status, cache,
                      o.latency_ms, o.size, o.error, o.attempts, now))
