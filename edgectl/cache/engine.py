@@ -1,9 +1,9 @@
 """The warm engine: bounded concurrency, an optional request rate, retries, and results in batches.
 
 Workers pull jobs from a bounded queue that a producer fills from the (streamed) URL source in a
-thread, so memory stays flat however long the list. Each worker keeps one keep-alive connection
-per target. Results go to `sink` in batches, which the caller writes to SQLite in one
-transaction each; nothing else is kept per request.
+thread, so memory stays flat however long the list. They share one aiohttp session whose pool
+keeps connections alive. Results go to `sink` in batches, which the caller writes to SQLite in
+one transaction each; nothing else is kept per request.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from edgectl.cache.client import Connection, Target, target_for
+from edgectl.cache import client
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 FLUSH_EVERY = 500
@@ -43,7 +43,7 @@ class Job:
 class Outcome:
     job: Job
     status_code: int | None
-    headers: list[tuple[bytes, bytes]]
+    headers: tuple[tuple[bytes, bytes], ...]
     latency_ms: float | None
     size: int
     digest: str | None
@@ -67,6 +67,7 @@ class Limiter:
         self.rate = rate
         self.next_at = time.monotonic()
         self.paused_until = 0.0
+        self.active = rate is not None  # False: nothing to wait for, so no call per request
 
     async def acquire(self) -> None:
         now = time.monotonic()
@@ -79,6 +80,7 @@ class Limiter:
             await asyncio.sleep(wait)
 
     def slow_down(self, retry_after: float, observed_rate: float) -> None:
+        self.active = True
         self.paused_until = max(self.paused_until, time.monotonic() + retry_after)
         base = self.rate or max(1.0, observed_rate)
         self.rate = max(1.0, base * 0.75)
@@ -97,7 +99,7 @@ class Progress:
         return self.done / elapsed if elapsed > 0 else 0.0
 
 
-def _retry_after(headers: list[tuple[bytes, bytes]]) -> float | None:
+def _retry_after(headers) -> float | None:
     for name, value in headers:
         if name.lower() == b"retry-after":
             try:
@@ -128,7 +130,10 @@ async def run(jobs: Iterator[Job], settings: Settings, sink: Callable[[list[Outc
     last_flush = [time.monotonic()]
 
     def flush(force: bool = False) -> None:
-        if pending and (force or len(pending) >= FLUSH_EVERY or time.monotonic() - last_flush[0] >= FLUSH_SECONDS):
+        size = len(pending)
+        if not size:
+            return
+        if force or size >= FLUSH_EVERY or (size % 32 == 0 and time.monotonic() - last_flush[0] >= FLUSH_SECONDS):
             sink(list(pending))
             pending.clear()
             last_flush[0] = time.monotonic()
@@ -152,32 +157,22 @@ async def run(jobs: Iterator[Job], settings: Settings, sink: Callable[[list[Outc
             for _ in range(settings.concurrency):
                 await queue.put(None)
 
-    async def fetch(connections: dict[Target, Connection], job: Job) -> Outcome:
-        target, host, path = target_for(job.url, job.endpoint)
+    async def fetch(session, job: Job) -> Outcome:
         attempts = 0
         while True:
             attempts += 1
-            await limiter.acquire()
+            if limiter.active:
+                await limiter.acquire()
             started = time.perf_counter()
-            conn = connections.pop(target, None)
             try:
-                async with asyncio.timeout(settings.timeout):
-                    if conn is None:
-                        conn = await Connection.open(target)
-                    response, reusable = await conn.get(host, path, list(job.variant.headers), settings.hash_body)
+                response = await client.get(session, job.url, job.endpoint, job.variant.headers, settings.hash_body)
             except Exception as exc:  # every failure of a request is a result, not a crash
-                if conn is not None:
-                    conn.close()
                 error = _describe(exc, settings.timeout)
                 if attempts <= settings.retries and not stop.is_set():
                     await asyncio.sleep(min(8.0, 0.25 * 2 ** attempts) * random.uniform(0.5, 1.0))
                     continue
-                return Outcome(job, None, [], None, 0, None, error, attempts)
+                return Outcome(job, None, (), None, 0, None, error, attempts)
             latency = (time.perf_counter() - started) * 1000
-            if reusable:
-                connections[target] = conn
-            else:
-                conn.close()
             if response.status in RETRY_STATUSES and attempts <= settings.retries and not stop.is_set():
                 retry_after = _retry_after(response.headers)
                 if response.status == 429:
@@ -188,29 +183,25 @@ async def run(jobs: Iterator[Job], settings: Settings, sink: Callable[[list[Outc
             return Outcome(job, response.status, response.headers, round(latency, 3), response.size,
                            response.digest, None, attempts)
 
-    async def work() -> None:
-        connections: dict[Target, Connection] = {}
-        try:
-            while True:
-                job = await queue.get()
-                if job is None:
-                    return
-                if stop.is_set():
-                    continue
-                outcome = await fetch(connections, job)
-                progress.done += 1
-                if outcome.error or (outcome.status_code or 0) >= 400:
-                    progress.errors += 1
-                pending.append(outcome)
-                flush()
-        finally:
-            for conn in connections.values():
-                conn.close()
+    async def work(session) -> None:
+        while True:
+            job = await queue.get()
+            if job is None:
+                return
+            if stop.is_set():
+                continue
+            outcome = await fetch(session, job)
+            progress.done += 1
+            if outcome.error or (outcome.status_code or 0) >= 400:
+                progress.errors += 1
+            pending.append(outcome)
+            flush()
 
-    producer = asyncio.create_task(produce())
-    workers = [asyncio.create_task(work()) for _ in range(settings.concurrency)]
-    try:
-        await asyncio.gather(producer, *workers)
-    finally:
-        flush(force=True)
+    async with client.session(settings.concurrency, settings.timeout) as session:
+        producer = asyncio.create_task(produce())
+        workers = [asyncio.create_task(work(session)) for _ in range(settings.concurrency)]
+        try:
+            await asyncio.gather(producer, *workers)
+        finally:
+            flush(force=True)
     return progress
