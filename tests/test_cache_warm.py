@@ -182,3 +182,15 @@ def test_an_interrupted_warm_is_resumed_without_repeating_what_was_done(fleet, i
         warmed = [row[0] for row in db.execute("SELECT url FROM warm_results WHERE run_id = 1")]
         status = db.execute("SELECT status FROM warm_runs WHERE id = 1").fetchone()[0]
     assert sorted(warmed) == sorted(urls) and status == "completed"
+
+
+def test_two_workers_split_the_list_and_warm_each_url_once(cli, fleet, isolated):
+    listing = isolated / "urls.txt"
+    urls = pages(30, start=300)
+    listing.write_text("\n".join(urls) + "\n")
+    node = fleet.nodes[0]
+    before = stats(node)["misses"]
+    run = cli("cache", "warm", "--urls-file", str(listing), "--nodes", node.name, "--workers", "2", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["requests"] == 30 and run.json()["cache_before"] == {node.name: {"miss": 30}}
+    assert stats(node)["misses"] - before == 30  # each URL reached the node exactly once

@@ -57,7 +57,7 @@ async def get(client, url: str, endpoint: str | None, headers: tuple[tuple[str, 
         extra = {**extra, **dict(headers)}
     digest = hashlib.sha256() if hash_body else None
     size = 0
-    async with client.get(target, headers=extra, server_hostname=sni, allow_redirects=False) as response:
+    async with client.get(target, headers=extra or None, server_hostname=sni, allow_redirects=False) as response:
         content = response.content
         while True:
             chunk = await content.readany()

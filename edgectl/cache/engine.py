@@ -39,7 +39,7 @@ class Job:
     variant: Variant = DEFAULT_VARIANT
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     job: Job
     status_code: int | None

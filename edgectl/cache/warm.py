@@ -175,6 +175,7 @@ class Filters:
     lastmod_since: datetime | None = None
     limit: int | None = None
     shard: tuple[int, int] | None = None
+    worker: tuple[int, int] | None = None  # this process's share with --workers (a differently salted hash)
 
     def apply(self, sources: Iterable[Source]) -> Iterator[Source]:
         seen = 0
@@ -192,9 +193,11 @@ class Filters:
             if self.shard and shard_of(source.url, self.shard[1]) != self.shard[0] - 1:
                 continue
             seen += 1
-            yield source
-            if self.limit and seen >= self.limit:
+            if self.limit and seen > self.limit:
                 return
+            if self.worker and zlib.crc32(source.url.encode("utf-8"), 0x5EED) % self.worker[1] != self.worker[0] - 1:
+                continue
+            yield source
 
 
 def variants(headers: dict[str, str], encodings: list[str], agents: list[str]) -> list[Variant]:
@@ -261,6 +264,10 @@ def job_key(url: str, node: str | None, variant: str) -> int:
 
     digest = hashlib.blake2b(f"{url}\x00{node or ''}\x00{variant}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
+
+
+def result_count(state, run_id: int) -> int:
+    return state.db.execute("SELECT count(*) FROM warm_results WHERE run_id = ?", [run_id]).fetchone()[0]
 
 
 def finished_keys(state, run_id: int) -> set[int]:

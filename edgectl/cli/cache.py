@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Optional
 
 import typer
@@ -108,6 +109,7 @@ def warm(
     hash_body: Annotated[bool, typer.Option("--hash", help="Hash each body (SHA-256).")] = False,
     max_error_rate: Annotated[Optional[float], typer.Option("--max-error-rate", metavar="0..1", help="Exit 1 above this share of errors.")] = None,
     max_sitemap_bytes: Annotated[int, typer.Option("--max-sitemap-bytes", min=1024, help="Decompressed size bound per sitemap.")] = 200 * 1024 * 1024,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Processes, each warming its share.")] = 1,
     lock: Annotated[bool, typer.Option("--lock/--no-lock", help="One warm at a time per state file (exit 4 if held).")] = True,
     resume: Annotated[Optional[int], typer.Option("--resume", metavar="RUN", min=1, max=2**62, help="Continue an interrupted run with its own options.")] = None,
 ) -> None:
@@ -131,7 +133,7 @@ def warm(
         "user_agent": user_agent, "max_sitemap_bytes": max_sitemap_bytes,
     }
     engine_options = {"concurrency": concurrency, "rate": rate, "timeout": timeout, "retries": retries,
-                      "hash": hash_body, "max_error_rate": max_error_rate}
+                      "hash": hash_body, "max_error_rate": max_error_rate, "workers": workers}
     from contextlib import nullcontext
 
     from edgectl.cache import warm as service
@@ -176,7 +178,8 @@ def _plan(ctx, options: dict):
     if options.get("nodes"):
         pinned = [(n.name, n.endpoint) for n in get_nodes(ctx.state, options["nodes"])]
     filters = service.Filters(options["include"], options["exclude"], since, options.get("limit"),
-                              service.parse_shard(options["shard"]) if options.get("shard") else None)
+                              service.parse_shard(options["shard"]) if options.get("shard") else None,
+                              tuple(options["worker"]) if options.get("worker") else None)
     sitemaps = list(options["sitemaps"])
     if options.get("from_robots"):
         sitemaps.extend(service.robots_sitemaps(options["from_robots"]))
@@ -204,18 +207,27 @@ def _run(ctx, options: dict, engine_options: dict, resume: int | None) -> None:
     settings = engine.Settings(concurrency=engine_options["concurrency"], rate=engine_options["rate"],
                                timeout=per_request, retries=engine_options["retries"],
                                hash_body=engine_options["hash"])
+    workers = engine_options.get("workers", 1)
+    if workers > 1 and options.get("urls_file") == "-":
+        raise UsageError("--workers cannot share stdin", hint="write the URLs to a file and pass --urls-file FILE")
     if resume is None:
         run_id = service.start_run(ctx.state, options)
     else:
         run_id = resume
-        job_iter = service.skip_finished(job_iter, service.finished_keys(ctx.state, run_id))
+    before = service.result_count(ctx.state, run_id)
     ctx.out.info(f"warm run {run_id}")
-    with _progress(ctx) as on_progress:
-        status, progress = service.execute(ctx.state, run_id, job_iter, settings, on_progress)
+    started = time.monotonic()
+    if workers > 1:
+        status = _run_workers(ctx, options, settings, run_id, resume is not None, workers)
+    else:
+        if resume is not None:
+            job_iter = service.skip_finished(job_iter, service.finished_keys(ctx.state, run_id))
+        with _progress(ctx) as on_progress:
+            status, _ = service.execute(ctx.state, run_id, job_iter, settings, on_progress)
     data = service.summary(ctx.state, run_id)
-    data["elapsed_s"] = round(progress_elapsed(progress), 3)
-    data["requests_this_run"] = progress.done
-    data["requests_per_s"] = round(progress.done / data["elapsed_s"], 1) if data["elapsed_s"] else None
+    data["elapsed_s"] = round(time.monotonic() - started, 3)
+    data["requests_this_run"] = data["requests"] - before
+    data["requests_per_s"] = (round(data["requests_this_run"] / data["elapsed_s"], 1) if data["elapsed_s"] else None)
     too_many = max_error_rate is not None and data["error_rate"] > max_error_rate
     final = "interrupted" if status == "interrupted" else ("failed" if too_many else "completed")
     service.finish_run(ctx.state, run_id, final, data)
@@ -231,10 +243,65 @@ def _run(ctx, options: dict, engine_options: dict, resume: int | None) -> None:
         ctx.out.warn("no URLs were warmed (the sources or filters left none)")
 
 
-def progress_elapsed(progress) -> float:
-    import time
+def _run_workers(ctx, options: dict, settings, run_id: int, resuming: bool, workers: int) -> str:
+    """Fork `workers` processes, each warming its share of the URLs into the same run.
 
-    return time.monotonic() - progress.started
+    Each child rebuilds the sources itself (no file offsets or SQLite connections are shared
+    across fork) and keeps the URLs whose salted hash falls to it. A signal to this process is
+    passed on to the children, which stop cleanly like a single run.
+    """
+    import os
+    import signal
+    from dataclasses import replace
+
+    from edgectl.cache import warm as service
+
+    pids = []
+    for index in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                ctx._state = None  # a SQLite connection must not cross a fork: open our own
+                if index:
+                    ctx.out.quiet = True  # one process reports skipped lines, not every one
+                job_iter, _ = _plan(ctx, {**options, "worker": [index + 1, workers]})
+                if resuming:
+                    job_iter = service.skip_finished(job_iter, service.finished_keys(ctx.state, run_id))
+                # --concurrency and --rate are for the whole run: each process takes its share
+                share = replace(settings, concurrency=max(1, settings.concurrency // workers),
+                                rate=settings.rate / workers if settings.rate else None)
+                status, _ = service.execute(ctx.state, run_id, job_iter, share)
+                code = 130 if status == "interrupted" else 0
+            except BaseException as exc:  # noqa: BLE001 - reported, then the child exits
+                import sys
+
+                sys.stderr.write(f"error: warm worker {index + 1}: {exc}\n")
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    interrupted = []
+
+    def forward(signum, _frame):
+        interrupted.append(signum)
+        for child in pids:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if interrupted or 130 in codes:
+        return "interrupted"
+    if any(codes):
+        raise OperationFailed(f"{sum(1 for c in codes if c)} of {workers} warm workers failed",
+                              hint=f"edgectl cache show {run_id}; resume with edgectl cache warm --resume {run_id}")
+    return "completed"
 
 
 def _node_rows(data: dict) -> list[dict]:

@@ -47,6 +47,10 @@ STEPS: list[tuple[str, list[tuple[list[str], int]]]] = [
     ("The next request misses and refills the cache",
      [(["sandbox", "fetch", "/docs/page-0001.html", "-n", "sandbox-eu-west-1"], 0)]),
     ("Every purge is journaled, batch by batch", [(["cdn", "history"], 0), (["cdn", "show", "1"], 0)]),
+    ("Warm every node from the site's sitemap index (one of its sitemaps is gzip): mostly misses",
+     [(["cache", "warm", "--sitemap", "{origin}/sitemap.xml", "--all-nodes"], 0)]),
+    ("Warm again: the caches now answer hits",
+     [(["cache", "warm", "--sitemap", "{origin}/sitemap.xml", "--all-nodes"], 0), (["cache", "runs"], 0)]),
 ]
 TEARDOWN = ("Tear the fleet down", [(["sandbox", "down"], 0)])
 
@@ -69,6 +73,11 @@ def demo(keep: Annotated[bool, typer.Option("--keep", help="Leave the sandbox ru
         env["NO_COLOR"] = "1"
 
     def run(args: list[str], expected: int) -> None:
+        if any("{origin}" in a for a in args):  # the sandbox origin's address, known once it is up
+            from edgectl.sandbox.fleet import Sandbox
+
+            origin = Sandbox.load(where / "sandbox").origin
+            args = [a.replace("{origin}", origin) for a in args]
         typer.secho(f"$ edgectl {shlex.join(args)}", fg="cyan", bold=True)
         code = subprocess.run([sys.executable, "-m", "edgectl", *args], env=env).returncode
         if code != expected:
