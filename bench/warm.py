@@ -18,6 +18,7 @@ protocol's maximum) and prints edgectl's peak RSS; the goal is at most 80 MiB. I
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -102,6 +103,10 @@ def timed(command: list[str], **kwargs) -> float:
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{command[:4]} failed with {done.returncode}: {done.stderr[-500:]}")
+    if "edgectl" in command and "-o" in command:  # every answer must be a 200, or the comparison means nothing
+        report = json.loads(done.stdout)
+        if report["status_classes"] != {"2xx": URLS}:
+            raise SystemExit(f"edgectl saw {report['status_classes']}, not {URLS} 200s")
     return elapsed
 
 
@@ -143,6 +148,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        root.chmod(0o755)  # nginx's workers run as an unprivileged user and must read the files
         www = root / "www" / "f"
         www.mkdir(parents=True)
         for i in range(FILES):

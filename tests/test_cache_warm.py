@@ -194,3 +194,47 @@ def test_two_workers_split_the_list_and_warm_each_url_once(cli, fleet, isolated)
     assert run.exit_code == 0, run.stderr
     assert run.json()["requests"] == 30 and run.json()["cache_before"] == {node.name: {"miss": 30}}
     assert stats(node)["misses"] - before == 30  # each URL reached the node exactly once
+
+
+def test_warming_records_entries_with_policies_and_variants_apart(cli, fleet):
+    node = fleet.nodes[0]
+    assert cli("cache", "policies", "add", "--match", "/docs/*", "--ttl", "1d", "--tag", "docs-policy").exit_code == 0
+    assert cli("cache", "policies", "add", "--match", "/docs/*", "--ttl", "1h").exit_code == 2
+    docs, news = pages(1, start=41)[0], pages(1, start=44)[0]  # the sandbox serves pages 1-60
+    assert "/docs/" in docs and "/news/" in news
+    run = cli("cache", "warm", "--url", docs, "--url", news, "--nodes", node.name, "--accept-encoding", "gzip,br")
+    assert run.exit_code == 0, run.stderr
+
+    entries = cli("cache", "entries", "--node", node.name, "-o", "json").json()
+    assert sorted(e["cache_key"] for e in entries) == sorted(
+        f"{u} [{enc}]" for u in (docs, news) for enc in ("gzip", "br"))
+    doc_entry = next(e for e in entries if e["url"] == docs)
+    assert "docs-policy" in doc_entry["tags"] and "section-docs" in doc_entry["tags"]  # policy and Surrogate-Key
+    assert doc_entry["content_hash"] and doc_entry["size"] > 0 and doc_entry["content_type"].startswith("text/html")
+    news_entry = next(e for e in entries if e["url"] == news)
+    assert news_entry["expires_at"] is not None and news_entry["expired"] is False  # from the response's s-maxage
+
+    stats = {row["node"]: row for row in cli("cache", "stats", "-o", "json").json()}
+    assert stats[node.name]["entries"] == 4 and stats[node.name]["bytes"] > 0
+
+
+def test_invalidated_entries_are_purged_and_rewarmed_with_stale(cli, fleet, isolated):
+    node = fleet.nodes[0]
+    config = isolated / "c.toml"
+    config.write_text(f'[providers.edge]\nkind = "http"\nnodes = "label:sandbox=true"\nhosts = ["{HOST}"]\n'
+                      f'token = "file:{fleet.token_file}"\n')
+    url = pages(1, start=42)[0]
+    assert cli("--config", config, "cache", "warm", "--url", url, "--nodes", node.name).exit_code == 0
+    assert cli("--config", config, "cache", "warm", "--stale", "--nodes", node.name, "-o", "json").json()["requests"] == 0
+
+    run = cli("--config", config, "cache", "invalidate", "--url", url)
+    assert run.exit_code == 0, run.stderr
+    assert "1 entry marked invalidated" in run.stderr
+    assert cli("--config", config, "cache", "entries", "--expired", "-o", "json").json()[0]["url"] == url
+    path = url.split(HOST, 1)[1]
+    response = httpx.get(node.url + path, headers={"Host": HOST}, trust_env=False)
+    assert response.headers["x-cache"] == "MISS"  # the purge really reached the node
+
+    again = cli("--config", config, "cache", "warm", "--stale", "--nodes", node.name, "-o", "json")
+    assert again.exit_code == 0 and again.json()["requests"] == 1
+    assert cli("--config", config, "cache", "entries", "--expired", "-o", "json").json() == []

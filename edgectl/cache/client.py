@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 USER_AGENT = "edgectl-warm"
 READ_CHUNK = 64 * 1024
+SMALL_BODY = 256 * 1024  # read whole when Content-Length says at most this much
 
 
 @dataclass
@@ -58,12 +59,19 @@ async def get(client, url: str, endpoint: str | None, headers: tuple[tuple[str, 
     digest = hashlib.sha256() if hash_body else None
     size = 0
     async with client.get(target, headers=extra or None, server_hostname=sni, allow_redirects=False) as response:
-        content = response.content
-        while True:
-            chunk = await content.readany()
-            if not chunk:
-                break
-            size += len(chunk)
+        length = response.content_length
+        if length is not None and length <= SMALL_BODY:  # one read; no second wait for the end of the stream
+            body = await response.read()
+            size = len(body)
             if digest is not None:
-                digest.update(chunk)
+                digest.update(body)
+        else:  # large or of unknown length: streamed, so memory stays flat
+            content = response.content
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    break
+                size += len(chunk)
+                if digest is not None:
+                    digest.update(chunk)
         return Response(response.status, response.raw_headers, size, digest.hexdigest() if digest else None)

@@ -38,6 +38,8 @@ class CacheStatus:
     detail: str | None  # the raw value of the header that decided
 
 
+UNKNOWN = CacheStatus("unknown", "none", None, None, None, None)  # no response to classify (a failed request)
+
 # RFC 9211 section 2.2, `fwd`: why the request went forward (https://www.rfc-editor.org/rfc/rfc9211).
 # `stale` is settled by `fwd-status`: 304 means the stored copy was revalidated, anything else that
 # it was replaced. A value the RFC does not define still means the request went forward: a miss.

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from edgectl.cache import engine
+from edgectl.cache.entries import Recorder
 from edgectl.cache.engine import Job, Variant
 from edgectl.errors import NotFound, UsageError
 from edgectl.process import alive
@@ -307,24 +308,24 @@ def start_run(state, options: dict[str, Any]) -> int:
     return cursor.lastrowid
 
 
-def record(state, run_id: int, outcomes: list[engine.Outcome]) -> None:
-    """A batch of results in one transaction."""
-    from edgectl.cache.status import classify
+def record(state, run_id: int, outcomes: list[engine.Outcome], recorder=None) -> None:
+    """A batch of results, and the cache entries they show, in one transaction."""
+    from edgectl.cache.status import UNKNOWN, classify
 
     now = to_iso(utcnow())
     rows = []
+    statuses = []
     for o in outcomes:
-        if o.error:
-            cache_status, cache = "unknown", None
-        else:
-            status = classify(o.headers)
-            cache_status, cache = status.status, status.cache
-        rows.append((run_id, o.job.url, o.job.node, o.job.variant.name, o.status_code, cache_status, cache,
+        status = UNKNOWN if o.error else classify(o.headers)
+        statuses.append(status)
+        rows.append((run_id, o.job.url, o.job.node, o.job.variant.name, o.status_code, status.status, status.cache,
                      o.latency_ms, o.size, o.error, o.attempts, now))
     with state.db.atomic():
         state.db.conn.executemany(
             "INSERT INTO warm_results (run_id, url, node, variant, status_code, cache_status, cache, latency_ms,"
             " bytes, error, attempts, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if recorder is not None:
+            recorder.record(outcomes, statuses)
 
 
 def summary(state, run_id: int) -> dict[str, Any]:
@@ -417,7 +418,8 @@ def execute(state, run_id: int, job_iter: Iterator[Job], settings: engine.Settin
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, lambda s=signum: (stop_reason.append(signal.Signals(s).name), stop.set()))
         try:
-            return await engine.run(job_iter, settings, lambda batch: record(state, run_id, batch), stop,
+            recorder = Recorder(state)
+            return await engine.run(job_iter, settings, lambda batch: record(state, run_id, batch, recorder), stop,
                                     on_progress=on_progress)
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):

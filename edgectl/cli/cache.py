@@ -57,7 +57,7 @@ def _sources(ctx, urls, urls_file, sitemaps, max_bytes, required: bool = True):
     for sitemap in sitemaps or []:
         parts.append(from_sitemap(sitemap, max_bytes=max_bytes, warn=ctx.out.warn))
     if not parts and required:
-        raise UsageError("no URLs to warm", hint="give --url, --urls-file, --sitemap, --from-robots or --from-purge")
+        raise UsageError("no URLs to warm", hint="give --url, --urls-file, --sitemap, --from-robots, --from-purge or --stale")
     return chain.from_iterable(parts)
 
 
@@ -90,6 +90,8 @@ def warm(
     sitemap: Annotated[Optional[list[str]], typer.Option("--sitemap", metavar="URL|FILE", help="A sitemap or sitemap index (gzip too); repeatable.")] = None,
     from_robots: Annotated[Optional[str], typer.Option("--from-robots", metavar="URL", help="The sitemaps a robots.txt names.")] = None,
     from_purge: Annotated[Optional[str], typer.Option("--from-purge", metavar="ID", help="The URLs a cdn purge cleared.")] = None,
+    stale: Annotated[bool, typer.Option("--stale", help="Entries whose policy TTL has run out, or were invalidated.")] = False,
+    within: Annotated[Optional[str], typer.Option("--within", metavar="DURATION", help="With --stale: or will run out within this long.")] = None,
     include: Annotated[Optional[list[str]], typer.Option("--include", metavar="GLOB", help="Only paths or URLs matching; repeatable.")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", metavar="GLOB", help="Skip paths or URLs matching; repeatable.")] = None,
     lastmod_since: Annotated[Optional[str], typer.Option("--lastmod-since", metavar="DATE", help="Only sitemap entries modified since (ISO date).")] = None,
@@ -121,14 +123,14 @@ def warm(
     """
     ctx = current()
     if resume is not None:
-        given = [urls, urls_file, sitemap, from_robots, from_purge, include, exclude, lastmod_since, limit, shard,
+        given = [urls, urls_file, sitemap, from_robots, from_purge, stale or None, include, exclude, lastmod_since, limit, shard,
                  nodes, label, region, all_nodes or None, header, accept_encoding, user_agent]
         if any(v for v in given):
             raise UsageError("--resume takes the run's own sources, filters, nodes and variants",
                              hint="give only --resume RUN (engine options such as --concurrency may change)")
     options = {
         "urls": urls or [], "urls_file": urls_file, "sitemaps": sitemap or [], "from_robots": from_robots,
-        "from_purge": from_purge, "include": include or [], "exclude": exclude or [], "lastmod_since": lastmod_since,
+        "from_purge": from_purge, "stale": stale, "within": within, "include": include or [], "exclude": exclude or [], "lastmod_since": lastmod_since,
         "limit": limit, "shard": shard, "headers": list(header or []), "accept_encoding": accept_encoding,
         "user_agent": user_agent, "max_sitemap_bytes": max_sitemap_bytes,
     }
@@ -184,9 +186,18 @@ def _plan(ctx, options: dict):
     if options.get("from_robots"):
         sitemaps.extend(service.robots_sitemaps(options["from_robots"]))
     parts = [_sources(ctx, options["urls"], options.get("urls_file"), sitemaps, options["max_sitemap_bytes"],
-                      required=not options.get("from_purge"))]
+                      required=not (options.get("from_purge") or options.get("stale")))]
     if options.get("from_purge"):
         parts.append(service.from_purge(ctx.state, options["from_purge"]))
+    if options.get("stale"):
+        from edgectl.cache.entries import stale_urls
+        from edgectl.parse import parse_duration
+
+        within = parse_duration(options["within"], what="--within") if options.get("within") else 0.0
+        # read now, not lazily: the producer thread must not share this thread's SQLite connection
+        parts.append([service.Source(url) for url in stale_urls(ctx.state, within)])
+    elif options.get("within"):
+        raise UsageError("--within goes with --stale")
     sources = filters.apply(chain.from_iterable(parts))
     return service.jobs(sources, pinned, variant_list), variant_list
 
@@ -389,3 +400,135 @@ def show(run_id: Annotated[int, typer.Argument(metavar="RUN", min=1, max=2**62, 
     ctx.out.record({**record, "options": options}, RUN_COLUMNS + [Column("options", kind="map")])
     if summary:
         _show(ctx, run_id, summary)
+
+
+# -- policies and entries ----------------------------------------------------------------------------
+
+policies_app = typer.Typer(help="Cache policies: a TTL and tags for the paths a glob matches.", no_args_is_help=True)
+app.add_typer(policies_app, name="policies")
+
+POLICY_COLUMNS = [Column("id", justify="right"), Column("match"), Column("ttl"), Column("tags", kind="list")]
+ENTRY_COLUMNS = [
+    Column("node"), Column("cache_key", "CACHE KEY"), Column("size", justify="right"), Column("content_type", "TYPE"),
+    Column("expires_at", "EXPIRES", kind="time"), Column("expired", kind="bool"), Column("tags", kind="list"),
+    Column("access_count", "WARMED", justify="right"), Column("last_accessed", "LAST", kind="time"),
+]
+STATS_COLUMNS = [Column("node"), Column("entries", justify="right"), Column("bytes", justify="right"),
+                 Column("expired", justify="right"), Column("hit_ratio", "HIT RATIO (RECENT RUNS)", justify="right")]
+
+
+def _policy_row(policy) -> dict:
+    from edgectl.parse import format_duration
+
+    return {**policy.to_record(), "ttl": format_duration(policy.ttl_s)}
+
+
+@policies_app.command("add")
+def policies_add(
+    match: Annotated[str, typer.Option("--match", metavar="GLOB", help="Path glob, e.g. '/static/*'.")],
+    ttl: Annotated[str, typer.Option("--ttl", metavar="DURATION", help="How long an entry stays fresh, e.g. 1d.")],
+    tag: Annotated[Optional[list[str]], typer.Option("--tag", metavar="T", help="Tag for matching entries; repeatable.")] = None,
+) -> None:
+    """Add a policy; the first matching policy (in order added) sets an entry's expiry and tags."""
+    from edgectl.cache.entries import add_policy
+    from edgectl.parse import check_text, parse_duration
+
+    ctx = current()
+    for t in tag or []:
+        check_text(t, what="--tag", limit=200)
+    policy = add_policy(ctx.state, match, parse_duration(ttl, what="--ttl"), list(tag or []))
+    ctx.out.record(_policy_row(policy), POLICY_COLUMNS)
+
+
+@policies_app.command("list")
+def policies_list() -> None:
+    """Every policy, in the order they are matched."""
+    from edgectl.cache.entries import policies
+
+    ctx = current()
+    ctx.out.records([_policy_row(p) for p in policies(ctx.state)], POLICY_COLUMNS, empty="no cache policies")
+
+
+@policies_app.command("remove")
+def policies_remove(which: Annotated[str, typer.Argument(metavar="ID|GLOB", help="The policy's id or its glob.")]) -> None:
+    """Remove a policy (entries keep the expiry they were given)."""
+    from edgectl.cache.entries import remove_policy
+
+    ctx = current()
+    removed = remove_policy(ctx.state, which)
+    ctx.out.note(f"removed policy {removed.id} ({removed.match})")
+
+
+@app.command("entries")
+def entries_list(
+    node: Annotated[Optional[str], typer.Option("--node", help="One node ('public' for the hostname).")] = None,
+    tag: Annotated[Optional[str], typer.Option("--tag")] = None,
+    expired: Annotated[bool, typer.Option("--expired", help="Only expired or invalidated entries.")] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1_000_000)] = 100,
+) -> None:
+    """What warming found each node holding: cache key, hash, size, type, expiry, tags."""
+    from edgectl.cache.entries import entries
+
+    ctx = current()
+    ctx.out.records(entries(ctx.state, node=node, tag=tag, expired=expired, limit=limit), ENTRY_COLUMNS,
+                    empty="no cache entries recorded (cache warm records them)")
+
+
+@app.command("stats")
+def cache_stats() -> None:
+    """Per node: entries, bytes, expired entries, and the hit ratio of the last five warm runs."""
+    from edgectl.cache.entries import stats
+
+    ctx = current()
+    ctx.out.records(stats(ctx.state), STATS_COLUMNS, empty="no cache entries or warm runs yet")
+
+
+@app.command("invalidate")
+def invalidate(
+    tag: Annotated[Optional[list[str]], typer.Option("--tag", metavar="T", help="Entries with this tag; repeatable.")] = None,
+    prefix: Annotated[Optional[list[str]], typer.Option("--prefix", metavar="P", help="A path (/docs/) or URL prefix; repeatable.")] = None,
+    url: Annotated[Optional[list[str]], typer.Option("--url", metavar="URL", help="One URL; repeatable.")] = None,
+    no_purge: Annotated[bool, typer.Option("--no-purge", help="Only mark the entries; purge nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the purge plan; mark and send nothing.")] = False,
+) -> None:
+    """Mark matching entries invalidated, then purge them through `cdn purge` at the providers serving them."""
+    from edgectl.cache.entries import mark_invalidated
+    from edgectl.cdn.plan import build_targets
+
+    ctx = current()
+    if not (tag or prefix or url):
+        raise UsageError("nothing to invalidate", hint="give --url, --prefix or --tag")
+    targets = build_targets(url or [], [], prefix or [], tag or [], [], False)
+    if dry_run:
+        _invalidate_purge(ctx, targets, dry_run=True)
+        return
+    found = mark_invalidated(ctx.state, urls=url or [], prefixes=prefix or [], tags=tag or [])
+    nodes = sorted({f["node"] or "(public)" for f in found})
+    ctx.out.note(f"{len(found)} entr{'y' if len(found) == 1 else 'ies'} marked invalidated"
+                 + (f" at {', '.join(nodes)}" if nodes else ""))
+    if not no_purge:
+        _invalidate_purge(ctx, targets, dry_run=False)
+
+
+def _invalidate_purge(ctx, targets, dry_run: bool) -> None:
+    """The same plan, journal and executor as `cdn purge`, with the providers mapped by hostname."""
+    from edgectl.cdn import journal
+    from edgectl.cdn import purge as service
+    from edgectl.cdn.execute import Settings
+
+    plan, providers = service.plan(ctx.config, ctx.state, targets, provider_names=None, all_providers=False,
+                                   skip_unsupported=True)
+    for line in plan.skipped():
+        ctx.out.warn(line)
+    if dry_run:
+        for p in providers.values():
+            p.close()
+        from edgectl.cli.cdn import PLAN_COLUMNS, _format_plan
+
+        ctx.out.records(_format_plan(plan), PLAN_COLUMNS)
+        return
+    service.prepare(providers)
+    record = journal.create(ctx.state, plan, reason="cache invalidate")
+    from edgectl.cli.cdn import _run
+
+    _run(ctx, service, record, providers, Settings())

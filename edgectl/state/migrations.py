@@ -198,3 +198,44 @@ def m005_create_warm_runs(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX idx_warm_results_run ON warm_results(run_id, node)")
+
+
+@migrations()
+def m006_create_cache_entries(db: Database) -> None:
+    # Cache policies (TTL and tags by path glob) and what warming found each node holding.
+    db.execute(
+        """
+        CREATE TABLE cache_policies (
+            id INTEGER PRIMARY KEY,
+            match TEXT NOT NULL UNIQUE,
+            ttl_s REAL NOT NULL,
+            tags TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE edge_cache_entries (
+            id INTEGER PRIMARY KEY,
+            cache_key TEXT NOT NULL,
+            url TEXT NOT NULL,
+            variant TEXT NOT NULL,
+            node TEXT NOT NULL,
+            node_id INTEGER REFERENCES nodes(id),
+            content_hash TEXT,
+            content_type TEXT,
+            content_size INTEGER,
+            expires_at TEXT,
+            tags TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT NOT NULL,
+            last_accessed TEXT NOT NULL,
+            access_count INTEGER NOT NULL DEFAULT 0,
+            invalidated_at TEXT,
+            UNIQUE (cache_key, node)
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_cache_entries_node ON edge_cache_entries(node)")
+    db.execute("CREATE INDEX idx_cache_entries_expires ON edge_cache_entries(expires_at)")
+    db.execute("CREATE INDEX idx_cache_entries_url ON edge_cache_entries(url)")
