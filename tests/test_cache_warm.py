@@ -238,3 +238,30 @@ def test_invalidated_entries_are_purged_and_rewarmed_with_stale(cli, fleet, isol
     again = cli("--config", config, "cache", "warm", "--stale", "--nodes", node.name, "-o", "json")
     assert again.exit_code == 0 and again.json()["requests"] == 1
     assert cli("--config", config, "cache", "entries", "--expired", "-o", "json").json() == []
+
+
+def test_a_ten_million_line_url_stream_is_read_only_as_far_as_needed(fleet, isolated):
+    """10,000,000 lines on stdin and --limit 2000: the warm stops early, in bounded memory."""
+    import os
+    import subprocess
+    import sys
+
+    url = pages(1)[0]
+    generator = subprocess.Popen(
+        [sys.executable, "-c", f"import sys\nline = {url + chr(10)!r} * 1000\n"
+                               "try:\n    for _ in range(10_000):\n        sys.stdout.write(line)\n"
+                               "except BrokenPipeError:\n    sys.exit(0)\n"],
+        stdout=subprocess.PIPE)
+    env = {**os.environ, "EDGECTL_STATE": str(isolated / "state.db")}
+    warm = subprocess.Popen([sys.executable, "-m", "edgectl", "cache", "warm", "--urls-file", "-", "--limit", "2000",
+                             "--nodes", fleet.nodes[0].name, "-o", "json"], stdin=generator.stdout,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    generator.stdout.close()  # the warm holds the only reading end
+    _, status, usage = os.wait4(warm.pid, 0)
+    out = warm.stdout.read()
+    assert os.waitstatus_to_exitcode(status) == 0, warm.stderr.read()
+    import json
+
+    assert json.loads(out)["requests"] == 2000
+    assert usage.ru_maxrss < 150 * 1024, f"peak RSS {usage.ru_maxrss // 1024} MiB"
+    generator.wait(timeout=30)  # it stopped at the broken pipe: the rest was never read

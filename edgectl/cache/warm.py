@@ -308,7 +308,7 @@ def start_run(state, options: dict[str, Any]) -> int:
     return cursor.lastrowid
 
 
-def record(state, run_id: int, outcomes: list[engine.Outcome], recorder=None) -> None:
+def record(state, run_id: int, outcomes: list[engine.Outcome], recorder=None) -> list:
     """A batch of results, and the cache entries they show, in one transaction."""
     from edgectl.cache.status import UNKNOWN, classify
 
@@ -326,6 +326,7 @@ def record(state, run_id: int, outcomes: list[engine.Outcome], recorder=None) ->
             " bytes, error, attempts, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         if recorder is not None:
             recorder.record(outcomes, statuses)
+    return statuses
 
 
 def summary(state, run_id: int) -> dict[str, Any]:
@@ -419,8 +420,13 @@ def execute(state, run_id: int, job_iter: Iterator[Job], settings: engine.Settin
             loop.add_signal_handler(signum, lambda s=signum: (stop_reason.append(signal.Signals(s).name), stop.set()))
         try:
             recorder = Recorder(state)
-            return await engine.run(job_iter, settings, lambda batch: record(state, run_id, batch, recorder), stop,
-                                    on_progress=on_progress)
+            progress = engine.Progress()
+
+            def sink(batch) -> None:
+                statuses = record(state, run_id, batch, recorder)
+                progress.hits += sum(1 for status in statuses if status.status == "hit")
+
+            return await engine.run(job_iter, settings, sink, stop, progress=progress, on_progress=on_progress)
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)

@@ -363,8 +363,9 @@ class _progress:
 
     def update(self, progress) -> None:
         if self.bar is not None:
+            ratio = f", hit ratio {progress.hits / progress.done:.0%}" if progress.done else ""
             self.bar.update(self.task, description=f"warming: {progress.done:,} done, {progress.rate:,.0f}/s, "
-                                                   f"{progress.errors:,} errors")
+                                                   f"{progress.errors:,} errors{ratio}")
 
     def __exit__(self, *exc):
         if self.bar is not None:
