@@ -265,3 +265,42 @@ def test_a_ten_million_line_url_stream_is_read_only_as_far_as_needed(fleet, isol
     assert json.loads(out)["requests"] == 2000
     assert usage.ru_maxrss < 150 * 1024, f"peak RSS {usage.ru_maxrss // 1024} MiB"
     generator.wait(timeout=30)  # it stopped at the broken pipe: the rest was never read
+
+
+def test_robots_sources_with_include_exclude_and_lastmod_filters(cli, fleet, isolated):
+    from edgectl.cache.sitemaps import walk
+    from edgectl.cache.warm import _open_sitemap
+
+    node = fleet.nodes[0].name
+    every = list(walk(fleet.origin + "/sitemap.xml", lambda loc: _open_sitemap(loc, 10)))
+    docs = [e for e in every if "/docs/" in e.url]
+    cutoff = sorted(e.lastmod for e in docs)[len(docs) // 2]
+
+    run = cli("cache", "warm", "--from-robots", fleet.origin + "/robots.txt", "--nodes", node,
+              "--include", "/docs/*", "--exclude", "*page-0001.html", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["requests"] == len([e for e in docs if not e.url.endswith("page-0001.html")])
+
+    since = cli("cache", "warm", "--sitemap", fleet.origin + "/sitemap.xml", "--nodes", node, "--include", "/docs/*",
+                "--lastmod-since", cutoff.strftime("%Y-%m-%dT%H:%M:%SZ"), "-o", "json")
+    assert since.exit_code == 0, since.stderr
+    assert since.json()["requests"] == len([e for e in docs if e.lastmod >= cutoff])
+
+    (isolated / "robots.txt").write_text("User-agent: *\nDisallow: /\n")
+    none = cli("cache", "warm", "--from-robots", str(isolated / "robots.txt"))
+    assert none.exit_code == 2 and "names no sitemaps" in none.stderr
+
+
+def test_from_purge_rewarms_what_a_purge_cleared(cli, fleet, isolated):
+    node = fleet.nodes[0]
+    config = isolated / "c.toml"
+    config.write_text(f'[providers.edge]\nkind = "http"\nnodes = "label:sandbox=true"\nhosts = ["{HOST}"]\n'
+                      f'token = "file:{fleet.token_file}"\n')
+    urls = pages(3, start=50)
+    assert cli("--config", config, "cache", "warm", *[a for u in urls for a in ("--url", u)], "--nodes", node.name).exit_code == 0
+    purge = cli("--config", config, "cdn", "purge", *[a for u in urls for a in ("--url", u)], "--tag", "section-news", "-o", "json")
+    assert purge.exit_code == 0, purge.stderr
+    again = cli("--config", config, "cache", "warm", "--from-purge", str(purge.json()["id"]), "--nodes", node.name,
+                "-o", "json")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["requests"] == 3 and again.json()["cache_before"] == {node.name: {"miss": 3}}

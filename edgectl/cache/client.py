@@ -39,11 +39,15 @@ def request_for(url: str, node_endpoint: str | None) -> tuple[str, dict[str, str
     return f"{node.scheme}://{node.netloc}{path}", {"Host": parts.netloc.rpartition("@")[2]}, sni
 
 
-def session(concurrency: int, timeout: float):
-    """One session for a whole run: keep-alive connections, no cookies, bodies left compressed."""
+def session(concurrency: int, timeout: float, per_host: int = 0):
+    """One session for a whole run: keep-alive connections, no cookies, bodies left compressed.
+
+    `per_host` bounds connections to one address (a node, or the public host); 0 leaves only
+    the overall bound.
+    """
     import aiohttp
 
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0, ttl_dns_cache=300,
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=per_host, ttl_dns_cache=300,
                                      force_close=False, enable_cleanup_closed=True)
     return aiohttp.ClientSession(
         connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,

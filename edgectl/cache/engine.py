@@ -58,6 +58,7 @@ class Settings:
     timeout: float = 10.0
     retries: int = 2
     hash_body: bool = False
+    per_host: int = 0  # connections to one host or node; 0: only the overall bound
 
 
 class Limiter:
@@ -197,7 +198,7 @@ async def run(jobs: Iterator[Job], settings: Settings, sink: Callable[[list[Outc
             pending.append(outcome)
             flush()
 
-    async with client.session(settings.concurrency, settings.timeout) as session:
+    async with client.session(settings.concurrency, settings.timeout, settings.per_host) as session:
         producer = asyncio.create_task(produce())
         workers = [asyncio.create_task(work(session)) for _ in range(settings.concurrency)]
         try:

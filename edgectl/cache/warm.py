@@ -143,14 +143,16 @@ def robots_sitemaps(url: str, timeout: float = 30.0) -> list[str]:
     return found
 
 
-def from_purge(state, purge_id: str) -> Iterator[Source]:
-    """The URLs a purge cleared (its url targets, as given), to warm them again."""
+def from_purge(state, purge_id: str) -> list[Source]:
+    """The URLs a purge cleared (its url targets, as given), to warm them again.
+
+    Read now, not lazily: sources are consumed on a worker thread, which must not touch this
+    thread's SQLite connection.
+    """
     from edgectl.cdn import journal
 
     purge = journal.get(state, journal.parse_id(purge_id))
-    for kind, value in journal.targets(state, purge.id):
-        if kind == "url":
-            yield Source(value)
+    return [Source(value) for kind, value in journal.targets(state, purge.id) if kind == "url"]
 
 
 def shard_of(url: str, count: int) -> int:

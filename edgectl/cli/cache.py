@@ -105,6 +105,7 @@ def warm(
     accept_encoding: Annotated[Optional[str], typer.Option("--accept-encoding", metavar="LIST", help="One request per encoding, e.g. gzip,br.")] = None,
     user_agent: Annotated[Optional[str], typer.Option("--user-agent", metavar="LIST", help="desktop, mobile or literal strings; one request each.")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=4096, help="Requests in flight.")] = 64,
+    per_host: Annotated[int, typer.Option("--per-host", min=0, max=4096, metavar="N", help="Requests in flight to one host or node (0: no bound beyond --concurrency).")] = 0,
     rate: Annotated[Optional[float], typer.Option("--rate", min=0.1, metavar="N", help="At most N requests a second.")] = None,
     timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION", help="Per request, all of it.")] = "10s",
     retries: Annotated[int, typer.Option("--retries", min=0, max=10, help="Retries on 429, 5xx, timeouts.")] = 2,
@@ -135,7 +136,7 @@ def warm(
         "user_agent": user_agent, "max_sitemap_bytes": max_sitemap_bytes,
     }
     engine_options = {"concurrency": concurrency, "rate": rate, "timeout": timeout, "retries": retries,
-                      "hash": hash_body, "max_error_rate": max_error_rate, "workers": workers}
+                      "hash": hash_body, "max_error_rate": max_error_rate, "workers": workers, "per_host": per_host}
     from contextlib import nullcontext
 
     from edgectl.cache import warm as service
@@ -217,7 +218,7 @@ def _run(ctx, options: dict, engine_options: dict, resume: int | None) -> None:
     options["variants"] = [v.name for v in variant_list]
     settings = engine.Settings(concurrency=engine_options["concurrency"], rate=engine_options["rate"],
                                timeout=per_request, retries=engine_options["retries"],
-                               hash_body=engine_options["hash"])
+                               hash_body=engine_options["hash"], per_host=engine_options.get("per_host", 0))
     workers = engine_options.get("workers", 1)
     if workers > 1 and options.get("urls_file") == "-":
         raise UsageError("--workers cannot share stdin", hint="write the URLs to a file and pass --urls-file FILE")
@@ -281,7 +282,8 @@ def _run_workers(ctx, options: dict, settings, run_id: int, resuming: bool, work
                     job_iter = service.skip_finished(job_iter, service.finished_keys(ctx.state, run_id))
                 # --concurrency and --rate are for the whole run: each process takes its share
                 share = replace(settings, concurrency=max(1, settings.concurrency // workers),
-                                rate=settings.rate / workers if settings.rate else None)
+                                rate=settings.rate / workers if settings.rate else None,
+                                per_host=max(1, settings.per_host // workers) if settings.per_host else 0)
                 status, _ = service.execute(ctx.state, run_id, job_iter, share)
                 code = 130 if status == "interrupted" else 0
             except BaseException as exc:  # noqa: BLE001 - reported, then the child exits
