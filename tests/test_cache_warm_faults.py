@@ -1,0 +1,63 @@
+"""cache warm against an origin that answers 429 and 503: it waits as told, slows down, and retries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+@pytest.fixture
+def moody():
+    """A server that refuses the first `refusals` requests (429 with Retry-After: 1, then 503), then serves."""
+    state = {"refusals": 4, "requests": 0, "times": []}
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            with lock:
+                state["requests"] += 1
+                state["times"].append(time.monotonic())
+                refuse = state["refusals"] > 0
+                state["refusals"] -= 1 if refuse else 0
+                status = (429 if state["refusals"] % 2 else 503) if refuse else 200
+            body = b"ok\n" if status == 200 else b"slow down\n"
+            self.send_response(status)
+            if status == 429:
+                self.send_header("Retry-After", "1")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", state
+    server.shutdown()
+    server.server_close()
+
+
+def test_429s_and_503s_are_retried_after_the_wait_they_ask_for(cli, moody):
+    base, state = moody
+    urls = [f"{base}/p{i}" for i in range(4)]
+    started = time.monotonic()
+    run = cli("cache", "warm", *[a for u in urls for a in ("--url", u)], "--concurrency", "1", "--retries", "4",
+              "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["errors"] == 0 and run.json()["status_classes"] == {"2xx": 4}
+    assert state["requests"] == 8  # four refusals, each sent again
+    assert time.monotonic() - started >= 2.0  # two 429s, each with Retry-After: 1
+
+
+def test_retries_run_out_into_an_error_the_summary_counts(cli, moody):
+    base, state = moody
+    state["refusals"] = 100
+    run = cli("cache", "warm", "--url", f"{base}/never", "--retries", "1", "--max-error-rate", "0", "-o", "json")
+    assert run.exit_code == 1
+    assert run.json()["common_errors"][0]["error"].startswith("HTTP ") and state["requests"] == 2
