@@ -70,21 +70,34 @@ class Limiter:
         self.paused_until = 0.0
         self.active = rate is not None  # False: nothing to wait for, so no call per request
 
-    async def acquire(self) -> None:
+    async def acquire(self, stop: asyncio.Event) -> bool:
+        """Wait for this request's slot; False when the run was stopped meanwhile (send nothing)."""
         now = time.monotonic()
         wait = max(0.0, self.paused_until - now)
         if self.rate:
             slot = max(self.next_at, now + wait)
             self.next_at = slot + 1.0 / self.rate
             wait = slot - now
-        if wait > 0:
-            await asyncio.sleep(wait)
+        return await pause(wait, stop)
 
     def slow_down(self, retry_after: float, observed_rate: float) -> None:
         self.active = True
         self.paused_until = max(self.paused_until, time.monotonic() + retry_after)
         base = self.rate or max(1.0, observed_rate)
         self.rate = max(1.0, base * 0.75)
+
+
+async def pause(seconds: float, stop: asyncio.Event) -> bool:
+    """Sleep, but wake as soon as the run is stopped; True when the time passed undisturbed."""
+    if stop.is_set():
+        return False
+    if seconds <= 0:
+        return True
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except (TimeoutError, asyncio.TimeoutError):
+        return True
+    return False
 
 
 @dataclass
@@ -158,29 +171,31 @@ async def run(jobs: Iterator[Job], settings: Settings, sink: Callable[[list[Outc
             for _ in range(settings.concurrency):
                 await queue.put(None)
 
-    async def fetch(session, job: Job) -> Outcome:
+    async def fetch(session, job: Job) -> Outcome | None:
         attempts = 0
         while True:
             attempts += 1
-            if limiter.active:
-                await limiter.acquire()
+            if limiter.active and not await limiter.acquire(stop):
+                return None
             started = time.perf_counter()
             try:
                 response = await client.get(session, job.url, job.endpoint, job.variant.headers, settings.hash_body)
             except Exception as exc:  # every failure of a request is a result, not a crash
                 error = _describe(exc, settings.timeout)
-                if attempts <= settings.retries and not stop.is_set():
-                    await asyncio.sleep(min(8.0, 0.25 * 2 ** attempts) * random.uniform(0.5, 1.0))
-                    continue
+                if attempts <= settings.retries:
+                    if await pause(min(8.0, 0.25 * 2 ** attempts) * random.uniform(0.5, 1.0), stop):
+                        continue
+                    return None  # stopped while waiting to retry: left for --resume
                 return Outcome(job, None, (), None, 0, None, error, attempts)
             latency = (time.perf_counter() - started) * 1000
-            if response.status in RETRY_STATUSES and attempts <= settings.retries and not stop.is_set():
+            if response.status in RETRY_STATUSES and attempts <= settings.retries:
                 retry_after = _retry_after(response.headers)
                 if response.status == 429:
                     limiter.slow_down(retry_after if retry_after is not None else 1.0, progress.rate)
-                await asyncio.sleep(retry_after if retry_after is not None
-                                    else min(8.0, 0.25 * 2 ** attempts) * random.uniform(0.5, 1.0))
-                continue
+                if await pause(retry_after if retry_after is not None
+                               else min(8.0, 0.25 * 2 ** attempts) * random.uniform(0.5, 1.0), stop):
+                    continue
+                return None  # stopped while waiting to retry: left for --resume
             return Outcome(job, response.status, response.headers, round(latency, 3), response.size,
                            response.digest, None, attempts)
 
@@ -192,6 +207,8 @@ async def run(jobs: Iterator[Job], settings: Settings, sink: Callable[[list[Outc
             if stop.is_set():
                 continue
             outcome = await fetch(session, job)
+            if outcome is None:  # stopped before it was sent: left for --resume
+                continue
             progress.done += 1
             if outcome.error or (outcome.status_code or 0) >= 400:
                 progress.errors += 1

@@ -176,8 +176,23 @@ def stats(state, recent_runs: int = 5) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+def matching(state, *, urls=(), prefixes=(), tags=()) -> list[dict[str, Any]]:
+    """(url, node) of the entries a URL, prefix or tag names, changing nothing."""
+    where, params = _where(urls, prefixes, tags)
+    return [dict(r) for r in state.db.query(f"SELECT url, node FROM edge_cache_entries WHERE {where}", params)]
+
+
 def mark_invalidated(state, *, urls=(), prefixes=(), tags=()) -> list[dict[str, Any]]:
-    """Mark matching entries invalidated; returns (url, node) of each, for the purge that follows."""
+    """Mark matching entries invalidated; returns (url, node) of each."""
+    found = matching(state, urls=urls, prefixes=prefixes, tags=tags)
+    where, params = _where(urls, prefixes, tags)
+    with state.db.atomic():
+        state.db.conn.execute(f"UPDATE edge_cache_entries SET invalidated_at = ? WHERE {where}",
+                              [to_iso(utcnow()), *params])
+    return found
+
+
+def _where(urls, prefixes, tags) -> tuple[str, list]:
     clauses, params = [], []
     for url in urls:
         clauses.append("url = ?")
@@ -194,9 +209,4 @@ def mark_invalidated(state, *, urls=(), prefixes=(), tags=()) -> list[dict[str, 
         params.append(tag)
     if not clauses:
         raise UsageError("nothing to invalidate", hint="give --url, --prefix or --tag")
-    where = " OR ".join(f"({c})" for c in clauses)
-    found = [dict(r) for r in state.db.query(f"SELECT url, node FROM edge_cache_entries WHERE {where}", params)]
-    with state.db.atomic():
-        state.db.conn.execute(f"UPDATE edge_cache_entries SET invalidated_at = ? WHERE {where}",
-                              [to_iso(utcnow()), *params])
-    return found
+    return " OR ".join(f"({c})" for c in clauses), params

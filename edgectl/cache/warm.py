@@ -12,12 +12,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from edgectl.cache import engine
 from edgectl.cache.entries import Recorder
 from edgectl.cache.engine import Job, Variant
-from edgectl.errors import NotFound, UsageError
+from edgectl.errors import NotFound, OperationFailed, UsageError
 from edgectl.process import alive
 from edgectl.timeutil import from_iso, to_iso, utcnow
 
@@ -42,6 +42,11 @@ def _check(url: str) -> str | None:
     start = 7 if lower.startswith("http://") else 8 if lower.startswith("https://") else 0
     if not start or len(url) <= start or url[start] in "/?#" or " " in url:
         return None
+    if "[" in url or "]" in url:
+        try:
+            urlsplit(url).port
+        except ValueError:
+            return None
     return url
 
 
@@ -79,10 +84,10 @@ def _open_sitemap(location: str, timeout: float):
         with httpx.stream("GET", location, timeout=timeout, follow_redirects=True, trust_env=False,
                           headers={"User-Agent": "edgectl-warm", "Accept-Encoding": "identity"}) as response:
             if response.status_code != 200:
-                raise UsageError(f"sitemap {location}: HTTP {response.status_code}")
+                raise OperationFailed(f"sitemap {location}: HTTP {response.status_code}")
             yield _Raw(response.iter_raw())
     except httpx.HTTPError as exc:
-        raise UsageError(f"cannot fetch sitemap {location}: {exc}") from None
+        raise OperationFailed(f"cannot fetch sitemap {location}: {exc}") from None
 
 
 class _Raw:
@@ -123,9 +128,9 @@ def robots_sitemaps(url: str, timeout: float = 30.0) -> list[str]:
             response = httpx.get(url, timeout=timeout, follow_redirects=True, trust_env=False,
                                  headers={"User-Agent": "edgectl-warm"})
         except httpx.HTTPError as exc:
-            raise UsageError(f"cannot fetch {url}: {exc}") from None
+            raise OperationFailed(f"cannot fetch {url}: {exc}") from None
         if response.status_code != 200:
-            raise UsageError(f"{url}: HTTP {response.status_code}")
+            raise OperationFailed(f"{url}: HTTP {response.status_code}")
         text = response.text[:1_000_000]
     else:
         try:
@@ -137,7 +142,13 @@ def robots_sitemaps(url: str, timeout: float = 30.0) -> list[str]:
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if sep and key.strip().lower() == "sitemap" and value.strip():
-            found.append(value.strip())
+            location = value.strip()
+            if "://" in url:
+                # named by a remote file: a URL relative to it, never a path on this machine
+                location = urljoin(url, location)
+                if urlsplit(location).scheme not in ("http", "https"):
+                    continue
+            found.append(location)
     if not found:
         raise UsageError(f"{url} names no sitemaps", hint="robots.txt lists them as 'Sitemap: URL' lines")
     return found
@@ -418,8 +429,16 @@ def execute(state, run_id: int, job_iter: Iterator[Job], settings: engine.Settin
     async def main() -> engine.Progress:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        main_task = asyncio.current_task()
+
+        def on_signal(signum: int) -> None:
+            stop_reason.append(signal.Signals(signum).name)
+            if stop.is_set():  # a second one: abandon the requests in flight too
+                main_task.cancel()
+            stop.set()
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, lambda s=signum: (stop_reason.append(signal.Signals(s).name), stop.set()))
+            loop.add_signal_handler(signum, on_signal, signum)
         try:
             recorder = Recorder(state)
             progress = engine.Progress()
@@ -433,5 +452,8 @@ def execute(state, run_id: int, job_iter: Iterator[Job], settings: engine.Settin
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
 
-    progress = asyncio.run(main())
+    try:
+        progress = asyncio.run(main())
+    except asyncio.CancelledError:  # the second signal: what was recorded stays recorded
+        progress = engine.Progress()
     return ("interrupted" if stop_reason else "completed"), progress

@@ -15,6 +15,8 @@ from edgectl.output import Column
 
 app = typer.Typer(help=group_help("cache"), no_args_is_help=True, add_completion=False)
 
+ENGINE_DEFAULTS = {"concurrency": 64, "rate": None, "timeout": "10s", "retries": 2, "hash": False,
+                   "max_error_rate": None, "workers": 1, "per_host": 0}
 RUN_COLUMNS = [
     Column("id", justify="right"),
     Column("status", kind="status"),
@@ -46,16 +48,17 @@ def _sources(ctx, urls, urls_file, sitemaps, max_bytes, required: bool = True):
         from edgectl.parse import parse_url
 
         parts.append([Source(parse_url(u)) for u in urls])
+    warn = (lambda text: None) if ctx.quiet else ctx.out.warn  # --quiet: errors only, even for skipped lines
     if urls_file == "-":
-        parts.append(from_lines(sys.stdin, "stdin", ctx.out.warn))
+        parts.append(from_lines(sys.stdin, "stdin", warn))
     elif urls_file:
         try:
             handle = open(urls_file, encoding="utf-8", errors="replace")
         except OSError as exc:
             raise UsageError(f"cannot read --urls-file {urls_file}: {exc.strerror or exc}") from None
-        parts.append(from_lines(handle, urls_file, ctx.out.warn))
+        parts.append(from_lines(handle, urls_file, warn))
     for sitemap in sitemaps or []:
-        parts.append(from_sitemap(sitemap, max_bytes=max_bytes, warn=ctx.out.warn))
+        parts.append(from_sitemap(sitemap, max_bytes=max_bytes, warn=warn))
     if not parts and required:
         raise UsageError("no URLs to warm", hint="give --url, --urls-file, --sitemap, --from-robots, --from-purge or --stale")
     return chain.from_iterable(parts)
@@ -104,15 +107,15 @@ def warm(
     header: Annotated[Optional[list[str]], typer.Option("--header", "-H", metavar="'K: V'", help="Sent with every request; repeatable.")] = None,
     accept_encoding: Annotated[Optional[str], typer.Option("--accept-encoding", metavar="LIST", help="One request per encoding, e.g. gzip,br.")] = None,
     user_agent: Annotated[Optional[str], typer.Option("--user-agent", metavar="LIST", help="desktop, mobile or literal strings; one request each.")] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=4096, help="Requests in flight.")] = 64,
-    per_host: Annotated[int, typer.Option("--per-host", min=0, max=4096, metavar="N", help="Requests in flight to one host or node (0: no bound beyond --concurrency).")] = 0,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", "-c", min=1, max=4096, help="Requests in flight. [default: 64]")] = None,
+    per_host: Annotated[Optional[int], typer.Option("--per-host", min=0, max=4096, metavar="N", help="Requests in flight to one host or node (0, the default: no bound beyond --concurrency).")] = None,
     rate: Annotated[Optional[float], typer.Option("--rate", min=0.1, metavar="N", help="At most N requests a second.")] = None,
-    timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION", help="Per request, all of it.")] = "10s",
-    retries: Annotated[int, typer.Option("--retries", min=0, max=10, help="Retries on 429, 5xx, timeouts.")] = 2,
+    timeout: Annotated[Optional[str], typer.Option("--timeout", metavar="DURATION", help="Per request, all of it. [default: 10s]")] = None,
+    retries: Annotated[Optional[int], typer.Option("--retries", min=0, max=10, help="Retries on 429, 5xx, timeouts. [default: 2]")] = None,
     hash_body: Annotated[bool, typer.Option("--hash", help="Hash each body (SHA-256).")] = False,
     max_error_rate: Annotated[Optional[float], typer.Option("--max-error-rate", metavar="0..1", help="Exit 1 above this share of errors.")] = None,
     max_sitemap_bytes: Annotated[int, typer.Option("--max-sitemap-bytes", min=1024, help="Decompressed size bound per sitemap.")] = 200 * 1024 * 1024,
-    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Processes, each warming its share.")] = 1,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, max=64, help="Processes, each warming its share. [default: 1]")] = None,
     lock: Annotated[bool, typer.Option("--lock/--no-lock", help="One warm at a time per state file (exit 4 if held).")] = True,
     resume: Annotated[Optional[int], typer.Option("--resume", metavar="RUN", min=1, max=2**62, help="Continue an interrupted run with its own options.")] = None,
 ) -> None:
@@ -128,28 +131,36 @@ def warm(
                  nodes, label, region, all_nodes or None, header, accept_encoding, user_agent]
         if any(v for v in given):
             raise UsageError("--resume takes the run's own sources, filters, nodes and variants",
-                             hint="give only --resume RUN (engine options such as --concurrency may change)")
+                             hint="give only --resume RUN; engine options (--concurrency, --rate...) may be changed")
     options = {
         "urls": urls or [], "urls_file": urls_file, "sitemaps": sitemap or [], "from_robots": from_robots,
         "from_purge": from_purge, "stale": stale, "within": within, "include": include or [], "exclude": exclude or [], "lastmod_since": lastmod_since,
         "limit": limit, "shard": shard, "headers": list(header or []), "accept_encoding": accept_encoding,
         "user_agent": user_agent, "max_sitemap_bytes": max_sitemap_bytes,
     }
-    engine_options = {"concurrency": concurrency, "rate": rate, "timeout": timeout, "retries": retries,
-                      "hash": hash_body, "max_error_rate": max_error_rate, "workers": workers, "per_host": per_host}
+    # engine options given here; a resumed run keeps its own for the rest (a --rate it was started
+    # with must not fall away), and anything never given takes its default
+    given_engine = {"concurrency": concurrency, "rate": rate, "timeout": timeout, "retries": retries,
+                    "hash": hash_body or None, "max_error_rate": max_error_rate, "workers": workers,
+                    "per_host": per_host}
     from contextlib import nullcontext
 
     from edgectl.cache import warm as service
 
     with service.warm_lock(ctx.state_path()) if lock else nullcontext():
+        stored: dict = {}
         if resume is not None:
             record = service.claim_run(ctx.state, resume)
             options = record["options"]
+            stored = options.get("engine", {})
             if options.get("urls_file") == "-":
                 raise UsageError(f"warm run {resume} read its URLs from stdin, which cannot be read again")
             ctx.out.note(f"resuming warm run {resume}")
         else:
             options["nodes"] = _pinned_names(ctx, nodes, label, region, all_nodes)
+        engine_options = {key: given_engine[key] if given_engine[key] is not None else stored.get(key, default)
+                          for key, default in ENGINE_DEFAULTS.items()}
+        options["engine"] = engine_options
         _run(ctx, options, engine_options, resume)
 
 
@@ -214,6 +225,7 @@ def _run(ctx, options: dict, engine_options: dict, resume: int | None) -> None:
     max_error_rate = engine_options["max_error_rate"]
     if max_error_rate is not None and not 0 <= max_error_rate <= 1:
         raise UsageError(f"--max-error-rate must be between 0 and 1, not {max_error_rate}")
+    engine_options["concurrency"] = _within_file_limit(ctx, engine_options["concurrency"])
     job_iter, variant_list = _plan(ctx, options)
     options["variants"] = [v.name for v in variant_list]
     settings = engine.Settings(concurrency=engine_options["concurrency"], rate=engine_options["rate"],
@@ -240,7 +252,9 @@ def _run(ctx, options: dict, engine_options: dict, resume: int | None) -> None:
     data["elapsed_s"] = round(time.monotonic() - started, 3)
     data["requests_this_run"] = data["requests"] - before
     data["requests_per_s"] = (round(data["requests_this_run"] / data["elapsed_s"], 1) if data["elapsed_s"] else None)
-    too_many = max_error_rate is not None and data["error_rate"] > max_error_rate
+    # without a threshold, a run whose every request failed still fails: cron must hear of it
+    too_many = (data["error_rate"] > max_error_rate if max_error_rate is not None
+                else data["requests"] > 0 and data["errors"] == data["requests"])
     final = "interrupted" if status == "interrupted" else ("failed" if too_many else "completed")
     service.finish_run(ctx.state, run_id, final, data)
     service.record_metrics(ctx.state, run_id)
@@ -249,10 +263,31 @@ def _run(ctx, options: dict, engine_options: dict, resume: int | None) -> None:
         raise Interrupted(f"warm run {run_id} interrupted after {data['requests']} request(s); what was done is recorded",
                           hint=f"continue it: edgectl cache warm --resume {run_id}")
     if too_many:
-        raise OperationFailed(f"warm run {run_id}: error rate {data['error_rate']:.2%} is above {max_error_rate:.2%}",
+        limit = f"above {max_error_rate:.2%}" if max_error_rate is not None else "every request failed"
+        raise OperationFailed(f"warm run {run_id}: error rate {data['error_rate']:.2%} ({limit})",
                               hint=f"edgectl cache show {run_id} lists the commonest errors")
-    if data["requests"] == 0:
+    if data["requests"] == 0 and not ctx.quiet:
         ctx.out.warn("no URLs were warmed (the sources or filters left none)")
+
+
+def _within_file_limit(ctx, concurrency: int) -> int:
+    """Raise the soft open-file limit as far as allowed; keep concurrency well inside it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = concurrency + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and concurrency > soft - 256:
+        allowed = max(1, soft - 256)
+        ctx.out.warn(f"--concurrency {concurrency} needs more open files than allowed ({soft}); using {allowed}")
+        return allowed
+    return concurrency
 
 
 def _run_workers(ctx, options: dict, settings, run_id: int, resuming: bool, workers: int) -> str:
@@ -494,44 +529,57 @@ def invalidate(
     no_purge: Annotated[bool, typer.Option("--no-purge", help="Only mark the entries; purge nothing.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the purge plan; mark and send nothing.")] = False,
 ) -> None:
-    """Mark matching entries invalidated, then purge them through `cdn purge` at the providers serving them."""
-    from edgectl.cache.entries import mark_invalidated
+    """Mark matching entries invalidated, then purge them through `cdn purge` at the providers serving them.
+
+    The purge names every matching entry's URL (a tag may be edgectl's own, from a policy, which no
+    CDN knows) besides the tags and prefixes given. It is planned before anything is marked, so a
+    target no provider serves changes nothing.
+    """
+    from edgectl.cache.entries import mark_invalidated, matching
     from edgectl.cdn.plan import build_targets
 
     ctx = current()
     if not (tag or prefix or url):
         raise UsageError("nothing to invalidate", hint="give --url, --prefix or --tag")
-    targets = build_targets(url or [], [], prefix or [], tag or [], [], False)
+    found = matching(ctx.state, urls=url or [], prefixes=prefix or [], tags=tag or [])
+    known = sorted({f["url"] for f in found} | set(url or []))
+    targets = build_targets(known, [], prefix or [], tag or [], [], False)
+    plan = None if no_purge else _invalidate_plan(ctx, targets)
     if dry_run:
-        _invalidate_purge(ctx, targets, dry_run=True)
+        if plan is not None:
+            from edgectl.cli.cdn import PLAN_COLUMNS, _format_plan
+
+            for provider in plan[1].values():
+                provider.close()
+            ctx.out.records(_format_plan(plan[0]), PLAN_COLUMNS)
+        ctx.out.note(f"dry run: {len(found)} entr{'y' if len(found) == 1 else 'ies'} would be marked invalidated")
         return
-    found = mark_invalidated(ctx.state, urls=url or [], prefixes=prefix or [], tags=tag or [])
-    nodes = sorted({f["node"] or "(public)" for f in found})
-    ctx.out.note(f"{len(found)} entr{'y' if len(found) == 1 else 'ies'} marked invalidated"
+    marked = mark_invalidated(ctx.state, urls=url or [], prefixes=prefix or [], tags=tag or [])
+    nodes = sorted({f["node"] or "(public)" for f in marked})
+    ctx.out.note(f"{len(marked)} entr{'y' if len(marked) == 1 else 'ies'} marked invalidated"
                  + (f" at {', '.join(nodes)}" if nodes else ""))
-    if not no_purge:
-        _invalidate_purge(ctx, targets, dry_run=False)
+    if plan is not None:
+        _invalidate_purge(ctx, *plan)
 
 
-def _invalidate_purge(ctx, targets, dry_run: bool) -> None:
-    """The same plan, journal and executor as `cdn purge`, with the providers mapped by hostname."""
-    from edgectl.cdn import journal
+def _invalidate_plan(ctx, targets):
+    """The purge, planned as `cdn purge` plans it, with the providers mapped by hostname."""
     from edgectl.cdn import purge as service
-    from edgectl.cdn.execute import Settings
 
     plan, providers = service.plan(ctx.config, ctx.state, targets, provider_names=None, all_providers=False,
                                    skip_unsupported=True)
     for line in plan.skipped():
         ctx.out.warn(line)
-    if dry_run:
-        for p in providers.values():
-            p.close()
-        from edgectl.cli.cdn import PLAN_COLUMNS, _format_plan
+    return plan, providers
 
-        ctx.out.records(_format_plan(plan), PLAN_COLUMNS)
-        return
-    service.prepare(providers)
-    record = journal.create(ctx.state, plan, reason="cache invalidate")
+
+def _invalidate_purge(ctx, plan, providers) -> None:
+    """The same journal and executor as `cdn purge`."""
+    from edgectl.cdn import journal
+    from edgectl.cdn import purge as service
+    from edgectl.cdn.execute import Settings
     from edgectl.cli.cdn import _run
 
+    service.prepare(providers)
+    record = journal.create(ctx.state, plan, reason="cache invalidate")
     _run(ctx, service, record, providers, Settings())
