@@ -331,3 +331,20 @@ def test_invalidating_a_policy_tag_purges_the_entries_urls_and_a_bad_target_mark
     for url in shop:  # no CDN knows the tag "ours": the entries' URLs were purged
         response = httpx.get(node.url + url.split(HOST, 1)[1], headers={"Host": HOST}, trust_env=False)
         assert response.headers["x-cache"] == "MISS", url
+
+
+def test_stale_rewarms_each_entry_at_its_node_and_variant_so_a_second_pass_has_nothing_left(cli, fleet):
+    one, two = fleet.nodes
+    url = pages(1, start=7)[0]
+    assert cli("cache", "warm", "--url", url, "--all-nodes", "--accept-encoding", "gzip,br").exit_code == 0
+    assert cli("cache", "invalidate", "--url", url, "--no-purge").exit_code == 0
+    assert len(cli("cache", "entries", "--expired", "-o", "json").json()) == 4
+
+    run = cli("cache", "warm", "--stale", "--nodes", one.name, "-o", "json")  # only that node's entries
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["requests"] == 2 and set(run.json()["cache_before"]) == {one.name}
+    left = cli("cache", "entries", "--expired", "-o", "json").json()
+    assert sorted((e["node"], e["variant"]) for e in left) == [(two.name, "br"), (two.name, "gzip")]
+
+    assert cli("cache", "warm", "--stale", "-o", "json").json()["requests"] == 2
+    assert cli("cache", "warm", "--stale", "-o", "json").json()["requests"] == 0  # converged

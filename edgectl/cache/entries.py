@@ -151,15 +151,6 @@ def entries(state, *, node: str | None = None, tag: str | None = None, expired: 
     return out
 
 
-def stale_urls(state, within: float):
-    """Distinct URLs of entries whose TTL has run out, or will within `within` seconds, or that were invalidated."""
-    cutoff = to_iso(utcnow() + timedelta(seconds=within))
-    for (url,) in state.db.execute(
-            "SELECT DISTINCT url FROM edge_cache_entries WHERE invalidated_at IS NOT NULL"
-            " OR (expires_at IS NOT NULL AND expires_at <= ?) ORDER BY url", [cutoff]):
-        yield url
-
-
 def stats(state, recent_runs: int = 5) -> list[dict[str, Any]]:
     now = to_iso(utcnow())
     rows = {r["node"]: {"node": r["node"] or "(public)", "entries": r["n"], "bytes": r["bytes"] or 0,

@@ -191,27 +191,74 @@ class Filters:
     shard: tuple[int, int] | None = None
     worker: tuple[int, int] | None = None  # this process's share with --workers (a differently salted hash)
 
+    def _selected(self, url: str) -> bool:
+        """The include/exclude globs and --shard."""
+        if self.include or self.exclude:
+            path = urlsplit(url).path or "/"
+            if self.include and not any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(url, p)
+                                        for p in self.include):
+                return False
+            if any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(url, p) for p in self.exclude):
+                return False
+        return not self.shard or shard_of(url, self.shard[1]) == self.shard[0] - 1
+
+    def _mine(self, url: str) -> bool:
+        """This process's share with --workers (a differently salted hash than --shard)."""
+        return not self.worker or zlib.crc32(url.encode("utf-8"), 0x5EED) % self.worker[1] == self.worker[0] - 1
+
+    def keeps(self, url: str) -> bool:
+        """The filters, for a URL that comes without a Source (stale entries)."""
+        return self._selected(url) and self._mine(url)
+
     def apply(self, sources: Iterable[Source]) -> Iterator[Source]:
         seen = 0
-        globs = bool(self.include or self.exclude)
         for source in sources:
-            if globs:
-                path = urlsplit(source.url).path or "/"
-                if self.include and not any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(source.url, p)
-                                            for p in self.include):
-                    continue
-                if any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(source.url, p) for p in self.exclude):
-                    continue
+            if not self._selected(source.url):
+                continue
             if self.lastmod_since and (source.lastmod is None or source.lastmod < self.lastmod_since):
                 continue
-            if self.shard and shard_of(source.url, self.shard[1]) != self.shard[0] - 1:
-                continue
-            seen += 1
+            seen += 1  # --limit counts the run's URLs, before they are shared out among workers
             if self.limit and seen > self.limit:
                 return
-            if self.worker and zlib.crc32(source.url.encode("utf-8"), 0x5EED) % self.worker[1] != self.worker[0] - 1:
-                continue
-            yield source
+            if self._mine(source.url):
+                yield source
+
+
+def variant_named(name: str) -> Variant | None:
+    """The variant a recorded name stands for ('gzip+mobile'); None for a literal user agent, whose
+    name keeps only its start."""
+    if name == "default":
+        return engine.DEFAULT_VARIANT
+    headers = []
+    for part in name.split("+"):
+        if part.startswith("ua:"):
+            return None
+        headers.append(("User-Agent", USER_AGENTS[part]) if part in USER_AGENTS else ("Accept-Encoding", part))
+    return Variant(name, tuple(headers))
+
+
+def stale_jobs(state, within: float, only_nodes: list[str] | None, warn) -> list[Job]:
+    """A job per entry that expired, will within `within` seconds, or was invalidated: at its own node
+    (or the public hostname) and as its own variant."""
+    from datetime import timedelta
+
+    cutoff = to_iso(utcnow() + timedelta(seconds=within))
+    endpoints = {r["name"]: r["endpoint"] for r in state.db.query("SELECT name, endpoint FROM nodes WHERE removed_at IS NULL")}
+    found, skipped = [], 0
+    for url, node, variant_name in state.db.execute(
+            "SELECT url, node, variant FROM edge_cache_entries WHERE invalidated_at IS NOT NULL"
+            " OR (expires_at IS NOT NULL AND expires_at <= ?) ORDER BY node, url", [cutoff]).fetchall():
+        if only_nodes is not None and node not in only_nodes:
+            continue
+        variant = variant_named(variant_name)
+        if variant is None or (node and node not in endpoints):
+            skipped += 1
+            continue
+        found.append(Job(url, node or None, endpoints.get(node) if node else None, variant))
+    if skipped:
+        warn(f"{skipped} stale entr{'y' if skipped == 1 else 'ies'} skipped: a removed node, or a literal "
+             "user agent that was not recorded in full")
+    return found
 
 
 def variants(headers: dict[str, str], encodings: list[str], agents: list[str]) -> list[Variant]:

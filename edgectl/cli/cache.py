@@ -201,17 +201,21 @@ def _plan(ctx, options: dict):
                       required=not (options.get("from_purge") or options.get("stale")))]
     if options.get("from_purge"):
         parts.append(service.from_purge(ctx.state, options["from_purge"]))
+    stale_jobs: list = []
     if options.get("stale"):
-        from edgectl.cache.entries import stale_urls
         from edgectl.parse import parse_duration
 
         within = parse_duration(options["within"], what="--within") if options.get("within") else 0.0
-        # read now, not lazily: the producer thread must not share this thread's SQLite connection
-        parts.append([service.Source(url) for url in stale_urls(ctx.state, within)])
+        # Each stale entry is warmed where it lives and as the variant it is, so it is fresh again
+        # afterwards; read now, not lazily, since sources are consumed on another thread.
+        stale_jobs = service.stale_jobs(ctx.state, within, [name for name, _ in pinned] if pinned else None,
+                                        warn=(lambda text: None) if ctx.quiet else ctx.out.warn)
     elif options.get("within"):
         raise UsageError("--within goes with --stale")
-    sources = filters.apply(chain.from_iterable(parts))
-    return service.jobs(sources, pinned, variant_list), variant_list
+    jobs = service.jobs(filters.apply(chain.from_iterable(parts)), pinned, variant_list)
+    if stale_jobs:
+        jobs = chain(jobs, (job for job in stale_jobs if filters.keeps(job.url)))
+    return jobs, variant_list
 
 
 def _run(ctx, options: dict, engine_options: dict, resume: int | None) -> None:
