@@ -311,6 +311,14 @@ def test_from_purge_rewarms_what_a_purge_cleared(cli, fleet, isolated):
     assert again.exit_code == 0, again.stderr
     assert again.json()["requests"] == 3 and again.json()["cache_before"] == {node.name: {"miss": 3}}
 
+    # a purge by prefix names no URLs: the entries recorded under it are warmed again
+    by_prefix = cli("--config", config, "cdn", "purge", "--prefix", f"https://{HOST}/news/", "-o", "json")
+    assert by_prefix.exit_code == 0, by_prefix.stderr
+    refill = cli("--config", config, "cache", "warm", "--from-purge", str(by_prefix.json()["id"]), "--nodes",
+                 node.name, "-o", "json")
+    news = [u for u in urls if "/news/" in u]
+    assert refill.exit_code == 0 and refill.json()["requests"] == len(news) > 0
+
 
 def test_invalidating_a_policy_tag_purges_the_entries_urls_and_a_bad_target_marks_nothing(cli, fleet, isolated):
     node = fleet.nodes[0]

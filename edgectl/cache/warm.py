@@ -155,15 +155,25 @@ def robots_sitemaps(url: str, timeout: float = 30.0) -> list[str]:
 
 
 def from_purge(state, purge_id: str) -> list[Source]:
-    """The URLs a purge cleared (its url targets, as given), to warm them again.
+    """The URLs a purge cleared, to warm them again: its URL targets, and the recorded entries its
+    prefixes and tags covered.
 
     Read now, not lazily: sources are consumed on a worker thread, which must not touch this
     thread's SQLite connection.
     """
+    from edgectl.cache.entries import matching
     from edgectl.cdn import journal
 
     purge = journal.get(state, journal.parse_id(purge_id))
-    return [Source(value) for kind, value in journal.targets(state, purge.id) if kind == "url"]
+    targets = journal.targets(state, purge.id)
+    urls = {value: None for kind, value in targets if kind == "url"}
+    # a prefix or tag names no URLs itself: the entries warming recorded under it do
+    prefixes = [value for kind, value in targets if kind == "prefix"]
+    tags = [value for kind, value in targets if kind == "tag"]
+    if prefixes or tags:
+        for entry in matching(state, prefixes=prefixes, tags=tags):
+            urls.setdefault(entry["url"], None)
+    return [Source(url) for url in urls]
 
 
 def shard_of(url: str, count: int) -> int:
