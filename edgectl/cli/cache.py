@@ -121,9 +121,9 @@ def warm(
 ) -> None:
     """Warm caches by GET (bodies streamed and discarded), through the public hostname or pinned to each node.
 
-    A summary follows: requests, status classes, what each node's cache said before warming,
-    bytes, latency percentiles and the commonest errors. Exit 1 above --max-error-rate; 4 when
-    another warm holds the lock; 130 when interrupted (then --resume RUN continues it).
+    A summary follows: requests, status classes, what each node's cache said before warming, bytes, latency percentiles and the commonest errors.
+
+    Exit 1 above --max-error-rate (or when every request failed); 4 when another warm holds the lock; 130 when interrupted, and --resume RUN continues it.
     """
     ctx = current()
     if resume is not None:
@@ -512,6 +512,10 @@ def entries_list(
     from edgectl.cache.entries import entries
 
     ctx = current()
+    if node not in (None, "public"):
+        from edgectl.nodes.inventory import get_node
+
+        get_node(ctx.state, node)  # an unknown name is an error with a suggestion, not an empty list
     ctx.out.records(entries(ctx.state, node=node, tag=tag, expired=expired, limit=limit), ENTRY_COLUMNS,
                     empty="no cache entries recorded (cache warm records them)")
 
