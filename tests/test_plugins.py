@@ -64,9 +64,10 @@ def test_a_plugin_kind_is_listed_configured_and_purges(cli, isolated, site):
     run = cli("--config", config, "cdn", "purge", "--url", "https://www.example.com/a",
               "--url", "https://www.example.com/b", "--url", "https://www.example.com/c", "--tag", "t1")
     assert run.exit_code == 0, run.stderr
-    sent = [json.loads(line) for line in log.read_text().splitlines()]
-    assert sent == [{"kind": "url", "items": ["https://www.example.com/a", "https://www.example.com/b"]},
-                    {"kind": "url", "items": ["https://www.example.com/c"]}, {"kind": "tag", "items": ["t1"]}]
+    sent = sorted((json.loads(line) for line in log.read_text().splitlines()), key=json.dumps)  # sent concurrently
+    assert sent == sorted([{"kind": "url", "items": ["https://www.example.com/a", "https://www.example.com/b"]},
+                           {"kind": "url", "items": ["https://www.example.com/c"]}, {"kind": "tag", "items": ["t1"]}],
+                          key=json.dumps)
 
 
 def test_a_broken_plugin_is_shown_and_refused_clearly(cli, isolated, site):
