@@ -71,3 +71,13 @@ def fleet():
 @pytest.fixture
 def state_path(isolated) -> Path:
     return isolated / "state.db"
+
+
+@pytest.fixture(scope="module")
+def moto():
+    """moto in server mode on loopback, one per test module."""
+    from tests.fakes.moto_server import MotoServer
+
+    server = MotoServer().start()
+    yield server
+    server.stop()

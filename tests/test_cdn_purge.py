@@ -19,7 +19,7 @@ from tests.fakes.azure_arm import FakeArm
 from tests.fakes.cloudflare_api import DEFAULT_TOKEN, DEFAULT_ZONES, FakeCloudflare
 from tests.fakes.cloudfront_faults import CloudFrontFaults
 from tests.fakes.sandbox_fleet import register, running_fleet
-from tests.fakes.moto_server import DISTRIBUTION_CONFIG, MotoServer, TEST_KEYS as AWS_KEYS
+from tests.fakes.moto_server import DISTRIBUTION_CONFIG, TEST_KEYS as AWS_KEYS
 
 ZONE_ID = DEFAULT_ZONES["example.com"]
 WWW = "https://www.example.com"
@@ -73,13 +73,6 @@ def azure(arm: FakeArm, kind: str, **extra) -> dict:
 def cf(monkeypatch):
     monkeypatch.setenv("CF_TOKEN", DEFAULT_TOKEN)
     server = FakeCloudflare().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def moto():
-    server = MotoServer().start()
     yield server
     server.stop()
 

@@ -11,16 +11,9 @@ from edgectl.providers.base import (AuthError, Backpressure, Batch, InvalidTarge
 from edgectl.providers.registry import provider_class
 from tests.fakes.cloudfront_faults import CloudFrontFaults
 from tests.fakes.health_servers import closed_port
-from tests.fakes.moto_server import DISTRIBUTION_CONFIG, MotoServer, TEST_KEYS
+from tests.fakes.moto_server import DISTRIBUTION_CONFIG, TEST_KEYS
 
 
-
-
-@pytest.fixture(scope="module")
-def moto():
-    server = MotoServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -126,6 +126,16 @@ def sandbox_status(directory: Dir = None) -> None:
     ctx.out.note(f"pid {box.pid}; config {box.config_path}; state {box.state_path}")
 
 
+def _running(directory):
+    """The running sandbox, or the error that says how to start one."""
+    from edgectl.sandbox.fleet import Sandbox
+
+    box = Sandbox.load(_dir(directory))
+    if box is None or not box.running():
+        raise OperationFailed("no sandbox is running", hint="start one with: edgectl sandbox up --detach")
+    return box
+
+
 @app.command("fault")
 def sandbox_fault(
     node: Annotated[str, typer.Argument(help="A sandbox node name.")],
@@ -137,12 +147,10 @@ def sandbox_fault(
 ) -> None:
     """Inject latency, errors or an outage into a sandbox node."""
     from edgectl.parse import parse_duration
-    from edgectl.sandbox.fleet import Sandbox, set_fault
+    from edgectl.sandbox.fleet import set_fault
 
     ctx = current()
-    box = Sandbox.load(_dir(directory))
-    if box is None or not box.running():
-        raise OperationFailed("no sandbox is running", hint="start one with: edgectl sandbox up --detach")
+    box = _running(directory)
     changes: dict = {"latency_ms": 0, "error_rate": 0, "down": False} if clear else {}
     if latency is not None:
         changes["latency_ms"] = parse_duration(latency, what="--latency") * 1000
@@ -170,12 +178,10 @@ def sandbox_fetch(
     """GET a page through sandbox nodes and show what each cache answered (X-Cache, Cache-Status, Age)."""
     from edgectl.output import Column
     from edgectl.parse import parse_path
-    from edgectl.sandbox.fleet import Sandbox, fetch
+    from edgectl.sandbox.fleet import fetch
 
     ctx = current()
-    box = Sandbox.load(_dir(directory))
-    if box is None or not box.running():
-        raise OperationFailed("no sandbox is running", hint="start one with: edgectl sandbox up --detach")
+    box = _running(directory)
     path = parse_path(path)
     names = node or [n.name for n in box.nodes]
     rows = [fetch(box, name, path) for name in names]
