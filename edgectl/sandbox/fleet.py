@@ -112,12 +112,10 @@ def _alive(pid: int) -> bool:
         return False
     except OSError:
         pass  # no /proc here: fall back to the signal check
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    from edgectl.process import alive
+
+    if not alive(pid):
         return False
-    except PermissionError:
-        return True
     try:  # a zombie child of ours is not running
         waited, _ = os.waitpid(pid, os.WNOHANG)
         return waited == 0
