@@ -3,6 +3,8 @@
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -37,6 +39,35 @@ def test_upgrade_from_the_first_migration_keeps_data(state_path):
     assert all(m.applied for m in state.migration_status())
     row = next(state.db.query("SELECT name, fail_streak, ok_streak FROM nodes"))
     assert row == {"name": "old-1", "fail_streak": 0, "ok_streak": 0}
+    state.close()
+
+
+def test_a_migrated_state_opens_without_sqlite_utils(state_path):
+    open_state(state_path).close()
+    code = ("import sys; from edgectl.state import open_state; s = open_state(sys.argv[1]);"
+            " s.db.execute('SELECT count(*) FROM nodes'); print('sqlite_utils' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(state_path)], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_statements_commit_and_nested_blocks_roll_back_alone(state_path):
+    state = open_state(state_path)
+    add = "INSERT INTO nodes (name, endpoint, created_at, updated_at) VALUES (?, 'http://h', 't', 't')"
+    state.db.execute(add, ["outside"])  # no transaction: committed at once
+    with state.db.atomic():
+        state.db.execute(add, ["kept"])
+        with pytest.raises(sqlite3.IntegrityError):
+            with state.db.atomic():
+                state.db.execute(add, ["undone"])
+                state.db.execute(add, ["kept"])  # a live name twice: this block alone is undone
+    with pytest.raises(RuntimeError):
+        with state.db.atomic():
+            state.db.execute(add, ["rolled-back"])
+            raise RuntimeError("stop")
+    other = sqlite3.connect(state_path)  # what another process sees
+    assert [r[0] for r in other.execute("SELECT name FROM nodes ORDER BY id")] == ["outside", "kept"]
+    assert not state.db.conn.in_transaction
+    other.close()
     state.close()
 
 

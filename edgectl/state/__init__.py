@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +37,67 @@ class MigrationStatus:
         return {"name": self.name, "applied": self.applied, "applied_at": at}
 
 
+class Database:
+    """The connection calls edgectl makes, as sqlite_utils' Database spells them.
+
+    sqlite_utils, with click, pluggy and dateutil behind it, takes about 100 ms to import: more
+    than the rest of a command's start-up. It is imported only to apply migrations (on the same
+    connection). The connection is in autocommit mode, so a statement outside `atomic()` is
+    committed at once, as sqlite_utils 4 does.
+    """
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def execute(self, sql: str, parameters=None) -> sqlite3.Cursor:
+        return self.conn.execute(sql) if parameters is None else self.conn.execute(sql, parameters)
+
+    def query(self, sql: str, params=None):
+        """Each row as a dict."""
+        cursor = self.execute(sql, params or ())
+        keys = [d[0] for d in cursor.description]
+        for row in cursor:
+            yield dict(zip(keys, row))
+
+    @contextmanager
+    def atomic(self):
+        """A transaction; nested blocks are savepoints, undone alone when they fail."""
+        if self.conn.in_transaction:
+            savepoint = f"edgectl_{secrets.token_hex(8)}"
+            self.conn.execute(f"SAVEPOINT {savepoint}")
+            try:
+                yield self
+            except BaseException:
+                if self.conn.in_transaction:  # an error may already have ended the transaction
+                    self.conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+                    self.conn.execute(f"RELEASE SAVEPOINT {savepoint}")
+                raise
+            self.conn.execute(f"RELEASE SAVEPOINT {savepoint}")
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield self
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def table_names(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+
+    def migrating(self):
+        """sqlite_utils' Database on this connection, for the migrations."""
+        from sqlite_utils import Database as Migratable
+
+        return Migratable(self.conn, execute_plugins=False)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class State:
-    """An open state database. `db` is a sqlite_utils.Database."""
+    """An open state database; `db` is a `Database`."""
 
     def __init__(self, path: Path, db):
         self.path = path
@@ -46,9 +107,9 @@ class State:
         self.db.close()
 
     def migration_status(self) -> list[MigrationStatus]:
-        from edgectl.state.migrations import migration_names, migrations
+        from edgectl.state.migrations import applied as applied_migrations, migration_names
 
-        applied = {m.name: m.applied_at for m in migrations.applied(self.db)}
+        applied = applied_migrations(self.db.conn)
         return [MigrationStatus(name, applied.get(name)) for name in migration_names()]
 
     def backup(self, target: Path, *, replace: bool = False) -> None:
@@ -105,9 +166,7 @@ def open_state(path: Path, *, migrate: bool = True, create_dirs: bool = True,
     With create_dirs off (a path the user named), a missing directory is an error rather than
     a new, empty state somewhere a typo pointed.
     """
-    from sqlite_utils import Database
-
-    from edgectl.state.migrations import migration_names, migrations
+    from edgectl.state import migrations
 
     path = Path(path).expanduser()
     if path.exists():
@@ -126,15 +185,15 @@ def open_state(path: Path, *, migrate: bool = True, create_dirs: bool = True,
         except OSError as exc:
             raise StateError(f"cannot create state file {path}: {exc.strerror}") from None
     try:
-        conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000)
-        db = Database(conn, execute_plugins=False)
+        conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, isolation_level=None)
+        db = Database(conn)
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         db.execute("PRAGMA journal_mode = WAL")
         # WAL with NORMAL sync: a commit survives a killed process; only power loss can drop the last ones
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA foreign_keys = ON")
-        known = set(migration_names())
-        applied = {m.name for m in migrations.applied(db)}
+        known = set(migrations.migration_names())
+        applied = set(migrations.applied(conn))
         newer = sorted(applied - known)
         if newer:
             conn.close()
@@ -143,7 +202,7 @@ def open_state(path: Path, *, migrate: bool = True, create_dirs: bool = True,
                 hint="upgrade edgectl, or use another state file",
             )
         if migrate and applied != known:
-            migrations.apply(db)
+            migrations.migrations.apply(db.migrating())
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc):
             raise

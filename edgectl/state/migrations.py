@@ -2,18 +2,53 @@
 
 from __future__ import annotations
 
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+from functools import cache
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
 
 MIGRATION_SET = "edgectl"
-migrations = Migrations(MIGRATION_SET)
+MIGRATIONS_TABLE = "_sqlite_migrations"  # sqlite_utils' record of what was applied
+_steps: list[Callable] = []
+
+
+def migration(step: Callable) -> Callable:
+    _steps.append(step)
+    return step
 
 
 def migration_names() -> list[str]:
-    return [m.name for m in migrations._migrations]
+    return [step.__name__ for step in _steps]
 
 
-@migrations()
+def applied(conn) -> dict[str, str]:
+    """name -> applied_at of this set's applied migrations, read without importing sqlite_utils."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [MIGRATIONS_TABLE]).fetchone():
+        return {}
+    return dict(conn.execute(f"SELECT name, applied_at FROM {MIGRATIONS_TABLE} WHERE migration_set = ? ORDER BY rowid",
+                             [MIGRATION_SET]))
+
+
+@cache
+def _migration_set() -> Migrations:
+    """sqlite_utils' Migrations with every step, built only when one is to be applied."""
+    from sqlite_utils.migrations import Migrations
+
+    migrations = Migrations(MIGRATION_SET)
+    for step in _steps:
+        migrations()(step)
+    return migrations
+
+
+def __getattr__(name: str):
+    if name == "migrations":  # imported on use: sqlite_utils costs about 100 ms to import
+        return _migration_set()
+    raise AttributeError(name)
+
+
+@migration
 def m001_create_nodes(db: Database) -> None:
     db.execute(
         """
@@ -64,7 +99,7 @@ def m001_create_nodes(db: Database) -> None:
     db.execute("CREATE INDEX idx_node_events_at ON node_events(at)")
 
 
-@migrations()
+@migration
 def m002_create_metrics(db: Database) -> None:
     db.execute(
         """
@@ -84,7 +119,7 @@ def m002_create_metrics(db: Database) -> None:
     db.execute("CREATE INDEX idx_metrics_at ON metrics(recorded_at)")
 
 
-@migrations()
+@migration
 def m003_add_node_probe_state(db: Database) -> None:
     # what the last health probes saw, and the streaks the up/down hysteresis counts
     for ddl in (
@@ -98,7 +133,7 @@ def m003_add_node_probe_state(db: Database) -> None:
         db.execute(ddl)
 
 
-@migrations()
+@migration
 def m004_create_purge_journal(db: Database) -> None:
     # A purge and its batches are written before anything is sent, and each batch after each step,
     # so an interrupted purge can be resumed or reported exactly.
@@ -160,7 +195,7 @@ def m004_create_purge_journal(db: Database) -> None:
     db.execute("CREATE INDEX idx_purge_batches_state ON purge_batches(purge_id, state)")
 
 
-@migrations()
+@migration
 def m005_create_warm_runs(db: Database) -> None:
     # One row per warm run and one per request it made; results are written in batches.
     db.execute(
@@ -200,7 +235,7 @@ def m005_create_warm_runs(db: Database) -> None:
     db.execute("CREATE INDEX idx_warm_results_run ON warm_results(run_id, node)")
 
 
-@migrations()
+@migration
 def m006_create_cache_entries(db: Database) -> None:
     # Cache policies (TTL and tags by path glob) and what warming found each node holding.
     db.execute(
