@@ -479,77 +479,11 @@ def _run_record(row: dict) -> dict[str, Any]:
 
 # -- running -----------------------------------------------------------------------------------------
 
-class Writer:
-    """Records result batches on a thread of its own, over a connection of its own.
-
-    SQLite releases the GIL while it writes, so the event loop goes on sending and reading on
-    one core while the inserts and upserts run on the other. At most `depth` batches wait; a
-    sink that gets further ahead waits for the writer, so memory stays bounded. A write that
-    fails stops the run: the error is raised from the next `submit` and from `close`.
-    """
-
-    def __init__(self, path, run_id: int, progress: engine.Progress, depth: int = 4):
-        import queue
-        import threading
-
-        self.run_id = run_id
-        self.progress = progress
-        self.error: BaseException | None = None
-        self.batches: queue.Queue = queue.Queue(maxsize=depth)
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._write, args=(path,), name="warm-writer", daemon=True)
-        self.thread.start()
-        self.ready.wait()
-        self._raise()
-
-    def _write(self, path) -> None:
-        from edgectl.state import open_state
-
-        state = None
-        try:
-            state = open_state(path, migrate=False)
-            recorder = Recorder(state)
-        except BaseException as exc:  # noqa: BLE001 - handed to the run's thread
-            self.error = exc
-            if state is not None:
-                state.close()
-            self.ready.set()
-            return
-        self.ready.set()
-        try:
-            while (batch := self.batches.get()) is not None:
-                if self.error is None:
-                    try:
-                        statuses = record(state, self.run_id, batch, recorder)
-                        self.progress.hits += sum(1 for status in statuses if status.status == "hit")
-                    except BaseException as exc:  # noqa: BLE001 - handed to the run's thread
-                        self.error = exc
-        finally:
-            state.close()
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-
-    def submit(self, batch: list[engine.Outcome]) -> None:
-        self._raise()
-        self.batches.put(batch)
-
-    def close(self) -> None:
-        """Wait until every submitted batch is written."""
-        if self.thread.is_alive():
-            self.batches.put(None)
-            self.thread.join()
-        self._raise()
-
-
 def execute(state, run_id: int, job_iter: Iterator[Job], settings: engine.Settings, on_progress=None) -> tuple[str, engine.Progress]:
     """Run the engine on this thread's event loop; SIGINT/SIGTERM stop it cleanly."""
     stop_reason: list[str] = []
-    progress = engine.Progress()
 
-    async def main(writer: Writer) -> engine.Progress:
+    async def main() -> engine.Progress:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         main_task = asyncio.current_task()
@@ -563,16 +497,20 @@ def execute(state, run_id: int, job_iter: Iterator[Job], settings: engine.Settin
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal, signum)
         try:
-            return await engine.run(job_iter, settings, writer.submit, stop, progress=progress, on_progress=on_progress)
+            recorder = Recorder(state)
+            progress = engine.Progress()
+
+            def sink(batch) -> None:
+                statuses = record(state, run_id, batch, recorder)
+                progress.hits += sum(1 for status in statuses if status.status == "hit")
+
+            return await engine.run(job_iter, settings, sink, stop, progress=progress, on_progress=on_progress)
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
 
-    writer = Writer(state.path, run_id, progress)
     try:
-        asyncio.run(main(writer))
+        progress = asyncio.run(main())
     except asyncio.CancelledError:  # the second signal: what was recorded stays recorded
-        pass
-    finally:
-        writer.close()
+        progress = engine.Progress()
     return ("interrupted" if stop_reason else "completed"), progress
