@@ -61,3 +61,25 @@ def test_retries_run_out_into_an_error_the_summary_counts(cli, moody):
     run = cli("cache", "warm", "--url", f"{base}/never", "--retries", "1", "--max-error-rate", "0", "-o", "json")
     assert run.exit_code == 1
     assert run.json()["common_errors"][0]["error"].startswith("HTTP ") and state["requests"] == 2
+
+
+def test_a_result_the_state_refuses_stops_the_run_with_its_reason_and_resume_finishes_it(cli, moody, isolated):
+    import sqlite3
+
+    base, state = moody
+    state["refusals"] = 0
+    assert cli("nodes", "list").exit_code == 0  # creates the state file
+    with sqlite3.connect(isolated / "state.db") as db:  # the state file refuses one result, as a full disk would
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON warm_results WHEN NEW.url LIKE '%/refused'"
+                   " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    urls = [f"{base}/p{i}" for i in range(5)] + [f"{base}/refused"]
+    run = cli("cache", "warm", *[a for u in urls for a in ("--url", u)])
+    assert run.exit_code == 1
+    assert run.stderr.startswith("error: recording warm results failed: ") and "disk is full" in run.stderr
+    assert "Traceback" not in run.stderr
+    with sqlite3.connect(isolated / "state.db") as db:
+        db.execute("DROP TRIGGER refuse")
+    assert cli("cache", "runs", "-o", "json").json()[0]["status"] == "interrupted"
+    resumed = cli("cache", "warm", "--resume", "1", "-o", "json")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert resumed.json()["requests"] == 6 and resumed.json()["status_classes"] == {"2xx": 6}

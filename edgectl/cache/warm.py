@@ -7,6 +7,7 @@ import fnmatch
 import json
 import os
 import signal
+import sqlite3
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,9 +16,8 @@ from typing import Any, Iterable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 from edgectl.cache import engine
-from edgectl.cache.entries import Recorder
 from edgectl.cache.engine import Job, Variant
-from edgectl.errors import NotFound, OperationFailed, UsageError
+from edgectl.errors import NotFound, OperationFailed, StateError, UsageError
 from edgectl.process import alive
 from edgectl.timeutil import from_iso, to_iso, utcnow
 
@@ -480,10 +480,17 @@ def _run_record(row: dict) -> dict[str, Any]:
 # -- running -----------------------------------------------------------------------------------------
 
 def execute(state, run_id: int, job_iter: Iterator[Job], settings: engine.Settings, on_progress=None) -> tuple[str, engine.Progress]:
-    """Run the engine on this thread's event loop; SIGINT/SIGTERM stop it cleanly."""
-    stop_reason: list[str] = []
+    """Run the engine on this thread's event loop; SIGINT/SIGTERM stop it cleanly.
 
-    async def main() -> engine.Progress:
+    Results are recorded by a writer process (edgectl.cache.writer); this returns once every
+    result the run received is in the state file.
+    """
+    from edgectl.cache.writer import Writer
+
+    stop_reason: list[str] = []
+    progress = engine.Progress()
+
+    async def main(writer: Writer) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         main_task = asyncio.current_task()
@@ -494,23 +501,33 @@ def execute(state, run_id: int, job_iter: Iterator[Job], settings: engine.Settin
                 main_task.cancel()
             stop.set()
 
+        def sink(batch: list[engine.Outcome]) -> None:
+            writer.submit(batch)
+            if on_progress is not None:  # the hit ratio so far, for the progress line only
+                from edgectl.cache.status import classify
+
+                progress.hits += sum(1 for o in batch if not o.error and classify(o.headers).status == "hit")
+
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal, signum)
         try:
-            recorder = Recorder(state)
-            progress = engine.Progress()
-
-            def sink(batch) -> None:
-                statuses = record(state, run_id, batch, recorder)
-                progress.hits += sum(1 for status in statuses if status.status == "hit")
-
-            return await engine.run(job_iter, settings, sink, stop, progress=progress, on_progress=on_progress)
+            await engine.run(job_iter, settings, sink, stop, progress=progress, on_progress=on_progress)
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
 
+    writer = Writer(state.path, run_id, record)
     try:
-        progress = asyncio.run(main())
-    except asyncio.CancelledError:  # the second signal: what was recorded stays recorded
-        progress = engine.Progress()
+        try:
+            asyncio.run(main(writer))
+        except asyncio.CancelledError:  # the second signal: what was received is still recorded
+            pass
+        finally:
+            writer.close()
+    except StateError:  # the writer failed: the run stops, resumable from what was recorded
+        try:
+            finish_run(state, run_id, "interrupted", summary(state, run_id))
+        except sqlite3.Error:
+            pass  # the state refuses this too; the dead owner marks the run interrupted
+        raise
     return ("interrupted" if stop_reason else "completed"), progress
