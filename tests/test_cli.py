@@ -174,6 +174,28 @@ def test_usage_errors_are_one_line(cli):
     assert as_json.exit_code == 2 and as_json.error["kind"] == "usage"
 
 
+@pytest.mark.parametrize("args, suggestion", [
+    (["nodse"], "Did you mean 'nodes'?"),
+    (["cache", "polices"], "Did you mean 'policies'?"),
+    (["cache", "policies", "lsit"], "Did you mean 'list'?"),
+])
+def test_a_mistyped_command_gets_a_suggestion_though_groups_are_built_on_use(cli, args, suggestion):
+    run = cli(*args)
+    assert run.exit_code == 2
+    assert run.stderr.splitlines()[0] == f"error: No such command {args[-1]!r}. {suggestion}"
+
+
+def test_a_group_lists_every_command_in_the_order_they_were_written(cli):
+    import re
+
+    from edgectl.cli.cache import app
+
+    help_text = cli("cache", "--help").stdout
+    commands = help_text[help_text.index("Commands"):]
+    listed = re.findall(r"^│ ([a-z-]+) {2,}\S", commands, flags=re.M)
+    assert listed == [info.name for info in app.registered_commands] + ["policies"]
+
+
 def test_a_locked_state_is_exit_4(cli, state_path, isolated):
     import sqlite3
 
