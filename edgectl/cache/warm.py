@@ -519,7 +519,7 @@ def execute(state, run_id: int, job_iter: Iterator[Job], settings: engine.Settin
     writer = Writer(state.path, run_id, record)
     try:
         try:
-            asyncio.run(main(writer))
+            engine.run_loop(main(writer))
         except asyncio.CancelledError:  # the second signal: what was received is still recorded
             pass
         finally:
