@@ -267,8 +267,9 @@ def test_a_ten_million_line_url_stream_is_read_only_as_far_as_needed(fleet, isol
 
     url = pages(1)[0]
     generator = subprocess.Popen(
-        [sys.executable, "-c", f"import sys\nline = {url + chr(10)!r} * 1000\n"
-                               "try:\n    for _ in range(10_000):\n        sys.stdout.write(line)\n"
+        [sys.executable, "-c", f"import sys\nurl = {url!r}\n"  # 10,000,000 distinct URLs: repeats are skipped
+                               "try:\n    for block in range(10_000):\n"
+                               "        sys.stdout.write(''.join(f'{url}?n={block * 1000 + i}\\n' for i in range(1000)))\n"
                                "except BrokenPipeError:\n    sys.exit(0)\n"],
         stdout=subprocess.PIPE)
     # A small launcher runs edgectl and reports its peak RSS: a child forked straight from this
@@ -371,3 +372,53 @@ def test_stale_rewarms_each_entry_at_its_node_and_variant_so_a_second_pass_has_n
 
     assert cli("cache", "warm", "--stale", "-o", "json").json()["requests"] == 2
     assert cli("cache", "warm", "--stale", "-o", "json").json()["requests"] == 0  # converged
+
+
+def test_a_url_listed_twice_is_warmed_once_and_a_sitemap_may_come_on_stdin(cli, fleet, isolated):
+    node = fleet.nodes[0]
+    listing = isolated / "urls.txt"
+    urls = pages(6, start=40)
+    listing.write_text("\n".join(urls + urls[:4]) + "\n")
+    before = stats(node)["misses"]
+    run = cli("cache", "warm", "--urls-file", str(listing), "--nodes", node.name, "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["requests"] == 6 and stats(node)["misses"] - before == 6
+    assert "4 repeat(s) of a URL already listed were skipped" in run.stderr
+
+    sitemap = ('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+               + "".join(f"<url><loc>{u}</loc></url>" for u in pages(3, start=50)) + "</urlset>")
+    piped = cli("cache", "warm", "--sitemap", "-", "--nodes", node.name, "-o", "json", input=sitemap)
+    assert piped.exit_code == 0, piped.stderr
+    assert piped.json()["requests"] == 3 and piped.json()["status_classes"] == {"2xx": 3}
+    both = cli("cache", "warm", "--sitemap", "-", "--urls-file", "-", input=sitemap)
+    assert both.exit_code == 2 and "only one source can read stdin" in both.stderr
+
+
+def test_sources_that_cannot_work_are_refused_before_a_run_is_recorded(cli, fleet, isolated):
+    missing = cli("cache", "warm", "--sitemap", str(isolated / "nope.xml"))
+    assert missing.exit_code == 2 and "cannot read sitemap" in missing.stderr
+    glob = cli("cache", "warm", "--url", pages(1)[0], "--include", "news/*")
+    assert glob.exit_code == 2 and "--include 'news/*' can match nothing" in glob.stderr
+    assert "'/news/*'" in glob.stderr  # the hint shows the glob that would match
+    fake_gzip = isolated / "sitemap.xml.gz"
+    fake_gzip.write_text(pages(1)[0] + "\n")
+    named = cli("cache", "warm", "--sitemap", str(fake_gzip))
+    assert named.exit_code == 2 and "named .gz but is not gzip" in named.stderr
+    runs = cli("cache", "runs", "-o", "json").json()
+    assert [r["status"] for r in runs] == ["failed"]  # only the .gz, found bad once reading began
+    assert "not gzip" in cli("cache", "show", str(runs[0]["id"]), "-o", "json").json()["summary"]["failure"]
+
+
+def test_a_sitemap_found_bad_halfway_fails_the_run_and_keeps_what_was_warmed(cli, fleet, isolated):
+    good = isolated / "good.xml"
+    good.write_text('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                    + "".join(f"<url><loc>{u}</loc></url>" for u in pages(2, start=55)) + "</urlset>")
+    bad = isolated / "bad.xml"
+    bad.write_text("<urlset><url><loc>https://www.sandbox.test/x</loc>")  # cut off inside its first entry
+    run = cli("cache", "warm", "--sitemap", str(good), "--sitemap", str(bad), "--nodes", fleet.nodes[0].name)
+    assert run.exit_code == 2 and "not well-formed XML" in run.stderr
+    record = cli("cache", "show", str(cli("cache", "runs", "-o", "json").json()[0]["id"]), "-o", "json").json()
+    assert record["status"] == "failed" and "not well-formed" in record["summary"]["failure"]
+    assert record["requests"] == 2  # the good sitemap's pages were warmed, and stay recorded
+    shown = cli("cache", "show", str(record["id"]))
+    assert "the run failed: sitemap" in shown.stderr

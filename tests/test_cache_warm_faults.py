@@ -4,9 +4,30 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+
+class Quiet(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def serving(handler):
+    """An HTTP server on loopback for the test's length; its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
@@ -15,9 +36,7 @@ def moody():
     state = {"refusals": 4, "requests": 0, "times": []}
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(Quiet):
         def do_GET(self):
             with lock:
                 state["requests"] += 1
@@ -33,14 +52,8 @@ def moody():
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", state
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as base:
+        yield base, state
 
 
 def test_429s_and_503s_are_retried_after_the_wait_they_ask_for(cli, moody):
@@ -83,3 +96,45 @@ def test_a_result_the_state_refuses_stops_the_run_with_its_reason_and_resume_fin
     resumed = cli("cache", "warm", "--resume", "1", "-o", "json")
     assert resumed.exit_code == 0, resumed.stderr
     assert resumed.json()["requests"] == 6 and resumed.json()["status_classes"] == {"2xx": 6}
+
+
+@pytest.fixture
+def slow_origin():
+    """A server that holds each answer 0.2 s and counts the connections open at once."""
+    state = {"open": 0, "most": 0, "requests": 0}
+    lock = threading.Lock()
+
+    class Handler(Quiet):
+        def setup(self):
+            super().setup()
+            with lock:
+                state["open"] += 1
+                state["most"] = max(state["most"], state["open"])
+
+        def finish(self):
+            with lock:
+                state["open"] -= 1
+            super().finish()
+
+        def do_GET(self):
+            time.sleep(0.2)
+            with lock:
+                state["requests"] += 1
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"ok\n")
+
+    with serving(Handler) as base:
+        yield base, state
+
+
+def test_per_host_bounds_the_connections_to_one_host(cli, slow_origin):
+    base, state = slow_origin
+    urls = [a for i in range(12) for a in ("--url", f"{base}/p{i}")]
+    bounded = cli("cache", "warm", *urls, "--concurrency", "12", "--per-host", "2", "-o", "json")
+    assert bounded.exit_code == 0, bounded.stderr
+    assert state["requests"] == 12 and state["most"] <= 2
+    state["most"] = 0
+    unbounded = cli("cache", "warm", *[u.replace("/p", "/q") for u in urls], "--concurrency", "12", "-o", "json")
+    assert unbounded.exit_code == 0 and state["most"] > 2  # the bound above was --per-host's doing

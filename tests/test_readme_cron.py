@@ -44,8 +44,7 @@ def test_the_readme_cron_lines_warm_every_node_quietly_and_rewarm_what_went_stal
         first = subprocess.run([sys.executable, "-m", "edgectl", *args], env=env, capture_output=True, text=True,
                                timeout=120)
         assert first.returncode == 0, first.stderr
-        assert first.stdout.strip() == "" or "NODE" in first.stdout  # the summary table; nothing on stderr
-        assert first.stderr == ""
+        assert first.stdout == "" and first.stderr == ""  # cron mails any output: a good run prints none
         for node in box.nodes:
             assert httpx.get(node.url + "/.edge/stats", trust_env=False).json()["entries"] >= 30
         again = subprocess.run([sys.executable, "-m", "edgectl", *args, "-o", "json"], env=env, capture_output=True,

@@ -105,6 +105,7 @@ class Progress:
     done: int = 0
     errors: int = 0
     hits: int = 0
+    total: int | None = None  # the run's requests, once its sources are read to the end
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -168,19 +169,31 @@ async def run(jobs: Iterator[Job], settings: Settings, sink: Callable[[list[Outc
             if on_progress:
                 on_progress(progress)
 
+    failed: list[Exception] = []  # a source that broke while being read
+
     def take(count: int) -> list[Job]:
-        return list(itertools.islice(jobs, count))
+        batch: list[Job] = []
+        try:
+            batch.extend(itertools.islice(jobs, count))
+        except Exception as exc:  # noqa: BLE001 - raised after what was read is warmed
+            failed.append(exc)
+        return batch
 
     async def produce() -> None:
+        produced = 0
         try:
             while not stop.is_set():
                 batch = await asyncio.to_thread(take, 256)
-                if not batch:
-                    break
                 for job in batch:
                     if stop.is_set():
                         break
                     await queue.put(job)
+                    produced += 1
+                if failed:
+                    break
+                if not batch:
+                    progress.total = produced
+                    break
         finally:
             for _ in range(settings.concurrency):
                 await queue.put(None)
@@ -236,4 +249,6 @@ async def run(jobs: Iterator[Job], settings: Settings, sink: Callable[[list[Outc
             await asyncio.gather(producer, *workers)
         finally:
             flush(force=True)
+    if failed:  # the URLs read before the source broke were warmed; now say why the run ends here
+        raise failed[0]
     return progress

@@ -193,8 +193,18 @@ def walk(source: str, opener: Opener, *, max_bytes: int = DEFAULT_MAX_BYTES,
         if depth > MAX_DEPTH:
             raise SitemapError(f"sitemap {location}: indexes nested more than {MAX_DEPTH} deep")
         with opener(location) as raw:
-            stream = io.BufferedReader(_Bounded(raw, max_bytes, location), CHUNK)
-            for kind, loc, lastmod in _parse(stream, location):
+            bounded = _Bounded(raw, max_bytes, location)
+            entries = _parse(io.BufferedReader(bounded, CHUNK), location)
+            while True:
+                try:
+                    kind, loc, lastmod = next(entries)
+                except StopIteration:
+                    break
+                except SitemapError as error:
+                    if bounded.decoder is None and location.split("?", 1)[0].lower().endswith(".gz"):
+                        raise SitemapError(f"sitemap {location} is named .gz but is not gzip, nor well-formed XML",
+                                           hint="check the file, or the server's answer for it") from None
+                    raise error
                 target = urljoin(location, loc) if "://" in location else loc
                 if kind == "sitemap":
                     yield from visit(target, depth + 1)

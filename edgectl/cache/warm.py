@@ -68,7 +68,12 @@ def from_lines(lines: Iterable[str], name: str, warn) -> Iterator[Source]:
 
 @contextmanager
 def _open_sitemap(location: str, timeout: float):
-    """A sitemap's raw bytes from a URL (streamed) or a local file."""
+    """A sitemap's raw bytes from a URL (streamed), a local file, or stdin ('-')."""
+    if location == "-":
+        import sys
+
+        yield sys.stdin.buffer
+        return
     if "://" not in location:
         try:
             with open(location, "rb") as handle:
@@ -117,6 +122,60 @@ def from_sitemap(location: str, *, max_bytes: int, warn, timeout: float = 30.0) 
             warn(f"{entry.sitemap}: {entry.url[:100]!r} is not an http(s) URL; skipped")
             continue
         yield Source(entry.url, entry.lastmod)
+
+
+class _Seen:
+    """Which URLs a run has taken, exactly: a set while there are few, then a temporary table.
+
+    A million URLs would take some 60 MB as a set of their hashes; past `in_memory` they move to
+    a private temporary SQLite file, whose page cache is held to 2 MiB. Keys are 64-bit string
+    hashes, stable within the process: two URLs in a million collide with odds of about 1e-8.
+    """
+
+    def __init__(self, in_memory: int = 50_000):
+        self.keys: set[int] | None = set()
+        self.in_memory = in_memory
+        self.db: sqlite3.Connection | None = None
+
+    def add(self, url: str) -> bool:
+        """False when the URL was taken before."""
+        key = hash(url)
+        if self.keys is not None:
+            if key in self.keys:
+                return False
+            self.keys.add(key)
+            if len(self.keys) >= self.in_memory:
+                self._spill()
+            return True
+        return bool(self.db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (key,)).rowcount)
+
+    def _spill(self) -> None:
+        self.db = sqlite3.connect("", check_same_thread=False)  # "": a temporary file, deleted on close
+        self.db.execute("PRAGMA journal_mode = OFF")
+        self.db.execute("PRAGMA cache_size = -2048")
+        self.db.execute("CREATE TABLE seen (key INTEGER PRIMARY KEY)")
+        self.db.executemany("INSERT INTO seen VALUES (?)", ((key,) for key in self.keys))
+        self.keys = None
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+
+
+def unique(sources: Iterable[Source], warn) -> Iterator[Source]:
+    """Each URL once, however often the sources list it."""
+    seen = _Seen()
+    repeated = 0
+    try:
+        for source in sources:
+            if seen.add(source.url):
+                yield source
+            else:
+                repeated += 1
+    finally:
+        seen.close()
+    if repeated:
+        warn(f"{repeated} repeat(s) of a URL already listed were skipped")
 
 
 def robots_sitemaps(url: str, timeout: float = 30.0) -> list[str]:
@@ -200,6 +259,14 @@ class Filters:
     limit: int | None = None
     shard: tuple[int, int] | None = None
     worker: tuple[int, int] | None = None  # this process's share with --workers (a differently salted hash)
+
+    def __post_init__(self) -> None:
+        for option, patterns in (("--include", self.include), ("--exclude", self.exclude)):
+            for pattern in patterns:
+                if not pattern.startswith(("/", "*", "?", "[", "http://", "https://")):
+                    raise UsageError(f"{option} {pattern!r} can match nothing",
+                                     hint=f"a glob matches a URL's path ({option} '/{pattern}') or the whole URL"
+                                          f" ({option} 'https://*/{pattern}')")
 
     def _selected(self, url: str) -> bool:
         """The include/exclude globs and --shard."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Annotated, Optional
 
@@ -10,7 +11,7 @@ import typer
 from edgectl.cli import group_help
 from edgectl.cli.context import current
 from edgectl.cli.options import Labels
-from edgectl.errors import Interrupted, OperationFailed, UsageError
+from edgectl.errors import EdgectlError, Interrupted, OperationFailed, StateError, UsageError
 from edgectl.output import Column
 
 app = typer.Typer(help=group_help("cache"), no_args_is_help=True, add_completion=False)
@@ -37,13 +38,16 @@ NODE_COLUMNS = [
 ]
 
 
-def _sources(ctx, urls, urls_file, sitemaps, max_bytes, required: bool = True):
+def _sources(ctx, urls, urls_file, sitemaps, max_bytes, required: bool = True, files: list | None = None):
+    """The URL sources, chained; `files` collects (binary handle, size) of the local lists read, for an ETA."""
     import sys
     from itertools import chain
 
     from edgectl.cache.warm import Source, from_lines, from_sitemap
 
     parts = []
+    if urls_file == "-" and "-" in (sitemaps or []) or list(sitemaps or []).count("-") > 1:
+        raise UsageError("only one source can read stdin")
     if urls:
         from edgectl.parse import parse_url
 
@@ -56,8 +60,15 @@ def _sources(ctx, urls, urls_file, sitemaps, max_bytes, required: bool = True):
             handle = open(urls_file, encoding="utf-8", errors="replace")
         except OSError as exc:
             raise UsageError(f"cannot read --urls-file {urls_file}: {exc.strerror or exc}") from None
+        if files is not None and handle.buffer.seekable():
+            files.append((handle.buffer, os.fstat(handle.fileno()).st_size))
         parts.append(from_lines(handle, urls_file, warn))
     for sitemap in sitemaps or []:
+        if "://" not in sitemap and sitemap != "-":  # a file: refused now, before a run is recorded
+            try:
+                open(sitemap, "rb").close()
+            except OSError as exc:
+                raise UsageError(f"cannot read sitemap {sitemap}: {exc.strerror or exc}") from None
         parts.append(from_sitemap(sitemap, max_bytes=max_bytes, warn=warn))
     if not parts and required:
         raise UsageError("no URLs to warm", hint="give --url, --urls-file, --sitemap, --from-robots, --from-purge or --stale")
@@ -90,7 +101,7 @@ def _split(values: Optional[str]) -> list[str]:
 def warm(
     urls: Annotated[Optional[list[str]], typer.Option("--url", metavar="URL", help="A URL to warm; repeatable.")] = None,
     urls_file: Annotated[Optional[str], typer.Option("--urls-file", metavar="FILE|-", help="URLs one per line; '-' reads stdin. Streamed.")] = None,
-    sitemap: Annotated[Optional[list[str]], typer.Option("--sitemap", metavar="URL|FILE", help="A sitemap or sitemap index (gzip too); repeatable.")] = None,
+    sitemap: Annotated[Optional[list[str]], typer.Option("--sitemap", metavar="URL|FILE|-", help="A sitemap or sitemap index (gzip too); repeatable; '-' reads stdin.")] = None,
     from_robots: Annotated[Optional[str], typer.Option("--from-robots", metavar="URL", help="The sitemaps a robots.txt names.")] = None,
     from_purge: Annotated[Optional[str], typer.Option("--from-purge", metavar="ID", help="The URLs a cdn purge cleared.")] = None,
     stale: Annotated[bool, typer.Option("--stale", help="Entries whose policy TTL has run out, or were invalidated.")] = False,
@@ -153,7 +164,7 @@ def warm(
             record = service.claim_run(ctx.state, resume)
             options = record["options"]
             stored = options.get("engine", {})
-            if options.get("urls_file") == "-":
+            if options.get("urls_file") == "-" or "-" in options.get("sitemaps", []):
                 raise UsageError(f"warm run {resume} read its URLs from stdin, which cannot be read again")
             ctx.out.note(f"resuming warm run {resume}")
         else:
@@ -197,8 +208,9 @@ def _plan(ctx, options: dict):
     sitemaps = list(options["sitemaps"])
     if options.get("from_robots"):
         sitemaps.extend(service.robots_sitemaps(options["from_robots"]))
+    files: list = []
     parts = [_sources(ctx, options["urls"], options.get("urls_file"), sitemaps, options["max_sitemap_bytes"],
-                      required=not (options.get("from_purge") or options.get("stale")))]
+                      required=not (options.get("from_purge") or options.get("stale")), files=files)]
     if options.get("from_purge"):
         parts.append(service.from_purge(ctx.state, options["from_purge"]))
     stale_jobs: list = []
@@ -212,10 +224,22 @@ def _plan(ctx, options: dict):
                                         warn=(lambda text: None) if ctx.quiet else ctx.out.warn)
     elif options.get("within"):
         raise UsageError("--within goes with --stale")
-    jobs = service.jobs(filters.apply(chain.from_iterable(parts)), pinned, variant_list)
+    warn = (lambda text: None) if ctx.quiet else ctx.out.warn
+    jobs = service.jobs(filters.apply(service.unique(chain.from_iterable(parts), warn)), pinned, variant_list)
     if stale_jobs:
         jobs = chain(jobs, (job for job in stale_jobs if filters.keeps(job.url)))
-    return jobs, variant_list
+
+    def read() -> float | None:
+        """How much of the URL list has been read, when it is one local file and no --limit cuts it short."""
+        if len(files) != 1 or len(parts) != 1 or sitemaps or options["urls"] or options.get("limit"):
+            return None
+        handle, size = files[0]
+        try:
+            return min(1.0, handle.tell() / size) if size else None
+        except (OSError, ValueError):  # closed: read to the end
+            return 1.0
+
+    return jobs, variant_list, read
 
 
 def _run(ctx, options: dict, engine_options: dict, resume: int | None) -> None:
@@ -230,13 +254,13 @@ def _run(ctx, options: dict, engine_options: dict, resume: int | None) -> None:
     if max_error_rate is not None and not 0 <= max_error_rate <= 1:
         raise UsageError(f"--max-error-rate must be between 0 and 1, not {max_error_rate}")
     engine_options["concurrency"] = _within_file_limit(ctx, engine_options["concurrency"])
-    job_iter, variant_list = _plan(ctx, options)
+    job_iter, variant_list, read = _plan(ctx, options)
     options["variants"] = [v.name for v in variant_list]
     settings = engine.Settings(concurrency=engine_options["concurrency"], rate=engine_options["rate"],
                                timeout=per_request, retries=engine_options["retries"],
                                hash_body=engine_options["hash"], per_host=engine_options.get("per_host", 0))
     workers = engine_options.get("workers", 1)
-    if workers > 1 and options.get("urls_file") == "-":
+    if workers > 1 and (options.get("urls_file") == "-" or "-" in options["sitemaps"]):
         raise UsageError("--workers cannot share stdin", hint="write the URLs to a file and pass --urls-file FILE")
     if resume is None:
         run_id = service.start_run(ctx.state, options)
@@ -245,13 +269,20 @@ def _run(ctx, options: dict, engine_options: dict, resume: int | None) -> None:
     before = service.result_count(ctx.state, run_id)
     ctx.out.info(f"warm run {run_id}")
     started = time.monotonic()
-    if workers > 1:
-        status = _run_workers(ctx, options, settings, run_id, resume is not None, workers)
-    else:
-        if resume is not None:
-            job_iter = service.skip_finished(job_iter, service.finished_keys(ctx.state, run_id))
-        with _progress(ctx) as on_progress:
-            status, _ = service.execute(ctx.state, run_id, job_iter, settings, on_progress)
+    try:
+        if workers > 1:
+            status = _run_workers(ctx, options, settings, run_id, resume is not None, workers)
+        else:
+            if resume is not None:
+                job_iter = service.skip_finished(job_iter, service.finished_keys(ctx.state, run_id))
+            with _progress(ctx, read) as on_progress:
+                status, _ = service.execute(ctx.state, run_id, job_iter, settings, on_progress)
+    except EdgectlError as error:
+        if not isinstance(error, StateError):  # a source that turned out bad: the run failed, and says why
+            data = service.summary(ctx.state, run_id)
+            data["failure"] = error.message
+            service.finish_run(ctx.state, run_id, "failed", data)
+        raise
     data = service.summary(ctx.state, run_id)
     data["elapsed_s"] = round(time.monotonic() - started, 3)
     data["requests_this_run"] = data["requests"] - before
@@ -262,7 +293,8 @@ def _run(ctx, options: dict, engine_options: dict, resume: int | None) -> None:
     final = "interrupted" if status == "interrupted" else ("failed" if too_many else "completed")
     service.finish_run(ctx.state, run_id, final, data)
     service.record_metrics(ctx.state, run_id)
-    _show(ctx, run_id, data)
+    if not (ctx.quiet and ctx.out.fmt == "table"):  # cron mails whatever is printed: a good run says nothing
+        _show(ctx, run_id, data)
     if final == "interrupted":
         raise Interrupted(f"warm run {run_id} interrupted after {data['requests']} request(s); what was done is recorded",
                           hint=f"continue it: edgectl cache warm --resume {run_id}")
@@ -321,7 +353,7 @@ def _run_workers(ctx, options: dict, settings, run_id: int, resuming: bool, work
                 ctx._state = None  # a SQLite connection must not cross a fork: open our own
                 if index:
                     ctx.out.quiet = True  # one process reports skipped lines, not every one
-                job_iter, _ = _plan(ctx, {**options, "worker": [index + 1, workers]})
+                job_iter, _, _ = _plan(ctx, {**options, "worker": [index + 1, workers]})
                 if resuming:
                     job_iter = service.skip_finished(job_iter, service.finished_keys(ctx.state, run_id))
                 # --concurrency and --rate are for the whole run: each process takes its share
@@ -386,13 +418,20 @@ def _show(ctx, run_id: int, data: dict) -> None:
                     if latency else ""))
     for item in data.get("common_errors", []):
         ctx.out.note(f"  {item['count']} x {item['error']}")
+    if data.get("failure"):
+        ctx.out.note(f"the run failed: {data['failure']}")
 
 
 class _progress:
-    """A live line on stderr at a terminal (requests/s, hit ratio so far); nothing otherwise."""
+    """A live line on stderr at a terminal (requests/s, hit ratio so far, ETA); nothing otherwise.
 
-    def __init__(self, ctx):
+    The ETA comes from the number of requests once the sources are read to the end, and before
+    that from how much of a single URL file has been read. A sitemap gives none until its end.
+    """
+
+    def __init__(self, ctx, read=None):
         self.ctx = ctx
+        self.read = read or (lambda: None)
         self.bar = None
 
     def __enter__(self):
@@ -408,10 +447,22 @@ class _progress:
         return self.update
 
     def update(self, progress) -> None:
-        if self.bar is not None:
-            ratio = f", hit ratio {progress.hits / progress.done:.0%}" if progress.done else ""
-            self.bar.update(self.task, description=f"warming: {progress.done:,} done, {progress.rate:,.0f}/s, "
-                                                   f"{progress.errors:,} errors{ratio}")
+        if self.bar is None:
+            return
+        ratio = f", hit ratio {progress.hits / progress.done:.0%}" if progress.done else ""
+        self.bar.update(self.task, description=f"warming: {progress.done:,} done, {progress.rate:,.0f}/s, "
+                                               f"{progress.errors:,} errors{ratio}{self.eta(progress)}")
+
+    def eta(self, progress) -> str:
+        from edgectl.parse import format_duration
+
+        if progress.total is not None and progress.rate > 0:
+            return f", ETA {format_duration(max(1.0, max(0, progress.total - progress.done) / progress.rate))}"
+        fraction = self.read()
+        if fraction and progress.done:
+            elapsed = progress.done / progress.rate if progress.rate else 0
+            return f", ETA ~{format_duration(max(1.0, elapsed * (1 - fraction) / fraction))}"
+        return ""
 
     def __exit__(self, *exc):
         if self.bar is not None:
