@@ -42,12 +42,25 @@ def _check(url: str) -> str | None:
     start = 7 if lower.startswith("http://") else 8 if lower.startswith("https://") else 0
     if not start or len(url) <= start or url[start] in "/?#" or " " in url:
         return None
+    if "@" in url and _credentials(url):  # never sent, never stored
+        return None
     if "[" in url or "]" in url:
         try:
             urlsplit(url).port
         except ValueError:
             return None
     return url
+
+
+def _credentials(url: str) -> bool:
+    return "@" in urlsplit(url).netloc
+
+
+def _skipped(url: str) -> str:
+    """Why a URL is skipped, without repeating credentials it carries."""
+    if _credentials(url):
+        return "a URL with credentials in it is skipped (they would be stored and sent in clear)"
+    return f"{url[:100]!r} is not an http(s) URL; skipped"
 
 
 def from_lines(lines: Iterable[str], name: str, warn) -> Iterator[Source]:
@@ -59,7 +72,7 @@ def from_lines(lines: Iterable[str], name: str, warn) -> Iterator[Source]:
         if _check(text) is None:
             skipped += 1
             if skipped <= 5:
-                warn(f"{name}:{number}: {text[:100]!r} is not an http(s) URL; skipped")
+                warn(f"{name}:{number}: {_skipped(text)}")
             continue
         yield Source(text)
     if skipped > 5:
@@ -119,7 +132,7 @@ def from_sitemap(location: str, *, max_bytes: int, warn, timeout: float = 30.0) 
 
     for entry in walk(location, lambda loc: _open_sitemap(loc, timeout), max_bytes=max_bytes, warn=warn):
         if _check(entry.url) is None:
-            warn(f"{entry.sitemap}: {entry.url[:100]!r} is not an http(s) URL; skipped")
+            warn(f"{entry.sitemap}: {_skipped(entry.url)}")
             continue
         yield Source(entry.url, entry.lastmod)
 
