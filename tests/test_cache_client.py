@@ -54,6 +54,17 @@ def odd_server():
                 if path == "/hang":  # reads the request, never answers
                     stop.wait(10)
                     return
+                if path == "/stray":  # answers, then sends the start of an answer nobody asked for
+                    conn.sendall(ANSWERS["/plain"])
+                    stop.wait(0.1)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+                    continue
+                if path == "/upgrade":
+                    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+                    return
+                if path == "/missing":
+                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nnop")
+                    continue
                 if path == "/short":
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
                     return
@@ -139,3 +150,15 @@ def test_an_answer_that_never_comes_times_out_on_time(cli, odd_server):
     assert run.exit_code == 0, run.stderr  # one of two failed: under no threshold, the run stands
     assert run.json()["common_errors"] == [{"error": "timed out after 1s", "count": 1}]
     assert 1.0 <= elapsed < 5.0
+
+
+def test_bytes_nobody_asked_for_retire_the_connection_and_an_unasked_upgrade_is_an_error(cli, odd_server, isolated):
+    base, _, connections = odd_server
+    run = cli("cache", "warm", "--url", f"{base}/stray", "--url", f"{base}/missing", "--url", f"{base}/upgrade",
+              "--concurrency", "1", "--rate", "4", "--retries", "0", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    got = results(isolated)
+    assert got["stray"] == (200, None)
+    assert got["missing"] == (404, None)  # its own answer, not the stray one's
+    assert got["upgrade"][0] is None and got["upgrade"][1].startswith("ProtocolError: bad HTTP answer")
+    assert "Traceback" not in run.stderr and len(connections) >= 2

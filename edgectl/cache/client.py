@@ -91,7 +91,7 @@ class _Connection(asyncio.Protocol):
         import httptools
 
         self.parser = httptools.HttpResponseParser(self)
-        self.parse_error = httptools.HttpParserError
+        self.parse_errors = (httptools.HttpParserError, httptools.HttpParserUpgrade)  # a 101 nobody asked for
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future | None = None
         self.closed = False
@@ -114,10 +114,14 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self.waiter is None:  # bytes nobody asked for, on an idle connection: it cannot be trusted again
+            self.closed = True
+            self.transport.abort()
+            return
         self.received = True
         try:
             self.parser.feed_data(data)
-        except self.parse_error as exc:
+        except self.parse_errors as exc:
             self._finish(ProtocolError(f"bad HTTP answer: {exc}"))
             self.transport.abort()
 
@@ -137,8 +141,8 @@ class _Connection(asyncio.Protocol):
         self.headers.append((name, value))
         if len(name) == 14 and name.lower() == b"content-length":
             self.length = int(value) if value.strip().isdigit() else None
-        elif len(name) == 17 and name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
-            self.chunked = True
+        elif len(name) == 17 and name.lower() == b"transfer-encoding":
+            self.chunked = value.rstrip().lower().endswith(b"chunked")  # framed by chunks only when last
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
@@ -151,6 +155,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if 100 <= self.status < 200:  # an interim answer (103 Early Hints): the real one follows
             self._reset(self.digest)
+            self.received = True
             return
         self.keep_alive = self.parser.should_keep_alive()
         self._finish(None)
@@ -190,7 +195,7 @@ class Pool:
         # Timeouts: each exchange notes its deadline and a sweep a few times a second ends the
         # late ones, which costs far less per request than a timer (or asyncio.timeout) each.
         self.busy: set[_Connection] = set()
-        self.tick = min(0.25, timeout / 4)
+        self.tick = min(0.25, max(0.02, timeout / 4))
         self.sweeper: asyncio.TimerHandle | None = None
 
     def _context(self):
@@ -252,10 +257,11 @@ class Pool:
         if self.sweeper is None:
             self._sweep()
         slot = None
-        if self.per_host:
-            slot = self.slots.get(target.key)
+        if self.per_host:  # per node or host, whatever the sites (server names) pinned to it
+            address = target.key[:3]
+            slot = self.slots.get(address)
             if slot is None:
-                slot = self.slots[target.key] = asyncio.Semaphore(self.per_host)
+                slot = self.slots[address] = asyncio.Semaphore(self.per_host)
         if slot is not None:
             async with slot:
                 return await self._get(target, hash_body)
@@ -293,6 +299,7 @@ class Pool:
     def close(self) -> None:
         if self.sweeper is not None:
             self.sweeper.cancel()
+            self.sweeper = None
         for connections in self.idle.values():
             for connection in connections:
                 self._close(connection)
