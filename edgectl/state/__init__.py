@@ -61,7 +61,12 @@ class Database:
 
     @contextmanager
     def atomic(self):
-        """A transaction; nested blocks are savepoints, undone alone when they fail."""
+        """A write transaction; nested blocks are savepoints, undone alone when they fail.
+
+        It takes the write lock when it begins (BEGIN IMMEDIATE), so another process's write
+        makes it wait for up to the busy timeout. A deferred BEGIN would read first and then,
+        in WAL mode, be refused the write at once (SQLITE_BUSY_SNAPSHOT) without waiting.
+        """
         if self.conn.in_transaction:
             savepoint = f"edgectl_{secrets.token_hex(8)}"
             self.conn.execute(f"SAVEPOINT {savepoint}")
@@ -74,7 +79,7 @@ class Database:
                 raise
             self.conn.execute(f"RELEASE SAVEPOINT {savepoint}")
             return
-        self.conn.execute("BEGIN")
+        self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self
             self.conn.execute("COMMIT")
@@ -159,6 +164,19 @@ def _check_header(path: Path) -> None:
         )
 
 
+def _migrate(db: Database, known: set[str]) -> None:
+    """Apply the pending migrations under the write lock, read again once it is held.
+
+    Processes that open a new or older file at the same moment queue on the lock; each finds
+    what the one before it applied, so no migration runs twice and none is refused.
+    """
+    from edgectl.state import migrations
+
+    with db.atomic():
+        if set(migrations.applied(db.conn)) != known:
+            migrations.migrations.apply(db.migrating())  # each migration a savepoint within
+
+
 def open_state(path: Path, *, migrate: bool = True, create_dirs: bool = True,
                busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> State:
     """Open (creating it 0600 if new) and, unless told otherwise, migrate to the latest schema.
@@ -202,7 +220,7 @@ def open_state(path: Path, *, migrate: bool = True, create_dirs: bool = True,
                 hint="upgrade edgectl, or use another state file",
             )
         if migrate and applied != known:
-            migrations.migrations.apply(db.migrating())
+            _migrate(db, known)
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc):
             raise
