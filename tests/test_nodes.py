@@ -151,3 +151,17 @@ def test_heartbeat_and_staleness(cli, state_path, isolated):
     assert [n["name"] for n in cli("nodes", "list", "--status", "stale", "-o", "json").json()] == ["fra-1"]
     (isolated / "work" / "edgectl.toml").write_text('[nodes]\nheartbeat_interval = "1m"\n')
     assert [n["name"] for n in cli("nodes", "list", "--status", "stale", "-o", "json").json()] == []
+
+
+def test_names_sort_as_people_read_them(cli):
+    for name in ("n10", "n2", "n1", "eu-west-10", "eu-west-9"):
+        assert cli("nodes", "add", name, "-e", "http://127.0.0.1:9").exit_code == 0
+    listed = [row["name"] for row in cli("nodes", "list", "-o", "json").json()]
+    assert listed == ["eu-west-9", "eu-west-10", "n1", "n2", "n10"]
+
+
+def test_natural_order_compares_numbers_as_numbers_and_breaks_ties_by_name():
+    from edgectl.names import natural_key
+
+    names = ["pop-10b", "pop-9", "POP-2", "pop-2", "pop-02", "pop", "pop-10a"]
+    assert sorted(names, key=natural_key) == ["pop", "POP-2", "pop-02", "pop-2", "pop-9", "pop-10a", "pop-10b"]

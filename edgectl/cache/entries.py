@@ -138,7 +138,7 @@ def entries(state, *, node: str | None = None, tag: str | None = None, expired: 
         clauses.append("(invalidated_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ?))")
         params.append(to_iso(utcnow() + timedelta(seconds=within)))
     sql = "SELECT * FROM edge_cache_entries" + (" WHERE " + " AND ".join(clauses) if clauses else "")
-    rows = state.db.query(sql + " ORDER BY node, cache_key LIMIT ?", [*params, limit])
+    rows = state.db.query(sql + " ORDER BY node COLLATE natural_order, cache_key LIMIT ?", [*params, limit])
     now = utcnow()
     out = []
     for r in rows:
@@ -158,7 +158,7 @@ def stats(state, recent_runs: int = 5) -> list[dict[str, Any]]:
             for r in state.db.query(
                 "SELECT node, count(*) AS n, sum(content_size) AS bytes,"
                 " sum(invalidated_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= ?)) AS expired"
-                " FROM edge_cache_entries GROUP BY node ORDER BY node", [now])}
+                " FROM edge_cache_entries GROUP BY node ORDER BY node COLLATE natural_order", [now])}
     for r in state.db.query(
             "SELECT coalesce(node, '') AS node, avg(cache_status = 'hit') AS ratio FROM warm_results"
             " WHERE run_id IN (SELECT id FROM warm_runs ORDER BY id DESC LIMIT ?) GROUP BY 1", [recent_runs]):

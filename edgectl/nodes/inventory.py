@@ -102,7 +102,7 @@ class NodeFilter:
 
 
 def _live_rows(state, where: str = "", params: list | None = None):
-    sql = "SELECT * FROM nodes WHERE removed_at IS NULL" + (f" AND {where}" if where else "") + " ORDER BY name"
+    sql = "SELECT * FROM nodes WHERE removed_at IS NULL" + (f" AND {where}" if where else "") + " ORDER BY name COLLATE natural_order"
     return state.db.query(sql, params or [])
 
 

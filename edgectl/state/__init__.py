@@ -205,6 +205,9 @@ def open_state(path: Path, *, migrate: bool = True, create_dirs: bool = True,
     try:
         conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, isolation_level=None)
         db = Database(conn)
+        from edgectl.names import natural_compare
+
+        conn.create_collation("natural_order", natural_compare)  # ORDER BY name COLLATE natural_order: n2 before n10
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         db.execute("PRAGMA journal_mode = WAL")
         # WAL with NORMAL sync: a commit survives a killed process; only power loss can drop the last ones
