@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from edgectl.timeutil import relative, to_iso
 
@@ -58,6 +58,22 @@ class Column:
     @property
     def title(self) -> str:
         return self.header or self.key.replace("_", " ").upper()
+
+
+@dataclass(frozen=True)
+class View:
+    """How a command's result draws as a table; json, jsonl and csv carry the result itself.
+
+    `rows` turns the result into the table's rows (None: a list is its own rows, and a single
+    record draws as a two-column table); `notes` are the lines under it, on stderr. A result
+    whose table has several parts gives `draw(renderer, result)` instead.
+    """
+
+    columns: Sequence[Column] = ()
+    rows: Callable[[Any], Iterable[dict]] | None = None
+    notes: Callable[[Any], Iterable[str]] | None = None
+    empty: str = "nothing to show"
+    draw: Callable[["Renderer", Any], None] | None = field(default=None, compare=False)
 
 
 def _plain(value: Any) -> Any:
@@ -132,6 +148,34 @@ class Renderer:
         return self.fmt == "table" and sys.stdout.isatty()
 
     # ---- data, to stdout -------------------------------------------------
+    def show(self, result: dict | list[dict], view: View | None = None) -> None:
+        """A command's result in the chosen format: the one way every command renders its data.
+
+        json writes the result as it is, jsonl a line per record, csv the table's rows, and a
+        table is drawn as `view` says.
+        """
+        view = view or View()
+        if self.fmt == "json":
+            sys.stdout.write(json.dumps(_plain(result), indent=2) + "\n")
+            sys.stdout.flush()
+        elif self.fmt == "jsonl":
+            for row in result if isinstance(result, list) else [result]:
+                sys.stdout.write(json.dumps(_plain(row), separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+        elif self.fmt == "csv":
+            rows = list(view.rows(result)) if view.rows else result if isinstance(result, list) else [result]
+            self._csv(rows, list(view.columns))
+            sys.stdout.flush()
+        else:
+            if view.draw is not None:
+                view.draw(self, result)
+            elif view.rows is not None or isinstance(result, list):
+                self.records(view.rows(result) if view.rows else result, list(view.columns), empty=view.empty)
+            else:
+                self.record(result, list(view.columns))
+            for line in view.notes(result) if view.notes else ():  # for a person: json and csv carry it all
+                self.note(line)
+
     def records(self, rows: Iterable[dict], columns: list[Column], *, empty: str = "nothing to show") -> None:
         rows = list(rows)
         out = sys.stdout

@@ -212,3 +212,24 @@ def parse_positive_int(value: int | None, *, what: str, maximum: int = 10**9) ->
     if value is not None and not 1 <= value <= maximum:
         raise UsageError(f"{what} must be between 1 and {maximum}, not {value}")
     return value
+
+
+# Headers a cache key may vary on are kept with a purge or a warm run, to send again on resume;
+# credentials are not, so they are refused rather than stored.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-auth-key", "x-auth-email",
+                                "x-api-key"})
+
+
+def parse_headers(values: list[str] | None, *, what: str = "--header") -> dict[str, str]:
+    """'Name: value' lines into a dict; malformed lines and credential headers are refused."""
+    headers = {}
+    for value in values or []:
+        key, sep, text = value.partition(":")
+        key, text = key.strip(), text.strip()
+        if not sep or not key or any(ch.isspace() for ch in key) or any(ord(c) < 32 for c in value):
+            raise UsageError(f"{what} {value!r} is not 'Name: value'")
+        if key.lower() in CREDENTIAL_HEADERS:
+            raise UsageError(f"{what} {key} carries credentials, which edgectl does not keep in its journal",
+                             hint="purge headers are the ones the cache key varies on, e.g. CF-Device-Type: mobile")
+        headers[key] = text
+    return headers

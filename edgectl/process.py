@@ -18,3 +18,25 @@ def alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def open_file_allowance(wanted: int, reserve: int = 256) -> int:
+    """How many connections may be open at once: `wanted`, if the open-file limit allows it.
+
+    The soft limit is raised as far as the hard one allows first; `reserve` descriptors are kept
+    for everything else the process opens (the state, logs, pipes to a writer).
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + reserve
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and wanted > soft - reserve:
+        return max(1, soft - reserve)
+    return wanted

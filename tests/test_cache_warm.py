@@ -87,7 +87,7 @@ def test_a_sitemap_index_with_a_gzip_sitemap_is_followed(cli, fleet):
 
 
 def test_shards_cover_the_list_exactly_once(cli, fleet, isolated):
-    from edgectl.cache.warm import shard_of
+    from edgectl.cache.jobs import shard_of
 
     urls = pages(40, start=1)
     listing = isolated / "urls.txt"
@@ -291,7 +291,7 @@ def test_a_ten_million_line_url_stream_is_read_only_as_far_as_needed(fleet, isol
 
 def test_robots_sources_with_include_exclude_and_lastmod_filters(cli, fleet, isolated):
     from edgectl.cache.sitemaps import walk
-    from edgectl.cache.warm import _open_sitemap
+    from edgectl.cache.sources import _open_sitemap
 
     node = fleet.nodes[0].name
     every = list(walk(fleet.origin + "/sitemap.xml", lambda loc: _open_sitemap(loc, 10)))

@@ -736,14 +736,15 @@ def test_500s_until_attempts_run_out_fail_the_batch_with_the_message(cli, isolat
 
 def test_a_request_timeout_is_journaled_and_resumable(cli, isolated, cf):
     config = write_config(isolated / "c.toml", {"cf": cloudflare(cf)})
-    cf.delay_next(2.5)
+    cf.delay_next(8)
 
     started = time.monotonic()
     run = cli("--config", config, "cdn", "purge", "--url", f"{WWW}/slow", "--timeout", "1s", "-o", "json")
     took = time.monotonic() - started
 
     assert run.exit_code == 1
-    assert 0.9 <= took < 2.4  # the request gave up after min(30 s, --timeout), not when the fake answered
+    # the request gave up after min(30 s, --timeout), long before the fake would have answered
+    assert 0.9 <= took < 6
     record = run.json()
     assert record["run"]["timed_out"] is True
     [batch] = show(cli, config, record["id"])["batch_list"]

@@ -45,7 +45,7 @@ def unpack(row: tuple, variants: dict[str, engine.Variant]) -> engine.Outcome:
 class Writer:
     """`submit` batches of outcomes; `close` waits until every one is recorded."""
 
-    def __init__(self, path, run_id: int, record: Callable):
+    def __init__(self, state, run_id: int, record: Callable):
         """`record(state, run_id, outcomes, recorder)` runs in the writer for each batch."""
         read_fd, self.write_fd = os.pipe()
         error_read, error_write = os.pipe()
@@ -59,7 +59,7 @@ class Writer:
         if self.pid == 0:  # the writer: never returns
             os.close(self.write_fd)
             os.close(error_read)
-            _serve(read_fd, error_write, path, run_id, record)
+            _serve(read_fd, error_write, state, run_id, record)
         os.close(read_fd)
         os.close(error_write)
         self.error_fd = error_read
@@ -91,15 +91,14 @@ class Writer:
             raise self.failure
 
 
-def _serve(read_fd: int, error_fd: int, path, run_id: int, record: Callable) -> None:
+def _serve(read_fd: int, error_fd: int, parent_state, run_id: int, record: Callable) -> None:
     code = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         from edgectl.cache.entries import Recorder
-        from edgectl.state import open_state
-
-        state = open_state(path, migrate=False)  # the run's own connection must not cross the fork
+        # the run's own connection must not cross the fork: the same file, the same busy timeout
+        state = parent_state.reopen()
         recorder = Recorder(state)
         variants: dict[str, engine.Variant] = {}
         with os.fdopen(read_fd, "rb") as pipe:

@@ -94,8 +94,7 @@ def execute(state, purge: journal.Purge, providers: dict, settings: Settings, *,
     try:
         stats = run.run(todo)
     finally:
-        for provider in providers.values():
-            provider.close()
+        close(providers)
     status = "interrupted" if stats.interrupted else journal.outcome(state, purge.id)
     journal.set_status(state, purge.id, status, finished=True)
     return report(state, purge.id, stats, time.monotonic() - started, settings.wait)
@@ -121,9 +120,14 @@ def prepare(providers: dict) -> None:
         for provider in providers.values():
             provider.prepare()
     except BaseException:
-        for provider in providers.values():
-            provider.close()
+        close(providers)
         raise
+
+
+def close(providers: dict) -> None:
+    """Close every provider's client: after a run, a dry run, or a refusal to go on."""
+    for provider in providers.values():
+        provider.close()
 
 
 def check_resumable(purge: journal.Purge, wait: bool) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 from typing import Annotated, Optional
 
 import typer
@@ -11,13 +9,11 @@ import typer
 from edgectl.cli import group_help
 from edgectl.cli.context import current
 from edgectl.cli.options import Labels
-from edgectl.errors import EdgectlError, Interrupted, OperationFailed, StateError, UsageError
-from edgectl.output import Column
+from edgectl.errors import UsageError
+from edgectl.output import Column, View
 
 app = typer.Typer(help=group_help("cache"), no_args_is_help=True, add_completion=False)
 
-ENGINE_DEFAULTS = {"concurrency": 64, "rate": None, "timeout": "10s", "retries": 2, "hash": False,
-                   "max_error_rate": None, "workers": 1, "per_host": 0}
 RUN_COLUMNS = [
     Column("id", justify="right"),
     Column("status", kind="status"),
@@ -36,65 +32,6 @@ NODE_COLUMNS = [
     Column("other", justify="right"),
     Column("hit_ratio", "HIT RATIO", justify="right"),
 ]
-
-
-def _sources(ctx, urls, urls_file, sitemaps, max_bytes, required: bool = True, files: list | None = None):
-    """The URL sources, chained; `files` collects (binary handle, size) of the local lists read, for an ETA."""
-    import sys
-    from itertools import chain
-
-    from edgectl.cache.warm import Source, from_lines, from_sitemap
-
-    parts = []
-    if urls_file == "-" and "-" in (sitemaps or []) or list(sitemaps or []).count("-") > 1:
-        raise UsageError("only one source can read stdin")
-    if urls:
-        from edgectl.parse import parse_url
-
-        parts.append([Source(parse_url(u)) for u in urls])
-    warn = (lambda text: None) if ctx.quiet else ctx.out.warn  # --quiet: errors only, even for skipped lines
-    if urls_file == "-":
-        parts.append(from_lines(sys.stdin, "stdin", warn))
-    elif urls_file:
-        try:
-            handle = open(urls_file, encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise UsageError(f"cannot read --urls-file {urls_file}: {exc.strerror or exc}") from None
-        if files is not None and handle.buffer.seekable():
-            files.append((handle.buffer, os.fstat(handle.fileno()).st_size))
-        parts.append(from_lines(handle, urls_file, warn))
-    for sitemap in sitemaps or []:
-        if "://" not in sitemap and sitemap != "-":  # a file: refused now, before a run is recorded
-            try:
-                open(sitemap, "rb").close()
-            except OSError as exc:
-                raise UsageError(f"cannot read sitemap {sitemap}: {exc.strerror or exc}") from None
-        parts.append(from_sitemap(sitemap, max_bytes=max_bytes, warn=warn))
-    if not parts and required:
-        raise UsageError("no URLs to warm", hint="give --url, --urls-file, --sitemap, --from-robots, --from-purge or --stale")
-    return chain.from_iterable(parts)
-
-
-def _nodes(ctx, names: Optional[str], labels, region: Optional[str], all_nodes: bool):
-    from edgectl.nodes.inventory import NodeFilter, get_nodes, list_nodes
-    from edgectl.parse import parse_labels
-
-    if not (names or labels or region or all_nodes):
-        return None
-    if names and (labels or region or all_nodes):
-        raise UsageError("name nodes with --nodes or select them with --label/--region/--all-nodes, not both")
-    if names:
-        nodes = get_nodes(ctx.state, [n.strip() for n in names.split(",") if n.strip()])
-    else:
-        nodes = [n for n in list_nodes(ctx.state, NodeFilter(labels=parse_labels(labels), region=region))
-                 if n.status in ("active", "draining")]
-    if not nodes:
-        raise UsageError("no nodes match", hint="edgectl nodes list shows the registered nodes and their status")
-    return [(n.name, n.endpoint) for n in nodes]
-
-
-def _split(values: Optional[str]) -> list[str]:
-    return [v.strip() for v in (values or "").split(",") if v.strip()]
 
 
 @app.command("warm")
@@ -137,266 +74,52 @@ def warm(
     Exit 1 above --max-error-rate (or when every request failed); 4 when another warm holds the lock; 130 when interrupted, and --resume RUN continues it.
     """
     ctx = current()
+    warn = (lambda text: None) if ctx.quiet else ctx.out.warn  # --quiet: errors only, even for skipped lines
+    engine_given = {"concurrency": concurrency, "rate": rate, "timeout": timeout, "retries": retries,
+                    "hash": hash_body or None, "max_error_rate": max_error_rate, "workers": workers,
+                    "per_host": per_host}
     if resume is not None:
         given = [urls, urls_file, sitemap, from_robots, from_purge, stale or None, include, exclude, lastmod_since, limit, shard,
                  nodes, label, region, all_nodes or None, header, accept_encoding, user_agent]
         if any(v for v in given):
             raise UsageError("--resume takes the run's own sources, filters, nodes and variants",
                              hint="give only --resume RUN; engine options (--concurrency, --rate...) may be changed")
-    options = {
-        "urls": urls or [], "urls_file": urls_file, "sitemaps": sitemap or [], "from_robots": from_robots,
-        "from_purge": from_purge, "stale": stale, "within": within, "include": include or [], "exclude": exclude or [], "lastmod_since": lastmod_since,
-        "limit": limit, "shard": shard, "headers": list(header or []), "accept_encoding": accept_encoding,
-        "user_agent": user_agent, "max_sitemap_bytes": max_sitemap_bytes,
-    }
-    # engine options given here; a resumed run keeps its own for the rest (a --rate it was started
-    # with must not fall away), and anything never given takes its default
-    given_engine = {"concurrency": concurrency, "rate": rate, "timeout": timeout, "retries": retries,
-                    "hash": hash_body or None, "max_error_rate": max_error_rate, "workers": workers,
-                    "per_host": per_host}
     from contextlib import nullcontext
 
-    from edgectl.cache import warm as service
+    from edgectl.cache import runs, warm as service
 
-    with service.warm_lock(ctx.state_path()) if lock else nullcontext():
-        stored: dict = {}
+    with runs.warm_lock(ctx.state_path()) if lock else nullcontext():
         if resume is not None:
-            record = service.claim_run(ctx.state, resume)
-            options = record["options"]
-            stored = options.get("engine", {})
-            if options.get("urls_file") == "-" or "-" in options.get("sitemaps", []):
-                raise UsageError(f"warm run {resume} read its URLs from stdin, which cannot be read again")
+            request = service.resumed_request(ctx.state, resume, engine_given)
             ctx.out.note(f"resuming warm run {resume}")
         else:
-            options["nodes"] = _pinned_names(ctx, nodes, label, region, all_nodes)
-        engine_options = {key: given_engine[key] if given_engine[key] is not None else stored.get(key, default)
-                          for key, default in ENGINE_DEFAULTS.items()}
-        options["engine"] = engine_options
-        _run(ctx, options, engine_options, resume)
+            from edgectl.parse import parse_labels
 
-
-def _pinned_names(ctx, names, labels, region, all_nodes) -> list[str] | None:
-    pinned = _nodes(ctx, names, labels, region, all_nodes)
-    return [name for name, _ in pinned] if pinned else None
-
-
-def _plan(ctx, options: dict):
-    """Jobs from a run's options: sources, filters, shard, nodes and variants."""
-    from itertools import chain
-
-    from edgectl.cache import warm as service
-    from edgectl.cli.cdn import _headers
-    from edgectl.nodes.inventory import get_nodes
-
-    since = None
-    if options.get("lastmod_since"):
-        from edgectl.timeutil import from_iso
-
-        text = options["lastmod_since"]
-        try:
-            since = from_iso(text if "T" in text else text + "T00:00:00Z")
-        except ValueError:
-            raise UsageError(f"--lastmod-since {text!r} is not an ISO date", hint="e.g. 2026-11-01") from None
-    variant_list = service.variants(_headers(options["headers"]) if options["headers"] else {},
-                                    _split(options.get("accept_encoding")), _split(options.get("user_agent")))
-    pinned = None
-    if options.get("nodes"):
-        pinned = [(n.name, n.endpoint) for n in get_nodes(ctx.state, options["nodes"])]
-    filters = service.Filters(options["include"], options["exclude"], since, options.get("limit"),
-                              service.parse_shard(options["shard"]) if options.get("shard") else None,
-                              tuple(options["worker"]) if options.get("worker") else None)
-    sitemaps = list(options["sitemaps"])
-    if options.get("from_robots"):
-        sitemaps.extend(service.robots_sitemaps(options["from_robots"]))
-    files: list = []
-    parts = [_sources(ctx, options["urls"], options.get("urls_file"), sitemaps, options["max_sitemap_bytes"],
-                      required=not (options.get("from_purge") or options.get("stale")), files=files)]
-    if options.get("from_purge"):
-        parts.append(service.from_purge(ctx.state, options["from_purge"]))
-    stale_jobs: list = []
-    if options.get("stale"):
-        from edgectl.parse import parse_duration
-
-        within = parse_duration(options["within"], what="--within") if options.get("within") else 0.0
-        # Each stale entry is warmed where it lives and as the variant it is, so it is fresh again
-        # afterwards; read now, not lazily, since sources are consumed on another thread.
-        stale_jobs = service.stale_jobs(ctx.state, within, [name for name, _ in pinned] if pinned else None,
-                                        warn=(lambda text: None) if ctx.quiet else ctx.out.warn)
-    elif options.get("within"):
-        raise UsageError("--within goes with --stale")
-    warn = (lambda text: None) if ctx.quiet else ctx.out.warn
-    jobs = service.jobs(filters.apply(service.unique(chain.from_iterable(parts), warn)), pinned, variant_list)
-    if stale_jobs:
-        jobs = chain(jobs, (job for job in stale_jobs if filters.keeps(job.url)))
-
-    def read() -> float | None:
-        """How much of the URL list has been read, when it is one local file and no --limit cuts it short."""
-        if len(files) != 1 or len(parts) != 1 or sitemaps or options["urls"] or options.get("limit"):
-            return None
-        handle, size = files[0]
-        try:
-            return min(1.0, handle.tell() / size) if size else None
-        except (OSError, ValueError):  # closed: read to the end
-            return 1.0
-
-    return jobs, variant_list, read
-
-
-def _run(ctx, options: dict, engine_options: dict, resume: int | None) -> None:
-    from edgectl.cache import engine
-    from edgectl.cache import warm as service
-    from edgectl.parse import parse_duration
-
-    per_request = parse_duration(engine_options["timeout"], what="--timeout")
-    if per_request <= 0:
-        raise UsageError("--timeout must be more than zero")
-    max_error_rate = engine_options["max_error_rate"]
-    if max_error_rate is not None and not 0 <= max_error_rate <= 1:
-        raise UsageError(f"--max-error-rate must be between 0 and 1, not {max_error_rate}")
-    engine_options["concurrency"] = _within_file_limit(ctx, engine_options["concurrency"])
-    job_iter, variant_list, read = _plan(ctx, options)
-    options["variants"] = [v.name for v in variant_list]
-    settings = engine.Settings(concurrency=engine_options["concurrency"], rate=engine_options["rate"],
-                               timeout=per_request, retries=engine_options["retries"],
-                               hash_body=engine_options["hash"], per_host=engine_options.get("per_host", 0))
-    workers = engine_options.get("workers", 1)
-    if workers > 1 and (options.get("urls_file") == "-" or "-" in options["sitemaps"]):
-        raise UsageError("--workers cannot share stdin", hint="write the URLs to a file and pass --urls-file FILE")
-    if resume is None:
-        run_id = service.start_run(ctx.state, options)
-    else:
-        run_id = resume
-    before = service.result_count(ctx.state, run_id)
-    ctx.out.info(f"warm run {run_id}")
-    started = time.monotonic()
-    try:
-        if workers > 1:
-            status = _run_workers(ctx, options, settings, run_id, resume is not None, workers)
-        else:
-            if resume is not None:
-                job_iter = service.skip_finished(job_iter, service.finished_keys(ctx.state, run_id))
-            with _progress(ctx, read) as on_progress:
-                status, _ = service.execute(ctx.state, run_id, job_iter, settings, on_progress)
-    except EdgectlError as error:
-        if not isinstance(error, StateError):  # a source that turned out bad: the run failed, and says why
-            data = service.summary(ctx.state, run_id)
-            data["failure"] = error.message
-            service.finish_run(ctx.state, run_id, "failed", data)
-        raise
-    data = service.summary(ctx.state, run_id)
-    data["elapsed_s"] = round(time.monotonic() - started, 3)
-    data["requests_this_run"] = data["requests"] - before
-    data["requests_per_s"] = (round(data["requests_this_run"] / data["elapsed_s"], 1) if data["elapsed_s"] else None)
-    # without a threshold, a run whose every request failed still fails: cron must hear of it
-    too_many = (data["error_rate"] > max_error_rate if max_error_rate is not None
-                else data["requests"] > 0 and data["errors"] == data["requests"])
-    final = "interrupted" if status == "interrupted" else ("failed" if too_many else "completed")
-    service.finish_run(ctx.state, run_id, final, data)
-    service.record_metrics(ctx.state, run_id)
+            pinned = service.pinned_nodes(ctx.state, _split(nodes) or None, parse_labels(label), region, all_nodes)
+            request = service.WarmRequest(
+                urls=tuple(urls or ()), urls_file=urls_file, sitemaps=tuple(sitemap or ()), from_robots=from_robots,
+                from_purge=from_purge, stale=stale, within=within, include=tuple(include or ()),
+                exclude=tuple(exclude or ()), lastmod_since=lastmod_since, limit=limit, shard=shard,
+                headers=tuple(header or ()), accept_encoding=accept_encoding, user_agent=user_agent,
+                max_sitemap_bytes=max_sitemap_bytes, nodes=pinned,
+                engine=service.EngineOptions.merged(engine_given))
+        result = service.run(ctx.state, request, warn, resume=resume, progress=lambda read: _progress(ctx, read))
     if not (ctx.quiet and ctx.out.fmt == "table"):  # cron mails whatever is printed: a good run says nothing
-        _show(ctx, run_id, data)
-    if final == "interrupted":
-        raise Interrupted(f"warm run {run_id} interrupted after {data['requests']} request(s); what was done is recorded",
-                          hint=f"continue it: edgectl cache warm --resume {run_id}")
-    if too_many:
-        limit = f"above {max_error_rate:.2%}" if max_error_rate is not None else "every request failed"
-        raise OperationFailed(f"warm run {run_id}: error rate {data['error_rate']:.2%} ({limit})",
-                              hint=f"edgectl cache show {run_id} lists the commonest errors")
-    if data["requests"] == 0 and not ctx.quiet:
-        ctx.out.warn("no URLs were warmed (the sources or filters left none)")
+        ctx.out.show(result.to_record(), SUMMARY_VIEW)
+    failure = result.failure()
+    if failure is not None:
+        raise failure
 
 
-def _within_file_limit(ctx, concurrency: int) -> int:
-    """Raise the soft open-file limit as far as allowed; keep concurrency well inside it."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = concurrency + 256
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    if soft != resource.RLIM_INFINITY and concurrency > soft - 256:
-        allowed = max(1, soft - 256)
-        ctx.out.warn(f"--concurrency {concurrency} needs more open files than allowed ({soft}); using {allowed}")
-        return allowed
-    return concurrency
-
-
-def _run_workers(ctx, options: dict, settings, run_id: int, resuming: bool, workers: int) -> str:
-    """Fork `workers` processes, each warming its share of the URLs into the same run.
-
-    Each child rebuilds the sources itself (no file offsets or SQLite connections are shared
-    across fork) and keeps the URLs whose salted hash falls to it. A signal to this process is
-    passed on to the children, which stop cleanly like a single run.
-    """
-    import os
-    import signal
-    from dataclasses import replace
-
-    from edgectl.cache import warm as service
-
-    # imported once, before the fork, rather than in every worker
-    import httptools  # noqa: F401
-
-    import edgectl.cache.status  # noqa: F401
-    import edgectl.cache.writer  # noqa: F401
-
-    pids = []
-    for index in range(workers):
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            code = 1
-            try:
-                ctx._state = None  # a SQLite connection must not cross a fork: open our own
-                if index:
-                    ctx.out.quiet = True  # one process reports skipped lines, not every one
-                job_iter, _, _ = _plan(ctx, {**options, "worker": [index + 1, workers]})
-                if resuming:
-                    job_iter = service.skip_finished(job_iter, service.finished_keys(ctx.state, run_id))
-                # --concurrency and --rate are for the whole run: each process takes its share
-                share = replace(settings, concurrency=max(1, settings.concurrency // workers),
-                                rate=settings.rate / workers if settings.rate else None,
-                                per_host=max(1, settings.per_host // workers) if settings.per_host else 0)
-                status, _ = service.execute(ctx.state, run_id, job_iter, share)
-                code = 130 if status == "interrupted" else 0
-            except BaseException as exc:  # noqa: BLE001 - reported, then the child exits
-                import sys
-
-                sys.stderr.write(f"error: warm worker {index + 1}: {exc}\n")
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    interrupted = []
-
-    def forward(signum, _frame):
-        interrupted.append(signum)
-        for child in pids:
-            try:
-                os.kill(child, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if interrupted or 130 in codes:
-        return "interrupted"
-    if any(codes):
-        raise OperationFailed(f"{sum(1 for c in codes if c)} of {workers} warm workers failed",
-                              hint=f"edgectl cache show {run_id}; resume with edgectl cache warm --resume {run_id}")
-    return "completed"
+def _split(values: Optional[str]) -> list[str]:
+    return [v.strip() for v in (values or "").split(",") if v.strip()]
 
 
 def _node_rows(data: dict) -> list[dict]:
+    from edgectl.names import natural_key
+
     rows = []
-    for node, counts in sorted(data["cache_before"].items()):
+    for node, counts in sorted(data["cache_before"].items(), key=lambda item: natural_key(item[0])):
         total = sum(counts.values())
         rows.append({"node": node, "requests": total, "hit": counts.get("hit", 0), "miss": counts.get("miss", 0),
                      "expired": counts.get("expired", 0),
@@ -405,30 +128,25 @@ def _node_rows(data: dict) -> list[dict]:
     return rows
 
 
-def _show(ctx, run_id: int, data: dict) -> None:
-    if ctx.out.fmt in ("json", "jsonl"):
-        ctx.out.record({"id": run_id, **data})
-        return
-    ctx.out.records(_node_rows(data), NODE_COLUMNS, empty="no requests made")
+def _summary_lines(data: dict) -> list[str]:
     latency = data.get("latency_ms") or {}
-    ctx.out.note(f"warm run {run_id}: {data['requests']} request(s) in {data.get('elapsed_s', 0):.1f}s"
-                 + (f" ({data['requests_per_s']:g}/s)" if data.get("requests_per_s") else "")
-                 + f", {data['errors']} error(s), {data['bytes']:,} bytes; status "
-                 + ", ".join(f"{k} {v}" for k, v in data["status_classes"].items())
-                 + (f"; latency p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms, p99 {latency['p99']:.1f} ms"
-                    if latency else ""))
-    for item in data.get("common_errors", []):
-        ctx.out.note(f"  {item['count']} x {item['error']}")
+    lines = [f"warm run {data['id']}: {data['requests']} request(s) in {data.get('elapsed_s', 0):.1f}s"
+             + (f" ({data['requests_per_s']:g}/s)" if data.get("requests_per_s") else "")
+             + f", {data['errors']} error(s), {data['bytes']:,} bytes; status "
+             + ", ".join(f"{k} {v}" for k, v in data["status_classes"].items())
+             + (f"; latency p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms, p99 {latency['p99']:.1f} ms"
+                if latency else "")]
+    lines.extend(f"  {item['count']} x {item['error']}" for item in data.get("common_errors", []))
     if data.get("failure"):
-        ctx.out.note(f"the run failed: {data['failure']}")
+        lines.append(f"the run failed: {data['failure']}")
+    return lines
+
+
+SUMMARY_VIEW = View(NODE_COLUMNS, rows=_node_rows, notes=_summary_lines, empty="no requests made")
 
 
 class _progress:
-    """A live line on stderr at a terminal (requests/s, hit ratio so far, ETA); nothing otherwise.
-
-    The ETA comes from the number of requests once the sources are read to the end, and before
-    that from how much of a single URL file has been read. A sitemap gives none until its end.
-    """
+    """A live line on stderr at a terminal (requests/s, hit ratio so far, ETA); nothing otherwise."""
 
     def __init__(self, ctx, read=None):
         self.ctx = ctx
@@ -449,22 +167,14 @@ class _progress:
         return None  # no line to keep up to date: the run skips the work of feeding one
 
     def update(self, progress) -> None:
-        if self.bar is None:
-            return
-        ratio = f", hit ratio {progress.hits / progress.done:.0%}" if progress.done else ""
-        self.bar.update(self.task, description=f"warming: {progress.done:,} done, {progress.rate:,.0f}/s, "
-                                               f"{progress.errors:,} errors{ratio}{self.eta(progress)}")
-
-    def eta(self, progress) -> str:
+        from edgectl.cache.warm import eta_seconds
         from edgectl.parse import format_duration
 
-        if progress.total is not None and progress.rate > 0:
-            return f", ETA {format_duration(max(1.0, max(0, progress.total - progress.done) / progress.rate))}"
-        fraction = self.read()
-        if fraction and progress.done:
-            elapsed = progress.done / progress.rate if progress.rate else 0
-            return f", ETA ~{format_duration(max(1.0, elapsed * (1 - fraction) / fraction))}"
-        return ""
+        ratio = f", hit ratio {progress.hits / progress.done:.0%}" if progress.done else ""
+        eta = eta_seconds(progress, self.read())
+        left = f", ETA {'~' if eta[1] else ''}{format_duration(eta[0])}" if eta else ""
+        self.bar.update(self.task, description=f"warming: {progress.done:,} done, {progress.rate:,.0f}/s, "
+                                               f"{progress.errors:,} errors{ratio}{left}")
 
     def __exit__(self, *exc):
         if self.bar is not None:
@@ -475,31 +185,34 @@ class _progress:
 @app.command("runs")
 def runs_list(limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000)] = 20) -> None:
     """Recent warm runs, newest first."""
-    from edgectl.cache import warm as service
+    from edgectl.cache import runs
 
     ctx = current()
-    rows = service.runs(ctx.state, limit)
+    rows = runs.runs(ctx.state, limit)
     for row in rows:
         row.pop("summary")
         row.pop("options")
-    ctx.out.records(rows, RUN_COLUMNS, empty="no warm runs yet")
+    ctx.out.show(rows, View(RUN_COLUMNS, empty="no warm runs yet"))
 
 
 @app.command("show")
 def show(run_id: Annotated[int, typer.Argument(metavar="RUN", min=1, max=2**62, help="Run id, from cache runs.")]) -> None:
     """One warm run: its options, and per node what the caches said before warming."""
-    from edgectl.cache import warm as service
+    from edgectl.cache import runs
 
     ctx = current()
-    record = service.get_run(ctx.state, run_id)
-    if ctx.out.fmt in ("json", "jsonl"):
-        ctx.out.record(record)
-        return
-    summary = record.pop("summary")
-    options = record.pop("options")
-    ctx.out.record({**record, "options": options}, RUN_COLUMNS + [Column("options", kind="map")])
-    if summary:
-        _show(ctx, run_id, summary)
+    ctx.out.show(runs.get_run(ctx.state, run_id), RUN_VIEW)
+
+
+def _draw_run(out, record: dict) -> None:
+    """The run's fields, its options last, then its summary as `cache warm` shows it."""
+    fields = {k: v for k, v in record.items() if k not in ("summary", "options")}
+    out.record({**fields, "options": record["options"]}, RUN_COLUMNS + [Column("options", kind="map")])
+    if record["summary"]:
+        out.show({"id": record["id"], **record["summary"]}, SUMMARY_VIEW)
+
+
+RUN_VIEW = View(draw=_draw_run)
 
 
 # -- policies and entries ----------------------------------------------------------------------------
@@ -613,11 +326,11 @@ def invalidate(
     plan = None if no_purge else _invalidate_plan(ctx, targets)
     if dry_run:
         if plan is not None:
-            from edgectl.cli.cdn import PLAN_COLUMNS, _format_plan
+            from edgectl.cdn.purge import close
+            from edgectl.cli.purging import PLAN_COLUMNS, format_plan
 
-            for provider in plan[1].values():
-                provider.close()
-            ctx.out.records(_format_plan(plan[0]), PLAN_COLUMNS)
+            close(plan[1])
+            ctx.out.records(format_plan(plan[0]), PLAN_COLUMNS)
         ctx.out.note(f"dry run: {len(found)} entr{'y' if len(found) == 1 else 'ies'} would be marked invalidated")
         return
     marked = mark_invalidated(ctx.state, urls=url or [], prefixes=prefix or [], tags=tag or [])
@@ -644,8 +357,8 @@ def _invalidate_purge(ctx, plan, providers) -> None:
     from edgectl.cdn import journal
     from edgectl.cdn import purge as service
     from edgectl.cdn.execute import Settings
-    from edgectl.cli.cdn import _run
+    from edgectl.cli import purging
 
     service.prepare(providers)
     record = journal.create(ctx.state, plan, reason="cache invalidate")
-    _run(ctx, service, record, providers, Settings())
+    purging.run(ctx, record, providers, Settings())

@@ -6,10 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgectl.cli import group_help
+from edgectl.cli import group_help, purging
 from edgectl.cli.context import current
 from edgectl.cli.options import DryRun, Reason, Since, Yes, confirm
-from edgectl.errors import Interrupted, OperationFailed, UsageError
+from edgectl.errors import OperationFailed, UsageError
 from edgectl.output import Column
 
 app = typer.Typer(help=group_help("cdn"), no_args_is_help=True, add_completion=False)
@@ -25,26 +25,6 @@ PROVIDER_COLUMNS = [
     Column("batch_size", "PER REQUEST", kind="map"),
     Column("rates", "RATE"),
     Column("problem", kind="status"),
-]
-PLAN_COLUMNS = [
-    Column("provider"),
-    Column("kind"),
-    Column("targets", justify="right"),
-    Column("items", justify="right"),
-    Column("calls", justify="right"),
-    Column("batches", "BATCHES BY KIND", kind="map"),
-    Column("estimate", justify="right"),
-    Column("skipped", kind="map"),
-]
-RESULT_COLUMNS = [
-    Column("provider"),
-    Column("kind"),
-    Column("batches", justify="right"),
-    Column("items", justify="right"),
-    Column("completed", justify="right"),
-    Column("accepted", justify="right"),
-    Column("failed", justify="right"),
-    Column("pending", "UNSENT", justify="right"),
 ]
 HISTORY_COLUMNS = [
     Column("id", justify="right"),
@@ -171,24 +151,6 @@ def providers_test(
 
 # -- purge ----------------------------------------------------------------------------------
 
-# Headers a cache key may vary on are kept in the journal to resend on resume; credentials are not.
-_CREDENTIAL_HEADERS = {"authorization", "proxy-authorization", "cookie", "x-auth-key", "x-auth-email", "x-api-key"}
-
-
-def _headers(values: list[str] | None) -> dict[str, str]:
-    headers = {}
-    for value in values or []:
-        key, sep, text = value.partition(":")
-        key, text = key.strip(), text.strip()
-        if not sep or not key or any(ch.isspace() for ch in key) or any(ord(c) < 32 for c in value):
-            raise UsageError(f"--header {value!r} is not 'Name: value'")
-        if key.lower() in _CREDENTIAL_HEADERS:
-            raise UsageError(f"--header {key} carries credentials, which edgectl does not keep in its journal",
-                             hint="purge headers are the ones the cache key varies on, e.g. CF-Device-Type: mobile")
-        headers[key] = text
-    return headers
-
-
 def _url_file(path: str):
     """Targets from a file or stdin ('-'), read line by line."""
     import sys
@@ -204,18 +166,6 @@ def _url_file(path: str):
         raise UsageError(f"cannot read --urls-file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise UsageError(f"--urls-file {path} is not UTF-8 text") from None
-
-
-def _format_plan(plan) -> list[dict]:
-    from edgectl.parse import format_duration
-
-    rows = []
-    for record in plan.to_record()["providers"]:
-        if not record["calls"] and not record["skipped"]:
-            continue
-        rows.append({**record, "batches": {k: v["batches"] for k, v in record["by_kind"].items()},
-                     "estimate": format_duration(record["estimate_s"]) if record["estimate_s"] >= 1 else "<1s"})
-    return rows
 
 
 def _request_timeout(limit: float) -> float:
@@ -252,7 +202,7 @@ def purge(
     from edgectl.cdn import purge as service
     from edgectl.cdn.execute import Settings
     from edgectl.cdn.plan import build_targets
-    from edgectl.parse import parse_duration
+    from edgectl.parse import parse_duration, parse_headers
 
     ctx = current()
     limit = parse_duration(timeout, what="--timeout")
@@ -271,7 +221,7 @@ def purge(
             return
         providers = service.resume_providers(ctx.config, ctx.state, record, request_timeout=_request_timeout(limit))
         ctx.out.note(f"resuming purge {purge_id}")
-        _run(ctx, service, record, providers, settings)
+        purging.run(ctx, record, providers, settings)
         return
 
     from_file = _url_file(urls_file) if urls_file else []
@@ -284,101 +234,28 @@ def purge(
         return
     targets = build_targets(urls or [], from_file, prefixes or [], tags or [], hosts or [], everything)
     plan, providers = service.plan(ctx.config, ctx.state, targets, provider_names=provider, all_providers=all_providers,
-                                   headers=_headers(header), skip_unsupported=skip_unsupported,
+                                   headers=parse_headers(header), skip_unsupported=skip_unsupported,
                                    request_timeout=_request_timeout(limit))
     for line in plan.skipped():
         ctx.out.warn(line)
     if dry_run:
-        for p in providers.values():
-            p.close()
+        service.close(providers)
         if ctx.out.fmt in ("json", "jsonl"):
             ctx.out.record({"dry_run": True, **plan.to_record()})
         else:
-            ctx.out.records(_format_plan(plan), PLAN_COLUMNS)
+            ctx.out.records(purging.format_plan(plan), purging.PLAN_COLUMNS)
             ctx.out.note(f"dry run: {plan.calls} API call(s) planned; nothing sent")
         return
     if everything:
         try:
             confirm(f"purge EVERYTHING cached at {', '.join(p.name for p in plan.providers)}?", yes)
         except BaseException:
-            for p in providers.values():
-                p.close()
+            service.close(providers)
             raise
     service.prepare(providers)
     record = journal.create(ctx.state, plan, reason=reason)
     ctx.out.info(f"purge {record.id}: {plan.calls} batch(es) journaled")
-    _run(ctx, service, record, providers, settings)
-
-
-def _run(ctx, service, record, providers: dict, settings) -> None:
-    from edgectl.cdn import journal
-
-    with _progress(ctx, journal.batches(ctx.state, record.id)) as progress:
-        result = service.execute(ctx.state, record, providers, settings, progress=progress)
-    _show_report(ctx, result)
-    data = result.to_record()
-    if result.stats and result.stats.interrupted:
-        raise Interrupted(f"purge {record.id} interrupted; what was sent is journaled", hint=f"resume it: {data['resume']}")
-    if not result.ok:
-        raise OperationFailed(_failure_line(result), hint=f"resume it: {data['resume']}")
-
-
-def _failure_line(result) -> str:
-    unfinished = result.unfinished
-    if unfinished:
-        errors: dict[str, int] = {}
-        for batch in unfinished:
-            key = f"{batch.provider}: {batch.last_error or ('not sent' if batch.state == 'pending' else batch.state)}"
-            errors[key] = errors.get(key, 0) + 1
-        common = "; ".join(f"{text}" + (f" (x{n})" if n > 1 else "") for text, n in
-                           sorted(errors.items(), key=lambda kv: -kv[1])[:3])
-        timed = " (timed out)" if result.stats and result.stats.timed_out else ""
-        return f"purge {result.purge.id}: {len(unfinished)} of {len(result.batches)} batch(es) not accepted{timed}: {common}"
-    return (f"purge {result.purge.id}: {len(result.in_progress)} batch(es) still in progress when the wait ended")
-
-
-def _show_report(ctx, result) -> None:
-    data = result.to_record()
-    if ctx.out.fmt in ("json", "jsonl"):
-        ctx.out.record(data)
-        return
-    ctx.out.records(data["providers"], RESULT_COLUMNS)
-    run = data.get("run") or {}
-    ctx.out.note(f"purge {data['id']}: {data['status']}; {run.get('requests', 0)} request(s), "
-                 f"{run.get('retries', 0)} retried, {run.get('elapsed_s', 0):.1f}s")
-
-
-class _progress:
-    """A progress bar on stderr at a terminal; nothing otherwise."""
-
-    def __init__(self, ctx, batches):
-        self.ctx = ctx
-        self.total = len(batches)
-        self.bar = None
-        self.settled: set[int] = set()
-
-    def __enter__(self):
-        import sys
-
-        if self.ctx.out.fmt == "table" and sys.stderr.isatty() and not self.ctx.quiet and self.total > 1:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(TextColumn("purging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                console=self.ctx.out.console(sys.stderr), transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("purge", total=self.total)
-        return self.update
-
-    def update(self, event: str, batch) -> None:
-        """A batch counts once, when it is first accepted, completed or failed."""
-        if self.bar is not None and event in ("accepted", "completed", "failed") and batch.id not in self.settled:
-            self.settled.add(batch.id)
-            self.bar.advance(self.task)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-        return False
+    purging.run(ctx, record, providers, settings)
 
 
 # -- history -----------------------------------------------------------------------------------

@@ -104,9 +104,14 @@ class Database:
 class State:
     """An open state database; `db` is a `Database`."""
 
-    def __init__(self, path: Path, db):
+    def __init__(self, path: Path, db, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
         self.path = path
         self.db = db
+        self.busy_timeout_ms = busy_timeout_ms
+
+    def reopen(self) -> "State":
+        """Another connection to the same file, for a forked process: a connection must not cross a fork."""
+        return open_state(self.path, migrate=False, create_dirs=False, busy_timeout_ms=self.busy_timeout_ms)
 
     def close(self) -> None:
         self.db.close()
@@ -232,4 +237,4 @@ def open_state(path: Path, *, migrate: bool = True, create_dirs: bool = True,
     except sqlite3.DatabaseError as exc:
         raise StateError(f"cannot use state file {path}: {exc}",
                          hint="restore it from an edgectl state backup") from None
-    return State(path, db)
+    return State(path, db, busy_timeout_ms)

@@ -1,0 +1,76 @@
+"""A warm run shared among forked processes, each warming its share of the URLs into the same run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import replace
+
+from edgectl.cache import engine
+from edgectl.errors import OperationFailed
+
+
+def run_workers(state, request, settings: engine.Settings, run_id: int, *, resuming: bool, warn) -> str:
+    """Fork `request.engine.workers` processes and wait for them; 'completed' or 'interrupted'.
+
+    Each child opens its own connection and rebuilds the sources itself (no file offsets or
+    SQLite connections are shared across fork) and keeps the URLs whose salted hash falls to it.
+    A signal to this process is passed on to the children, which stop cleanly like a single run.
+    --concurrency, --rate and --per-host are for the whole run: each process takes its share.
+    """
+    from edgectl.cache import runs, warm
+    from edgectl.cache.jobs import skip_finished
+
+    # imported once, before the fork, rather than in every worker
+    import httptools  # noqa: F401
+
+    import edgectl.cache.status  # noqa: F401
+    import edgectl.cache.writer  # noqa: F401
+
+    workers = request.engine.workers
+    share = replace(settings, concurrency=max(1, settings.concurrency // workers),
+                    rate=settings.rate / workers if settings.rate else None,
+                    per_host=max(1, settings.per_host // workers) if settings.per_host else 0)
+    pids = []
+    for index in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                own = state.reopen()
+                # one process reports skipped lines, not every one
+                planned = warm.plan(own, request, warn if index == 0 else (lambda text: None),
+                                    worker=(index + 1, workers))
+                job_iter = planned.jobs
+                if resuming:
+                    job_iter = skip_finished(job_iter, runs.finished_keys(own, run_id))
+                status, _ = runs.execute(own, run_id, job_iter, share)
+                code = 130 if status == "interrupted" else 0
+            except BaseException as exc:  # noqa: BLE001 - reported, then the child exits
+                sys.stderr.write(f"error: warm worker {index + 1}: {exc}\n")
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    interrupted = []
+
+    def forward(signum, _frame):
+        interrupted.append(signum)
+        for child in pids:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if interrupted or 130 in codes:
+        return "interrupted"
+    if any(codes):
+        raise OperationFailed(f"{sum(1 for c in codes if c)} of {workers} warm workers failed",
+                              hint=f"edgectl cache show {run_id}; resume with edgectl cache warm --resume {run_id}")
+    return "completed"
