@@ -62,18 +62,24 @@ class Column:
 
 @dataclass(frozen=True)
 class View:
-    """How a command's result draws as a table; json, jsonl and csv carry the result itself.
+    """How a command's result draws for a person; json, jsonl and csv carry the result itself.
 
-    `rows` turns the result into the table's rows (None: a list is its own rows, and a single
-    record draws as a two-column table); `notes` are the lines under it, on stderr. A result
-    whose table has several parts gives `draw(renderer, result)` instead.
+    At a table, in order of precedence: `text` gives the one line the result is (a path, "node
+    n1 is draining"); `draw(renderer, result)` draws a result of several parts; `rows` turns the
+    result into the rows of a table of `columns` (without it, a list is its own rows and a
+    record draws as a two-column table); `body=False` draws nothing, the result being only for
+    machines. `notes` are the lines under it that sum it up for a person, on stderr; json and
+    csv carry the same in the result. csv takes `rows` too. A message about what was done (not
+    a summary of the result) is the command's own `note`, shown whatever the format.
     """
 
     columns: Sequence[Column] = ()
     rows: Callable[[Any], Iterable[dict]] | None = None
     notes: Callable[[Any], Iterable[str]] | None = None
     empty: str = "nothing to show"
+    text: Callable[[Any], str] | None = None
     draw: Callable[["Renderer", Any], None] | None = field(default=None, compare=False)
+    body: bool = True
 
 
 def _plain(value: Any) -> Any:
@@ -167,14 +173,24 @@ class Renderer:
             self._csv(rows, list(view.columns))
             sys.stdout.flush()
         else:
-            if view.draw is not None:
+            if view.text is not None:
+                sys.stdout.write(view.text(result) + "\n")
+                sys.stdout.flush()
+            elif view.draw is not None:
                 view.draw(self, result)
+            elif not view.body:
+                pass
             elif view.rows is not None or isinstance(result, list):
                 self.records(view.rows(result) if view.rows else result, list(view.columns), empty=view.empty)
             else:
                 self.record(result, list(view.columns))
             for line in view.notes(result) if view.notes else ():  # for a person: json and csv carry it all
                 self.note(line)
+
+    def preview(self, rows: Iterable[dict], columns: list[Column], *, empty: str = "nothing to show") -> None:
+        """A plan drawn for a person to confirm before it is applied; json and csv take it with the result."""
+        if self.fmt == "table":
+            self.records(rows, columns, empty=empty)
 
     def records(self, rows: Iterable[dict], columns: list[Column], *, empty: str = "nothing to show") -> None:
         rows = list(rows)

@@ -238,3 +238,22 @@ def test_non_finite_figures_are_refused(cli):
     assert cli("nodes", "heartbeat", "n1", "--network", "inf").exit_code == 2
     assert cli("nodes", "heartbeat", "n1", "--json-file", "-", input='{"network_mbps": 1e999}').exit_code == 2
     assert cli("nodes", "heartbeat", "n1", "--json-file", "-", input='{"resources": {"x": NaN}}').exit_code == 2
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "jsonl", "csv"])
+def test_one_call_renders_a_result_in_every_format(fmt, capsys):
+    from edgectl.output import Column, Renderer, View
+
+    result = {"id": 7, "nodes": [{"node": "n2", "hits": 3}, {"node": "n10", "hits": 1}]}
+    view = View([Column("node"), Column("hits")], rows=lambda r: r["nodes"], notes=lambda r: [f"run {r['id']}"])
+    Renderer(fmt, color=False).show(result, view)
+    out, err = capsys.readouterr()
+    if fmt == "json":
+        assert json.loads(out) == result and err == ""
+    elif fmt == "jsonl":
+        assert [json.loads(line) for line in out.splitlines()] == [result] and err == ""
+    elif fmt == "csv":
+        assert out.splitlines() == ["node,hits", "n2,3", "n10,1"]
+    else:
+        assert [line.split() for line in out.splitlines()] == [["NODE", "HITS"], ["n2", "3"], ["n10", "1"]]
+        assert err.strip() == "run 7"  # the summary line for a person, under the table

@@ -327,10 +327,10 @@ def invalidate(
     if dry_run:
         if plan is not None:
             from edgectl.cdn.purge import close
-            from edgectl.cli.purging import PLAN_COLUMNS, format_plan
+            from edgectl.cli.purging import PLAN_COLUMNS, plan_rows
 
             close(plan[1])
-            ctx.out.records(format_plan(plan[0]), PLAN_COLUMNS)
+            ctx.out.records(plan_rows(plan[0].to_record()), PLAN_COLUMNS)
         ctx.out.note(f"dry run: {len(found)} entr{'y' if len(found) == 1 else 'ies'} would be marked invalidated")
         return
     marked = mark_invalidated(ctx.state, urls=url or [], prefixes=prefix or [], tags=tag or [])

@@ -10,7 +10,7 @@ from edgectl.cli import group_help, purging
 from edgectl.cli.context import current
 from edgectl.cli.options import DryRun, Reason, Since, Yes, confirm
 from edgectl.errors import OperationFailed, UsageError
-from edgectl.output import Column
+from edgectl.output import Column, View
 
 app = typer.Typer(help=group_help("cdn"), no_args_is_help=True, add_completion=False)
 providers_app = typer.Typer(help="The CDN providers configured under \\[providers.NAME].", no_args_is_help=True)
@@ -228,9 +228,8 @@ def purge(
     if urls_file and not from_file and not (urls or prefixes or tags or hosts or everything):
         # a deploy that changed nothing: not an error, so a pipeline step stays green
         ctx.out.note(f"nothing to purge: {'stdin' if urls_file == '-' else urls_file} holds no URLs")
-        if ctx.out.fmt in ("json", "jsonl"):
-            ctx.out.record({"id": None, "status": "nothing to purge", "providers": [], "failed": [],
-                            "run": {"requests": 0, "retries": 0}, "resume": None})
+        ctx.out.show({"id": None, "status": "nothing to purge", "providers": [], "failed": [],
+                      "run": {"requests": 0, "retries": 0}, "resume": None}, View(body=False))
         return
     targets = build_targets(urls or [], from_file, prefixes or [], tags or [], hosts or [], everything)
     plan, providers = service.plan(ctx.config, ctx.state, targets, provider_names=provider, all_providers=all_providers,
@@ -240,11 +239,7 @@ def purge(
         ctx.out.warn(line)
     if dry_run:
         service.close(providers)
-        if ctx.out.fmt in ("json", "jsonl"):
-            ctx.out.record({"dry_run": True, **plan.to_record()})
-        else:
-            ctx.out.records(purging.format_plan(plan), purging.PLAN_COLUMNS)
-            ctx.out.note(f"dry run: {plan.calls} API call(s) planned; nothing sent")
+        ctx.out.show({"dry_run": True, **plan.to_record()}, purging.PLAN_VIEW)
         return
     if everything:
         try:
@@ -287,12 +282,16 @@ def show(purge_id: Annotated[str, typer.Argument(metavar="ID", help="Purge id, f
 
     ctx = current()
     record = journal.get(ctx.state, journal.parse_id(purge_id))
-    batches = journal.batches(ctx.state, record.id)
-    if ctx.out.fmt in ("json", "jsonl"):
-        data = record.to_record()
-        data["target_list"] = [{"kind": k, "value": v} for k, v in journal.targets(ctx.state, record.id)]
-        data["batch_list"] = [b.to_record() for b in batches]
-        ctx.out.record(data)
-        return
-    ctx.out.record(record.to_record(), HISTORY_COLUMNS)
-    ctx.out.records([b.to_record() for b in batches], BATCH_COLUMNS, empty="no batches")
+    data = record.to_record()
+    data["target_list"] = [{"kind": k, "value": v} for k, v in journal.targets(ctx.state, record.id)]
+    data["batch_list"] = [b.to_record() for b in journal.batches(ctx.state, record.id)]
+    ctx.out.show(data, SHOW_VIEW)
+
+
+def _draw_purge(out, data: dict) -> None:
+    """The purge's fields as history lists them, then every batch."""
+    out.record({k: v for k, v in data.items() if k not in ("target_list", "batch_list")}, HISTORY_COLUMNS)
+    out.records(data["batch_list"], BATCH_COLUMNS, empty="no batches")
+
+
+SHOW_VIEW = View(draw=_draw_purge)

@@ -9,7 +9,7 @@ import typer
 from edgectl.cli import group_help
 from edgectl.cli.context import current
 from edgectl.errors import ConfigError, UsageError
-from edgectl.output import Column
+from edgectl.output import Column, View
 
 app = typer.Typer(help=group_help("config"), no_args_is_help=True, add_completion=False)
 
@@ -25,11 +25,8 @@ def config_path() -> None:
     """Print the config file in use and how it was found."""
     path, source = _path()
     ctx = current()
-    if ctx.out.fmt == "table":
-        typer.echo(str(path))
-        ctx.out.note(f"({source}; {'exists' if path.is_file() else 'does not exist yet'})")
-    else:
-        ctx.out.record({"path": str(path), "source": source, "exists": path.is_file()})
+    ctx.out.show({"path": str(path), "source": source, "exists": path.is_file()}, View(
+        text=lambda r: r["path"], notes=lambda r: [f"({source}; {'exists' if r['exists'] else 'does not exist yet'})"]))
 
 
 @app.command("init")
@@ -56,10 +53,13 @@ def config_show() -> None:
     for key, value in _flatten(mask_secrets(config.data)):
         if key not in effective:
             rows.append({"key": key, "value": value, "source": "file"})
-    if ctx.out.fmt == "json":
-        ctx.out.record({"path": str(config.path), "profile": config.profile, "settings": {r["key"]: r["value"] for r in rows}})
-    else:
-        ctx.out.records(rows, [Column("key"), Column("value"), Column("source")])
+    record = {"path": str(config.path), "profile": config.profile, "settings": {r["key"]: r["value"] for r in rows},
+              "sources": {r["key"]: r["source"] for r in rows}}
+    ctx.out.show(record, SHOW_VIEW)
+
+
+SHOW_VIEW = View([Column("key"), Column("value"), Column("source")], rows=lambda record: [
+    {"key": key, "value": value, "source": record["sources"][key]} for key, value in record["settings"].items()])
 
 
 def _in_file(config, key: str) -> bool:
@@ -97,14 +97,15 @@ def config_get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. nodes.f
         value = mask_secrets(value, key)
     elif is_secret_key(key) and isinstance(value, str) and not is_reference(value):
         value = "********"
-    if ctx.out.fmt == "table":
-        if isinstance(value, dict):
-            for sub, item in _flatten(value, key + "."):
-                typer.echo(f"{sub} = {item}")
-        else:
-            typer.echo("" if value is None else str(value).lower() if isinstance(value, bool) else str(value))
-    else:
-        ctx.out.record({"key": key, "value": value})
+    ctx.out.show({"key": key, "value": value}, View(text=_value_text))
+
+
+def _value_text(record: dict) -> str:
+    """A value as a shell reads it: a table as `key = value` lines, true/false in lower case."""
+    value = record["value"]
+    if isinstance(value, dict):
+        return "\n".join(f"{sub} = {item}" for sub, item in _flatten(value, record["key"] + "."))
+    return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @app.command("set")
@@ -136,12 +137,18 @@ def config_validate() -> None:
         raise ConfigError(f"config file {path} does not exist", hint="create it with edgectl config init")
     problems = validate(Config(path, source))
     errors = [p for p in problems if p.severity == "error"]
-    if ctx.out.fmt == "table":
-        for p in problems:
-            typer.echo(f"{p.file}: {p.key or '(file)'}: {p.severity}: {p.message}", err=True)
-        if not errors:
-            ctx.out.note(f"{path}: valid" + (f" ({len(problems)} warning(s))" if problems else ""))
-    else:
-        ctx.out.record({"path": str(path), "valid": not errors, "problems": [p.to_record() for p in problems]})
+    ctx.out.show({"path": str(path), "valid": not errors, "problems": [p.to_record() for p in problems]},
+                 View(draw=_draw_problems))
     if errors:
         raise typer.Exit(2)
+
+
+def _draw_problems(out, record: dict) -> None:
+    """Every problem on stderr (errors even with --quiet), then a line for a valid file."""
+    import sys
+
+    for p in record["problems"]:
+        sys.stderr.write(f"{p['file']}: {p['key'] or '(file)'}: {p['severity']}: {p['message']}\n")
+    if record["valid"]:
+        warnings = len(record["problems"])
+        out.note(f"{record['path']}: valid" + (f" ({warnings} warning(s))" if warnings else ""))

@@ -10,7 +10,7 @@ from edgectl.cli import group_help
 from edgectl.cli.context import current
 from edgectl.cli.options import DryRun, Labels, Reason, Since, Yes, confirm
 from edgectl.errors import OperationFailed, UsageError
-from edgectl.output import Column
+from edgectl.output import Column, View
 
 app = typer.Typer(help=group_help("nodes"), no_args_is_help=True, add_completion=False)
 
@@ -138,14 +138,18 @@ def nodes_show(name: Annotated[str, typer.Argument()]) -> None:
     record = node.to_record()
     events = node_events(ctx.state, name, limit=5)
     record["recent_events"] = [e.to_record() for e in events]
-    if ctx.out.fmt == "table":
-        del record["recent_events"]
-        ctx.out.record(record, DETAIL_COLUMNS)
-        if events:
-            ctx.out.note("")
-            ctx.out.records([e.to_record() for e in events], EVENT_COLUMNS)
-    else:
-        ctx.out.record(record, DETAIL_COLUMNS)
+    ctx.out.show(record, SHOW_VIEW)
+
+
+def _draw_node(out, record: dict) -> None:
+    """The node's fields, then its latest events as a table of their own."""
+    out.record({k: v for k, v in record.items() if k != "recent_events"}, DETAIL_COLUMNS)
+    if record["recent_events"]:
+        out.note("")
+        out.records(record["recent_events"], EVENT_COLUMNS)
+
+
+SHOW_VIEW = View(draw=_draw_node)
 
 
 @app.command("update")
@@ -231,12 +235,9 @@ def _status_command(action, name: str, reason: Optional[str], verb: str) -> None
     ctx = current()
     before = get_node(ctx.state, name).status
     node = action(ctx.state, name, reason=reason)
-    if ctx.out.fmt == "table":
-        typer.echo(f"node {name} is already {node.status}" if node.status == before
-                   else f"{verb} node {name}: {before} -> {node.status}")
-    else:
-        ctx.out.record({"name": name, "previous_status": before, "status": node.status,
-                        "changed": node.status != before})
+    ctx.out.show({"name": name, "previous_status": before, "status": node.status, "changed": node.status != before},
+                 View(text=lambda r: f"{verb} node {name}: {before} -> {r['status']}" if r["changed"]
+                      else f"node {name} is already {r['status']}"))
 
 
 @app.command("drain")
@@ -447,15 +448,13 @@ def nodes_apply(
     rows = [{**s.to_record(), "summary": s.summary()} for s in plan.steps]
     counts = plan.counts()
     summary = f"{counts['create']} to create, {counts['update']} to update, {counts['remove']} to remove"
-    if ctx.out.fmt == "table":
-        ctx.out.records(rows, PLAN_COLUMNS, empty="no changes: the inventory matches the file")
+    ctx.out.preview(rows, PLAN_COLUMNS, empty="no changes: the inventory matches the file")
     applied = False
     if not plan.empty and not dry_run:
         confirm(f"apply this plan ({summary})?", yes)
         apply_inventory(ctx.state, ctx.config, plan, source=source)
         applied = True
-    if ctx.out.fmt != "table":
-        ctx.out.record({"changes": [s.to_record() for s in plan.steps], "counts": counts, "applied": applied,
-                        "dry_run": dry_run})
+    ctx.out.show({"changes": [s.to_record() for s in plan.steps], "counts": counts, "applied": applied,
+                  "dry_run": dry_run}, View(body=False))
     if not plan.empty:
         ctx.out.note(("applied: " if applied else "not applied (dry run): ") + summary)

@@ -7,7 +7,7 @@ command started it.
 from __future__ import annotations
 
 from edgectl.errors import Interrupted, OperationFailed
-from edgectl.output import Column
+from edgectl.output import Column, View
 
 PLAN_COLUMNS = [
     Column("provider"),
@@ -31,12 +31,12 @@ RESULT_COLUMNS = [
 ]
 
 
-def format_plan(plan) -> list[dict]:
-    """The plan's rows as the table shows them."""
+def plan_rows(plan: dict) -> list[dict]:
+    """A plan's record (PurgePlan.to_record) as the table's rows: a provider each."""
     from edgectl.parse import format_duration
 
     rows = []
-    for record in plan.to_record()["providers"]:
+    for record in plan["providers"]:
         if not record["calls"] and not record["skipped"]:
             continue
         rows.append({**record, "batches": {k: v["batches"] for k, v in record["by_kind"].items()},
@@ -51,8 +51,8 @@ def run(ctx, record, providers: dict, settings) -> None:
 
     with _progress(ctx, journal.batches(ctx.state, record.id)) as progress:
         result = service.execute(ctx.state, record, providers, settings, progress=progress)
-    _show_report(ctx, result)
     data = result.to_record()
+    ctx.out.show(data, REPORT_VIEW)
     if result.stats and result.stats.interrupted:
         raise Interrupted(f"purge {record.id} interrupted; what was sent is journaled", hint=f"resume it: {data['resume']}")
     if not result.ok:
@@ -73,15 +73,15 @@ def _failure_line(result) -> str:
     return (f"purge {result.purge.id}: {len(result.in_progress)} batch(es) still in progress when the wait ended")
 
 
-def _show_report(ctx, result) -> None:
-    data = result.to_record()
-    if ctx.out.fmt in ("json", "jsonl"):
-        ctx.out.record(data)
-        return
-    ctx.out.records(data["providers"], RESULT_COLUMNS)
+def _report_line(data: dict) -> list[str]:
     run = data.get("run") or {}
-    ctx.out.note(f"purge {data['id']}: {data['status']}; {run.get('requests', 0)} request(s), "
-                 f"{run.get('retries', 0)} retried, {run.get('elapsed_s', 0):.1f}s")
+    return [f"purge {data['id']}: {data['status']}; {run.get('requests', 0)} request(s), "
+            f"{run.get('retries', 0)} retried, {run.get('elapsed_s', 0):.1f}s"]
+
+
+PLAN_VIEW = View(PLAN_COLUMNS, rows=plan_rows,
+                 notes=lambda plan: [f"dry run: {plan['calls']} API call(s) planned; nothing sent"])
+REPORT_VIEW = View(RESULT_COLUMNS, rows=lambda data: data["providers"], notes=_report_line)
 
 
 class _progress:

@@ -10,7 +10,7 @@ import typer
 from edgectl.cli import group_help
 from edgectl.cli.context import current
 from edgectl.errors import OperationFailed, UsageError
-from edgectl.output import Column
+from edgectl.output import Column, View
 
 app = typer.Typer(help=group_help("sandbox"), no_args_is_help=True, add_completion=False)
 
@@ -106,11 +106,9 @@ def _render_status(box) -> None:
              "up": port_open(box.origin_port)}]
     rows += [{"name": n.name, "role": "edge", "region": n.region, "url": n.url, "port": n.port, "up": port_open(n.port)}
              for n in box.nodes]
-    if ctx.out.fmt == "table":
-        ctx.out.records(rows, STATUS_COLUMNS)
-    else:
-        ctx.out.record({"pid": box.pid, "running": box.running(), "dir": box.dir, "config": box.config_path,
-                        "state": box.state_path, "log": box.log_file, "servers": rows})
+    ctx.out.show({"pid": box.pid, "running": box.running(), "dir": box.dir, "config": box.config_path,
+                  "state": box.state_path, "log": box.log_file, "servers": rows},
+                 View(STATUS_COLUMNS, rows=lambda record: record["servers"]))
 
 
 @app.command("status")
@@ -165,8 +163,7 @@ def sandbox_fault(
     faults = set_fault(box, node, changes)
     ctx.out.note(f"{node}: latency {faults['latency_ms']:g}ms, error rate {faults['error_rate']:g}, "
                  f"{'down' if faults['down'] else 'up'}")
-    if ctx.out.fmt != "table":
-        ctx.out.record({"node": node, **faults})
+    ctx.out.show({"node": node, **faults}, View(body=False))
 
 
 @app.command("fetch")
@@ -176,7 +173,6 @@ def sandbox_fetch(
     directory: Dir = None,
 ) -> None:
     """GET a page through sandbox nodes and show what each cache answered (X-Cache, Cache-Status, Age)."""
-    from edgectl.output import Column
     from edgectl.parse import parse_path
     from edgectl.sandbox.fleet import fetch
 
@@ -200,12 +196,10 @@ def sandbox_down(directory: Dir = None) -> None:
     box = Sandbox.load(where)
     if box is None:
         ctx.out.note("no sandbox is running")
-        if ctx.out.fmt != "table":
-            ctx.out.record({"stopped": False, "removed_nodes": []})
+        ctx.out.show({"stopped": False, "removed_nodes": []}, View(body=False))
         return
     was_running = box.running()
     removed = _teardown(box, where)
     ctx.out.note(f"sandbox down: {'stopped pid ' + str(box.pid) if was_running else 'was not running'}; "
                  f"removed {len(removed)} node(s) from {box.state_path}")
-    if ctx.out.fmt != "table":
-        ctx.out.record({"stopped": was_running, "removed_nodes": removed})
+    ctx.out.show({"stopped": was_running, "removed_nodes": removed}, View(body=False))

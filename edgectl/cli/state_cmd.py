@@ -10,7 +10,7 @@ import typer
 from edgectl.cli import group_help
 from edgectl.cli.context import current
 from edgectl.errors import OperationFailed, UsageError
-from edgectl.output import Column
+from edgectl.output import Column, View
 
 app = typer.Typer(help=group_help("state"), no_args_is_help=True, add_completion=False)
 
@@ -20,10 +20,7 @@ def state_path() -> None:
     """Print the state file in use."""
     ctx = current()
     path = ctx.state_path()
-    if ctx.out.fmt == "table":
-        typer.echo(str(path))
-    else:
-        ctx.out.record({"path": str(path), "exists": path.is_file()})
+    ctx.out.show({"path": str(path), "exists": path.is_file()}, View(text=lambda r: r["path"]))
 
 
 @app.command("status")
@@ -41,11 +38,10 @@ def state_status() -> None:
     finally:
         state.close()
     pending = [r["name"] for r in rows if not r["applied"]]
-    if ctx.out.fmt == "table":
-        ctx.out.records(rows, [Column("name"), Column("applied", kind="bool"), Column("applied_at")])
-        ctx.out.note(f"{path}: " + (f"{len(pending)} pending migration(s), applied on next use" if pending else "up to date"))
-    else:
-        ctx.out.record({"path": str(path), "migrations": rows, "pending": pending})
+    ctx.out.show({"path": str(path), "migrations": rows, "pending": pending}, View(
+        [Column("name"), Column("applied", kind="bool"), Column("applied_at")], rows=lambda r: r["migrations"],
+        notes=lambda r: [f"{path}: " + (f"{len(pending)} pending migration(s), applied on next use" if pending
+                                        else "up to date")]))
 
 
 @app.command("backup")
@@ -58,8 +54,8 @@ def state_backup(
     target = target.expanduser()
     ctx.state.backup(target, replace=force)
     ctx.out.note(f"backed up {ctx.state.path} to {target}")
-    if ctx.out.fmt != "table":
-        ctx.out.record({"source": str(ctx.state.path), "backup": str(target), "bytes": target.stat().st_size})
+    ctx.out.show({"source": str(ctx.state.path), "backup": str(target), "bytes": target.stat().st_size},
+                 View(body=False))
 
 
 @app.command("check")
@@ -67,8 +63,7 @@ def state_check() -> None:
     """SQLite integrity and foreign-key checks; exit 1 on corruption."""
     ctx = current()
     problems = ctx.state.integrity_problems()
-    if ctx.out.fmt != "table":
-        ctx.out.record({"path": str(ctx.state.path), "ok": not problems, "problems": problems})
+    ctx.out.show({"path": str(ctx.state.path), "ok": not problems, "problems": problems}, View(body=False))
     if problems:
         for problem in problems[:20]:
             ctx.out.warn(problem)
