@@ -224,9 +224,12 @@ def nodes_remove(
     from edgectl.nodes.inventory import remove_node
 
     ctx = current()
-    node = remove_node(ctx.state, ctx.config, name, force=force, reason=reason)
+    node, disabled = remove_node(ctx.state, ctx.config, name, force=force, reason=reason)
     ctx.out.note(f"removed node {name}")
-    ctx.out.record({"name": node.name, "removed": True, "removed_at": node.removed_at})
+    for rule in disabled:
+        ctx.out.warn(f"routing rule {rule.id} ({rule.source} -> {rule.target}) disabled: it used node {name}")
+    ctx.out.record({"name": node.name, "removed": True, "removed_at": node.removed_at,
+                    "disabled_rules": [rule.id for rule in disabled]})
 
 
 def _status_command(action, name: str, reason: Optional[str], verb: str) -> None:

@@ -13,8 +13,8 @@ from edgectl.nodes.model import SPEC_FIELDS, Node, NodeSpec
 from edgectl.timeutil import to_iso, utcnow
 
 
-def read_inventory(path: str) -> tuple[str, str]:
-    """(text, label) of an inventory file, or of stdin for '-'."""
+def read_inventory(path: str, *, what: str = "inventory file") -> tuple[str, str]:
+    """(text, label) of a declarative file (an inventory, a rules file), or of stdin for '-'."""
     import sys
 
     if path == "-":
@@ -22,9 +22,9 @@ def read_inventory(path: str) -> tuple[str, str]:
     try:
         return Path(path).expanduser().read_text(encoding="utf-8"), path
     except FileNotFoundError:
-        raise UsageError(f"inventory file {path} does not exist") from None
+        raise UsageError(f"{what} {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read inventory file {path}: {exc}") from None
+        raise UsageError(f"cannot read {what} {path}: {exc}") from None
 
 
 def parse_inventory(text: str, label: str) -> list[NodeSpec]:

@@ -325,22 +325,34 @@ def node_references(config, node: Node) -> list[str]:
     return refs
 
 
-def remove_node(state, config, name: str, *, force: bool = False, reason: str | None = None) -> Node:
-    """Decommission: the node leaves the inventory; its events and metrics stay."""
-    node = get_node(state, name)
-    refs = node_references(config, node)
-    if refs and not force:
-        raise UsageError(
-            f"node {name!r} is still referenced by: {'; '.join(refs)}",
-            hint="remove those references first, or pass --force",
-        )
-    now = to_iso(utcnow())
+def remove_node(state, config, name: str, *, force: bool = False, reason: str | None = None) -> tuple[Node, list]:
+    """Decommission: the node leaves the inventory; its events and metrics stay.
+
+    Routing rules that send to it or fail over to it refuse the removal, unless forced: then
+    they are disabled in the same transaction, and returned with the node.
+    """
+    # rules refer to nodes by id; keeping them consistent is the removal's job, wherever it starts
+    from edgectl.routing.rules import disable_for_node, rules_using
+
     with state.db.atomic():
+        node = get_node(state, name)
+        refs = node_references(config, node)
+        rules = rules_using(state, node.id)
+        refs += [f"routing rule {r.id} ({r.source} -> {r.target}"
+                 + (f", failover {r.failover}" if r.failover else "") + ")" for r in rules]
+        if refs and not force:
+            raise UsageError(
+                f"node {name!r} is still referenced by: {'; '.join(refs[:10])}"
+                + (f" (and {len(refs) - 10} more)" if len(refs) > 10 else ""),
+                hint="remove those references first, or pass --force (which disables the rules)",
+            )
+        now = to_iso(utcnow())
         state.db.execute("UPDATE nodes SET removed_at = ?, updated_at = ? WHERE id = ?", [now, now, node.id])
         record_event(state, node.id, "removed", old=node.status, reason=reason,
                      details={"references": refs} if refs else None, at=now)
+        disabled = disable_for_node(state, node.id, name, reason=f"node {name} removed")
     node.removed_at = from_iso(now)
-    return node
+    return node, disabled
 
 
 # ---- heartbeats -------------------------------------------------------------------

@@ -274,3 +274,50 @@ def m006_create_cache_entries(db: Database) -> None:
     db.execute("CREATE INDEX idx_cache_entries_node ON edge_cache_entries(node)")
     db.execute("CREATE INDEX idx_cache_entries_expires ON edge_cache_entries(expires_at)")
     db.execute("CREATE INDEX idx_cache_entries_url ON edge_cache_entries(url)")
+
+
+@migration
+def m007_create_geographic_routes(db: Database) -> None:
+    # Routing rules as the reference's geographic_routes table: a source (subdivision, country,
+    # region set, continent or the default) sent to a target node with a weight, a latency
+    # threshold and a failover node; conditions hold jurisdictions, capabilities and the rest.
+    db.execute(
+        """
+        CREATE TABLE geographic_routes (
+            id INTEGER PRIMARY KEY,
+            source_kind TEXT NOT NULL
+                CHECK (source_kind IN ('subdivision', 'country', 'region', 'continent', 'default')),
+            source_region TEXT NOT NULL,
+            target_node_id INTEGER NOT NULL REFERENCES nodes(id),
+            routing_weight INTEGER NOT NULL DEFAULT 100 CHECK (routing_weight >= 0),
+            latency_threshold_ms REAL,
+            failover_node_id INTEGER REFERENCES nodes(id),
+            route_conditions TEXT NOT NULL DEFAULT '{}',
+            is_active INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            removed_at TEXT
+        )
+        """
+    )
+    # resolve looks rules up by source, never loads them all; a source sends to a node once
+    db.execute("CREATE UNIQUE INDEX idx_routes_live_source_target ON geographic_routes"
+               "(source_kind, source_region, target_node_id) WHERE removed_at IS NULL")
+    db.execute("CREATE INDEX idx_routes_target ON geographic_routes(target_node_id) WHERE removed_at IS NULL")
+    db.execute("CREATE INDEX idx_routes_failover ON geographic_routes(failover_node_id) WHERE removed_at IS NULL")
+    db.execute(
+        """
+        CREATE TABLE route_events (
+            id INTEGER PRIMARY KEY,
+            route_id INTEGER NOT NULL REFERENCES geographic_routes(id),
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT,
+            details TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_route_events_route_at ON route_events(route_id, at)")
+    # the round_robin strategy's position per rule set, shared by every process
+    db.execute("CREATE TABLE routing_counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")

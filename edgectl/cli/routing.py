@@ -1,0 +1,291 @@
+"""`edgectl routing`: geographic routing rules, where a location goes and why, and what a failure would change."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from edgectl.cli import group_help
+from edgectl.cli.context import current
+from edgectl.cli.options import DryRun, Reason, Yes, confirm
+from edgectl.errors import UsageError
+from edgectl.output import Column, View
+
+app = typer.Typer(help=group_help("routing"), no_args_is_help=True, add_completion=False)
+rules_app = typer.Typer(help="Routing rules: a source of traffic sent to a node, with a weight and a failover.",
+                        no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+RULE_COLUMNS = [
+    Column("id", justify="right"),
+    Column("source"),
+    Column("target"),
+    Column("weight", justify="right"),
+    Column("latency_threshold_ms", "THRESHOLD", kind="ms", justify="right"),
+    Column("failover"),
+    Column("jurisdictions", kind="list"),
+    Column("capabilities", kind="list"),
+    Column("conditions", kind="map"),
+    Column("status", kind="status"),
+]
+DETAIL_COLUMNS = RULE_COLUMNS + [Column("created_at", kind="time"), Column("updated_at", kind="time")]
+EVENT_COLUMNS = [Column("at", kind="time"), Column("kind"), Column("actor"), Column("reason"),
+                 Column("details", kind="map")]
+PLAN_COLUMNS = [Column("action", kind="status"), Column("rule", justify="right"), Column("source"),
+                Column("target"), Column("summary", "CHANGES")]
+
+# The options that name a rule's source; exactly one is given.
+Country = Annotated[Optional[str], typer.Option("--country", metavar="CC", help="An ISO 3166-1 country, e.g. DE.")]
+Subdivision = Annotated[Optional[str], typer.Option("--subdivision", metavar="CC-SUB", help="An ISO 3166-2 subdivision, e.g. US-CA.")]
+RegionSet = Annotated[Optional[str], typer.Option("--region", metavar="NAME", help="A Cloudflare region code (WEU, ENAM, ...) or a set from [routing.regions].")]
+Continent = Annotated[Optional[str], typer.Option("--continent", metavar="CODE", help="AF, AN, AS, EU, NA, OC or SA.")]
+Default = Annotated[bool, typer.Option("--default", help="Where traffic goes when no other rule matches.")]
+Weight = Annotated[Optional[int], typer.Option("--weight", min=0, max=1_000_000, help="Share among a source's targets. [default: 100]")]
+Threshold = Annotated[Optional[str], typer.Option("--latency-threshold", metavar="DURATION", help="Drop the target above this recent p95 latency. [default: 200ms]")]
+Failover = Annotated[Optional[str], typer.Option("--failover", metavar="NODE", help="Where traffic goes when no target is left.")]
+Jurisdictions = Annotated[Optional[list[str]], typer.Option("--jurisdiction", metavar="CODE", help="Only nodes in this jurisdiction (eu, us, ...); repeatable.")]
+Capabilities = Annotated[Optional[list[str]], typer.Option("--capability", metavar="X", help="Only nodes with this capability; repeatable.")]
+Conditions = Annotated[Optional[list[str]], typer.Option("--condition", metavar="K=V", help="A condition kept with the rule; repeatable.")]
+
+
+def _source(country, subdivision, region, continent, default, *, required: bool = True):
+    from edgectl.routing.rules import parse_source
+
+    given = [(kind, value) for kind, value in (("country", country), ("subdivision", subdivision),
+                                               ("region", region), ("continent", continent))
+             if value is not None] + ([("default", None)] if default else [])
+    if len(given) > 1:
+        raise UsageError("give one source: --country, --subdivision, --region, --continent or --default")
+    if not given:
+        if required:
+            raise UsageError("which traffic?", hint="give --country, --subdivision, --region, --continent or --default")
+        return None
+    kind, value = given[0]
+    return parse_source(kind, value, current().config)
+
+
+def _threshold(text: Optional[str]) -> float | None:
+    from edgectl.parse import parse_duration
+
+    if text is None:
+        return None
+    if text.strip().lower() in ("none", "off"):
+        return None
+    seconds = parse_duration(text, what="--latency-threshold")
+    if seconds <= 0:
+        raise UsageError("--latency-threshold must be more than zero (or 'none')")
+    return round(seconds * 1000, 3)
+
+
+def _conditions(items: Optional[list[str]]) -> dict[str, str]:
+    from edgectl.parse import parse_label
+
+    return dict(parse_label(item) for item in items or [])
+
+
+def _ids(values: list[int]) -> list[int]:
+    return list(dict.fromkeys(values))
+
+
+@rules_app.command("add")
+def rules_add(
+    target: Annotated[str, typer.Option("--target", "-t", metavar="NODE", help="The node this traffic goes to.")],
+    country: Country = None,
+    subdivision: Subdivision = None,
+    region: RegionSet = None,
+    continent: Continent = None,
+    default: Default = False,
+    weight: Weight = None,
+    latency_threshold: Threshold = None,
+    failover: Failover = None,
+    jurisdiction: Jurisdictions = None,
+    capability: Capabilities = None,
+    condition: Conditions = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Add it switched off.")] = False,
+    reason: Reason = None,
+) -> None:
+    """Send a source of traffic to a node; a source may have several (weighted) targets."""
+    from edgectl.routing.rules import add_rule, build_spec
+
+    ctx = current()
+    source = _source(country, subdivision, region, continent, default)
+    values: dict = {"jurisdictions": jurisdiction or [], "capabilities": capability or [],
+                    "conditions": _conditions(condition), "active": not disabled, "failover": failover}
+    if weight is not None:
+        values["weight"] = weight
+    if latency_threshold is not None:
+        values["latency_threshold_ms"] = _threshold(latency_threshold)
+    rule = add_rule(ctx.state, build_spec(source, target, values), reason=reason)
+    ctx.out.note(f"added rule {rule.id}: {rule.source} -> {rule.target}")
+    ctx.out.show(rule.to_record(), View(DETAIL_COLUMNS))
+
+
+@rules_app.command("list")
+def rules_list(
+    country: Country = None,
+    subdivision: Subdivision = None,
+    region: RegionSet = None,
+    continent: Continent = None,
+    default: Default = False,
+    node: Annotated[Optional[str], typer.Option("--node", metavar="NODE", help="Rules that send to or fail over to this node.")] = None,
+    active: Annotated[Optional[bool], typer.Option("--active/--disabled", help="Only active, or only disabled, rules.")] = None,
+) -> None:
+    """Every rule, most specific source first."""
+    from edgectl.routing.rules import RuleFilter, list_rules
+
+    ctx = current()
+    source = _source(country, subdivision, region, continent, default, required=False)
+    flt = RuleFilter(source_kind=source.kind if source else None, source=source.value if source else None,
+                     node=node, active=active)
+    ctx.out.show([r.to_record() for r in list_rules(ctx.state, flt)], View(RULE_COLUMNS, empty="no routing rules"))
+
+
+@rules_app.command("show")
+def rules_show(rule_id: Annotated[int, typer.Argument(metavar="ID", min=1, max=2**62)]) -> None:
+    """One rule in full, with its latest events (who changed what, when)."""
+    from edgectl.routing.rules import get_rule, rule_events
+
+    ctx = current()
+    record = get_rule(ctx.state, rule_id).to_record()
+    record["events"] = [e.to_record() for e in rule_events(ctx.state, rule_id)]
+    ctx.out.show(record, View(draw=_draw_rule))
+
+
+def _draw_rule(out, record: dict) -> None:
+    out.record({k: v for k, v in record.items() if k not in ("events", "source_kind", "source_value")},
+               DETAIL_COLUMNS)
+    if record["events"]:
+        out.note("")
+        out.records(record["events"], EVENT_COLUMNS)
+
+
+@rules_app.command("update")
+def rules_update(
+    rule_id: Annotated[int, typer.Argument(metavar="ID", min=1, max=2**62)],
+    target: Annotated[Optional[str], typer.Option("--target", "-t", metavar="NODE")] = None,
+    weight: Weight = None,
+    latency_threshold: Threshold = None,
+    failover: Failover = None,
+    no_failover: Annotated[bool, typer.Option("--no-failover", help="Remove the failover node.")] = False,
+    jurisdiction: Jurisdictions = None,
+    capability: Capabilities = None,
+    condition: Conditions = None,
+    clear: Annotated[Optional[list[str]], typer.Option("--clear", metavar="FIELD", help="Empty jurisdictions, capabilities or conditions.")] = None,
+    reason: Reason = None,
+) -> None:
+    """Change a rule; the change is kept in its events. Lists given replace the rule's own."""
+    from edgectl.routing.rules import update_rule
+
+    ctx = current()
+    if failover and no_failover:
+        raise UsageError("--failover and --no-failover cannot be used together")
+    changes: dict = {}
+    if target is not None:
+        changes["target"] = target
+    if weight is not None:
+        changes["weight"] = weight
+    if latency_threshold is not None:
+        changes["latency_threshold_ms"] = _threshold(latency_threshold)
+    if failover is not None or no_failover:
+        changes["failover"] = failover
+    for key, value in (("jurisdictions", jurisdiction), ("capabilities", capability)):
+        if value:
+            changes[key] = value
+    if condition:
+        changes["conditions"] = _conditions(condition)
+    clearable = {"jurisdictions", "capabilities", "conditions"}
+    for item in clear or []:
+        if item not in clearable:
+            raise UsageError(f"--clear {item}: not a field that can be cleared", hint=f"fields: {', '.join(sorted(clearable))}")
+        changes[item] = {} if item == "conditions" else []
+    if not changes:
+        raise UsageError("nothing to update", hint="give at least one option, e.g. --weight 50")
+    rule, diff = update_rule(ctx.state, rule_id, changes, reason=reason)
+    ctx.out.note(f"updated rule {rule.id}: {', '.join(diff) or 'no field changed'}")
+    ctx.out.show(rule.to_record(), View(DETAIL_COLUMNS))
+
+
+def _switch(rule_ids: list[int], active: bool, reason: Optional[str]) -> None:
+    from edgectl.routing.rules import set_active
+
+    ctx = current()
+    results = set_active(ctx.state, _ids(rule_ids), active, reason=reason)
+    word = "enabled" if active else "disabled"
+    for rule, changed in results:
+        ctx.out.note(f"rule {rule.id} {word}" if changed else f"rule {rule.id} is already {word}")
+    ctx.out.show([{"id": rule.id, "status": rule.to_record()["status"], "changed": changed} for rule, changed in results],
+                 View(body=False))
+
+
+RuleIds = Annotated[list[int], typer.Argument(metavar="ID...", min=1, max=2**62)]
+
+
+@rules_app.command("enable")
+def rules_enable(rule_ids: RuleIds, reason: Reason = None) -> None:
+    """Switch rules on."""
+    _switch(rule_ids, True, reason)
+
+
+@rules_app.command("disable")
+def rules_disable(rule_ids: RuleIds, reason: Reason = None) -> None:
+    """Switch rules off: resolve passes them by; they stay, with their history."""
+    _switch(rule_ids, False, reason)
+
+
+@rules_app.command("remove")
+def rules_remove(rule_ids: RuleIds, reason: Reason = None) -> None:
+    """Remove rules; their history stays."""
+    from edgectl.routing.rules import remove_rules
+
+    ctx = current()
+    removed = remove_rules(ctx.state, _ids(rule_ids), reason=reason)
+    for rule in removed:
+        ctx.out.note(f"removed rule {rule.id}: {rule.source} -> {rule.target}")
+    ctx.out.show([{"id": rule.id, "removed": True} for rule in removed], View(body=False))
+
+
+@rules_app.command("export")
+def rules_export(
+    fmt: Annotated[Optional[str], typer.Option("--format", help="toml or json (default: json under -o json, else toml).")] = None,
+) -> None:
+    """Write the rules as a file that `routing rules apply` reads back."""
+    import sys
+
+    from edgectl.routing.declarative import export_rules
+    from edgectl.routing.rules import list_rules
+
+    ctx = current()
+    if fmt is None:
+        fmt = "json" if ctx.out.fmt in ("json", "jsonl") else "toml"
+    if fmt not in ("toml", "json"):
+        raise UsageError(f"--format takes toml or json, not {fmt!r}")
+    sys.stdout.write(export_rules(list_rules(ctx.state), fmt))
+
+
+@rules_app.command("apply")
+def rules_apply(
+    file: Annotated[str, typer.Option("--file", "-f", metavar="FILE|-", help="Rules file (TOML or JSON).")],
+    prune: Annotated[bool, typer.Option("--prune", help="Remove rules the file does not list.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Allow --prune to remove every rule (an empty file).")] = False,
+    yes: Yes = False,
+    dry_run: DryRun = False,
+) -> None:
+    """Make the rules match a file, in one transaction: the plan is shown first, then applied."""
+    from edgectl.nodes.declarative import read_inventory
+    from edgectl.routing.declarative import apply_rules, parse_rules, plan_rules
+
+    ctx = current()
+    text, source = read_inventory(file, what="rules file")
+    plan = plan_rules(ctx.state, parse_rules(text, source, ctx.config), prune=prune)
+    plan.raise_if_unsafe(force=force)
+    ctx.out.preview(plan.rows(), PLAN_COLUMNS, empty="no changes: the rules match the file")
+    applied = False
+    if not plan.empty and not dry_run:
+        confirm(f"apply this plan ({plan.summary()})?", yes)
+        apply_rules(ctx.state, plan, source=source)
+        applied = True
+    ctx.out.show({"changes": [s.to_record() for s in plan.steps], "counts": plan.counts(), "applied": applied,
+                  "dry_run": dry_run}, View(body=False))
+    if not plan.empty:
+        ctx.out.note(("applied: " if applied else "not applied (dry run): ") + plan.summary())

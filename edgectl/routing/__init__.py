@@ -1,0 +1,1 @@
+"""Geographic routing: rules from sources of traffic to nodes, and where a location goes."""
