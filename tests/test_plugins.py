@@ -11,11 +11,12 @@ PLUGIN = '''
 """A provider kind from outside edgectl: it records each purge in a file."""
 import json
 
-from edgectl.providers.base import Bucket, Limits, Provider, PurgeAccepted
+from edgectl.providers.base import Bucket, Limits, PurgeAccepted, PurgeProvider
 
 
-class EchoProvider(Provider):
+class EchoProvider(PurgeProvider):
     kind = "echo"
+    capabilities = frozenset({"purge"})
     purge_kinds = frozenset({"url", "tag"})
     optional_settings = ("log",)
 
@@ -59,6 +60,7 @@ def test_a_plugin_kind_is_listed_configured_and_purges(cli, isolated, site):
     listed = {row["name"]: row for row in cli("plugins", "list", "-o", "json").json()}
     assert listed["echo"]["package"] == "edgectl-echo 0.3" and listed["echo"]["builtin"] is False
     assert listed["echo"]["status"] == "ok" and listed["cloudflare"]["builtin"] is True
+    assert listed["echo"]["capabilities"] == ["purge"] and listed["echo"]["purge_kinds"] == ["url", "tag"]
 
     assert cli("--config", config, "cdn", "providers", "test", "e").exit_code == 0
     run = cli("--config", config, "cdn", "purge", "--url", "https://www.example.com/a",

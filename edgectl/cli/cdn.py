@@ -20,6 +20,7 @@ PROVIDER_COLUMNS = [
     Column("name"),
     Column("kind"),
     Column("capabilities", kind="list"),
+    Column("purge_kinds", "PURGES", kind="list"),
     Column("async_completion", "ASYNC", kind="bool"),
     Column("hosts", kind="list"),
     Column("batch_size", "PER REQUEST", kind="map"),
@@ -123,7 +124,8 @@ def providers_show(name: Annotated[str, typer.Argument(help="Provider name.")]) 
     record["max_in_flight"] = limits["max_in_flight"]
     if ctx.out.fmt == "table":
         record.pop("limits")
-    ctx.out.record(record, [Column("capabilities", kind="list"), Column("hosts", kind="list"),
+    ctx.out.record(record, [Column("capabilities", kind="list"), Column("purge_kinds", "purges", kind="list"),
+                            Column("hosts", kind="list"),
                             Column("async_completion", kind="bool"), Column("settings", kind="map"),
                             Column("batch_size", kind="map"), Column("notes", kind="list"),
                             Column("nodes", kind="list")])
