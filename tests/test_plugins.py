@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
-import pytest
+from tests.fakes.plugins import install
 
 PLUGIN = '''
 """A provider kind from outside edgectl: it records each purge in a file."""
@@ -32,23 +31,6 @@ class EchoProvider(PurgeProvider):
     def test(self):
         return "echo is always fine"
 '''
-
-
-def install(site, name: str, version: str, entry_points: str, module: str | None = None) -> None:
-    dist = site / f"{name.replace('-', '_')}-{version}.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    (dist / "entry_points.txt").write_text(textwrap.dedent(entry_points))
-    if module:
-        (site / f"{name.replace('-', '_')}.py").write_text(module)
-
-
-@pytest.fixture
-def site(tmp_path, monkeypatch):
-    path = tmp_path / "site"
-    path.mkdir()
-    monkeypatch.syspath_prepend(str(path))
-    return path
 
 
 def test_a_plugin_kind_is_listed_configured_and_purges(cli, isolated, site):
