@@ -81,3 +81,12 @@ def moto():
     server = MotoServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch) -> Path:
+    """A folder on sys.path for this test, where tests.fakes.plugins.install puts distributions."""
+    path = tmp_path / "site"
+    path.mkdir()
+    monkeypatch.syspath_prepend(str(path))
+    return path

@@ -144,7 +144,8 @@ def test_help_and_version_import_no_heavy_libraries():
     code = (
         "import sys\n"
         "from edgectl.cli.app import run\n"
-        "for args in (['--help'], ['--version'], ['nodes', '--help'], ['config', '--help']):\n"
+        "for args in (['--help'], ['--version'], ['nodes', '--help'], ['config', '--help'], ['providers', '--help'],\n"
+        "             ['cdn', 'providers', '--help']):\n"
         "    try:\n"
         "        run(args)\n"
         "    except SystemExit:\n"

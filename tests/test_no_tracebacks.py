@@ -19,6 +19,8 @@ TEMPLATES = [
     ["nodes", "check", "{}", "--timeout", "{}"],
     ["nodes", "maintenance", "{}", "{}"],
     ["nodes", "heartbeat", "{}", "--json-file", "{}"],
+    ["providers", "show", "{}"],
+    ["cdn", "providers", "test", "{}", "{}"],
     ["config", "get", "{}"],
     ["config", "set", "{}", "{}"],
     ["--output", "{}", "nodes", "list"],

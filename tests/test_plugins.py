@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
-import pytest
+from tests.fakes.plugins import install
 
 PLUGIN = '''
 """A provider kind from outside edgectl: it records each purge in a file."""
 import json
 
-from edgectl.providers.base import Bucket, Limits, Provider, PurgeAccepted
+from edgectl.providers.base import Bucket, Limits, PurgeAccepted, PurgeProvider
 
 
-class EchoProvider(Provider):
+class EchoProvider(PurgeProvider):
     kind = "echo"
+    capabilities = frozenset({"purge"})
     purge_kinds = frozenset({"url", "tag"})
     optional_settings = ("log",)
 
@@ -33,23 +33,6 @@ class EchoProvider(Provider):
 '''
 
 
-def install(site, name: str, version: str, entry_points: str, module: str | None = None) -> None:
-    dist = site / f"{name.replace('-', '_')}-{version}.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    (dist / "entry_points.txt").write_text(textwrap.dedent(entry_points))
-    if module:
-        (site / f"{name.replace('-', '_')}.py").write_text(module)
-
-
-@pytest.fixture
-def site(tmp_path, monkeypatch):
-    path = tmp_path / "site"
-    path.mkdir()
-    monkeypatch.syspath_prepend(str(path))
-    return path
-
-
 def test_a_plugin_kind_is_listed_configured_and_purges(cli, isolated, site):
     install(site, "edgectl-echo", "0.3", "[edgectl.providers]\necho = edgectl_echo:EchoProvider\n", PLUGIN)
     log = isolated / "echo.log"
@@ -59,6 +42,7 @@ def test_a_plugin_kind_is_listed_configured_and_purges(cli, isolated, site):
     listed = {row["name"]: row for row in cli("plugins", "list", "-o", "json").json()}
     assert listed["echo"]["package"] == "edgectl-echo 0.3" and listed["echo"]["builtin"] is False
     assert listed["echo"]["status"] == "ok" and listed["cloudflare"]["builtin"] is True
+    assert listed["echo"]["capabilities"] == ["purge"] and listed["echo"]["purge_kinds"] == ["url", "tag"]
 
     assert cli("--config", config, "cdn", "providers", "test", "e").exit_code == 0
     run = cli("--config", config, "cdn", "purge", "--url", "https://www.example.com/a",

@@ -406,8 +406,9 @@ def test_describe_states_capabilities_and_limits(make):
     cdn = make("azure_cdn").describe()
     frontdoor = make("azure_frontdoor", max_in_flight=2).describe()
 
-    assert cdn["capabilities"] == ["url", "prefix", "everything"]
-    assert frontdoor["capabilities"] == ["url", "prefix", "host", "everything"]
+    assert cdn["capabilities"] == frontdoor["capabilities"] == ["purge"]
+    assert cdn["purge_kinds"] == ["url", "prefix", "everything"]
+    assert frontdoor["purge_kinds"] == ["url", "prefix", "host", "everything"]
     assert cdn["async_completion"] is True
     assert cdn["limits"]["batch_size"] == {"everything": 1, "prefix": 100, "url": 100}
     assert frontdoor["limits"]["batch_size"]["host"] == 100

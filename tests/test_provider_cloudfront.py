@@ -305,5 +305,6 @@ def test_limits_and_description(aws_env, moto, distribution):
     assert limits.max_in_flight == 3
     assert make(distribution, moto.url).limits().max_in_flight == 2
     described = provider.describe()
-    assert described["capabilities"] == ["url", "prefix", "everything"]
+    assert described["capabilities"] == ["purge"]
+    assert described["purge_kinds"] == ["url", "prefix", "everything"]
     assert described["async_completion"] is True

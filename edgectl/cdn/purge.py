@@ -21,7 +21,7 @@ def plan(config, state, targets: list[Target], *, provider_names: list[str] | No
     if not chosen:
         chosen = configured(config)
         if not chosen:
-            raise ConfigError(f"no providers are configured in {config.path}",
+            raise ConfigError(f"no providers that purge are configured in {config.path}",
                               hint="add [providers.NAME] tables (see config/edgectl.example.toml)")
     providers = {item.name: build(config, state, item, timeout=request_timeout) for item in chosen}
     result = make_plan(targets, list(providers.values()), explicit=explicit, headers=headers,

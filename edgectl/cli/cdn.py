@@ -9,23 +9,15 @@ import typer
 from edgectl.cli import group_help, purging
 from edgectl.cli.context import current
 from edgectl.cli.options import DryRun, Reason, Since, Yes, confirm
-from edgectl.errors import OperationFailed, UsageError
+from edgectl.cli.providers import command_group
+from edgectl.errors import UsageError
 from edgectl.output import Column, View
 
 app = typer.Typer(help=group_help("cdn"), no_args_is_help=True, add_completion=False)
-providers_app = typer.Typer(help="The CDN providers configured under \\[providers.NAME].", no_args_is_help=True)
-app.add_typer(providers_app, name="providers")
+# the purge view of `edgectl providers`: the same commands, over the providers that purge
+app.add_typer(command_group("purge", "The configured providers that purge, under \\[providers.NAME].",
+                            "edgectl cdn providers"), name="providers")
 
-PROVIDER_COLUMNS = [
-    Column("name"),
-    Column("kind"),
-    Column("capabilities", kind="list"),
-    Column("async_completion", "ASYNC", kind="bool"),
-    Column("hosts", kind="list"),
-    Column("batch_size", "PER REQUEST", kind="map"),
-    Column("rates", "RATE"),
-    Column("problem", kind="status"),
-]
 HISTORY_COLUMNS = [
     Column("id", justify="right"),
     Column("status", kind="status"),
@@ -47,106 +39,6 @@ BATCH_COLUMNS = [
     Column("detail"),
     Column("last_error", "LAST ERROR"),
 ]
-
-
-def _rates(limits: dict) -> str:
-    from edgectl.providers.base import PURGE_KINDS
-
-    parts = []
-    for name, bucket in limits["buckets"].items():
-        unit = "items" if bucket["unit"] == "item" else "req"
-        kinds = [k for k in PURGE_KINDS if limits["bucket_for"].get(k) == name]
-        parts.append(f"{'/'.join(kinds)}: {bucket['rate_per_s']:g} {unit}/s (burst {bucket['burst']:g})")
-    return "; ".join(parts)
-
-
-# -- providers ----------------------------------------------------------------------------
-
-@providers_app.command("list")
-def providers_list() -> None:
-    """Every configured provider: kind, what it can purge, and its limits. Contacts nothing."""
-    from edgectl.cdn.providers import build, configured
-
-    ctx = current()
-    rows = []
-    for item in configured(ctx.config):
-        row = {"name": item.name, "kind": item.kind}
-        try:
-            provider = build(ctx.config, ctx.state, item)
-        except UsageError as exc:
-            row["problem"] = exc.message
-            rows.append(row)
-            continue
-        described = provider.describe()
-        row.update(described, batch_size=described["limits"]["batch_size"], rates=_rates(described["limits"]))
-        rows.append(row)
-    ctx.out.records(rows, PROVIDER_COLUMNS, empty=f"no providers configured in {ctx.config.path}")
-
-
-@providers_app.command("show")
-def providers_show(name: Annotated[str, typer.Argument(help="Provider name.")]) -> None:
-    """One provider: its settings (secrets masked), capabilities, limits and notes. Contacts nothing."""
-    from edgectl.cdn.providers import build, entry
-    from edgectl.config import mask_secrets
-
-    ctx = current()
-    item = entry(ctx.config, name)
-    provider = build(ctx.config, ctx.state, item)
-    record = provider.describe()
-    record["settings"] = mask_secrets({k: v for k, v in item.settings.items() if k != "kind"})
-    if provider.context.nodes or "nodes" in item.settings:
-        record["nodes"] = [n.name for n in provider.context.nodes]
-    limits = record["limits"]
-    record["rates"] = _rates(limits)
-    record["batch_size"] = limits["batch_size"]
-    record["notes"] = limits["notes"]
-    record["max_in_flight"] = limits["max_in_flight"]
-    if ctx.out.fmt == "table":
-        record.pop("limits")
-    ctx.out.record(record, [Column("capabilities", kind="list"), Column("hosts", kind="list"),
-                            Column("async_completion", kind="bool"), Column("settings", kind="map"),
-                            Column("batch_size", kind="map"), Column("notes", kind="list"),
-                            Column("nodes", kind="list")])
-
-
-@providers_app.command("test")
-def providers_test(
-    names: Annotated[Optional[list[str]], typer.Argument(metavar="[NAME]...", help="Providers to test.")] = None,
-    all_providers: Annotated[bool, typer.Option("--all", help="Test every configured provider.")] = False,
-) -> None:
-    """Check credentials and reachability, changing nothing. Exit 1 with the provider's own message on failure."""
-    from edgectl.cdn.providers import build, configured, entry
-    from edgectl.providers.base import ProviderError
-
-    ctx = current()
-    if names and all_providers:
-        raise UsageError("name providers or pass --all, not both")
-    if not names and not all_providers:
-        raise UsageError("which provider?", hint="name it, or pass --all")
-    items = configured(ctx.config) if all_providers else [entry(ctx.config, n) for n in dict.fromkeys(names)]
-    rows = []
-    from edgectl.logs import redact
-
-    for item in items:
-        try:
-            provider = build(ctx.config, ctx.state, item)
-        except UsageError as exc:  # its config is wrong: say so in its row and test the others
-            rows.append({"name": item.name, "kind": item.kind, "result": "failed", "detail": exc.message})
-            continue
-        try:
-            provider.prepare()
-            rows.append({"name": item.name, "kind": item.kind, "result": "ok", "detail": provider.test()})
-        except (ProviderError, UsageError) as exc:
-            rows.append({"name": item.name, "kind": item.kind, "result": "failed", "detail": redact(exc.message)})
-        finally:
-            provider.close()
-    ctx.out.records(rows, [Column("name"), Column("kind"), Column("result", kind="status"), Column("detail")])
-    failed = [r for r in rows if r["result"] != "ok"]
-    if failed:
-        first = failed[0]
-        raise OperationFailed(f"provider {first['name']}: {first['detail']}"
-                              + (f" (and {len(failed) - 1} more failed)" if len(failed) > 1 else ""),
-                              hint="check the provider's settings and credentials: edgectl cdn providers show NAME")
 
 
 # -- purge ----------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ app = typer.Typer(help=group_help("plugins"), no_args_is_help=True, add_completi
 
 @app.command("list")
 def plugins_list() -> None:
-    """Every registered provider kind: the package that provides it, and whether it loads."""
+    """Every registered provider kind: its package, its capabilities, and whether it loads."""
     from edgectl.providers.registry import registrations
 
     ctx = current()
     ctx.out.records(registrations(), [Column("name", "KIND"), Column("package"), Column("builtin", kind="bool"),
-                                      Column("capabilities", kind="list"), Column("status", kind="status"),
-                                      Column("target"), Column("error")])
+                                      Column("capabilities", kind="list"), Column("purge_kinds", "PURGES", kind="list"),
+                                      Column("status", kind="status"), Column("target"), Column("error")])

@@ -20,9 +20,9 @@ from edgectl.providers.base import (
     Completion,
     InvalidTarget,
     Limits,
-    Provider,
     ProviderError,
     PurgeAccepted,
+    PurgeProvider,
     RateLimited, RetryableError,
     parse_retry_after,
 )
@@ -44,7 +44,7 @@ _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 _NAME = re.compile(r"^[^/?#\s]+$")
 
 
-class _AzureProvider(Provider):
+class _AzureProvider(PurgeProvider):
     """What Azure CDN and Front Door share: settings, the ARM client, errors and the long-running purge.
 
     A purge is an ARM long-running operation: the POST answers 202 with an Azure-AsyncOperation URL.
@@ -52,6 +52,7 @@ class _AzureProvider(Provider):
     from that token, which sends no new purge, and looks at the operation once.
     """
 
+    capabilities = frozenset({"purge"})
     async_completion = True
     required_settings = ("subscription_id", "resource_group", "profile", "endpoint")
     optional_settings: ClassVar[tuple[str, ...]] = ("endpoint_url", "access_token")

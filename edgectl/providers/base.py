@@ -1,4 +1,9 @@
-"""The contract every provider kind keeps: what it can purge, its limits as data, one call per request.
+"""The contract every provider kind keeps: its capabilities as data, and the parts of the contract they need.
+
+A kind declares `capabilities`, a subset of CAPABILITIES, and implements only those parts: every
+kind has settings, hosts and `test`; a kind with `purge` is a `PurgeProvider` and also states what
+it purges and its limits, and makes one call per request. `routing` and `analytics` are names a
+kind may declare already; their parts of the contract come with the commands that use them.
 
 The planner batches and paces from `Limits` alone and knows nothing provider-specific. A provider
 imports nothing from edgectl's domain packages: what it needs from the state (the `http` kind's
@@ -17,11 +22,17 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
 
+CAPABILITIES = ("purge", "routing", "analytics")
 PURGE_KINDS = ("url", "prefix", "tag", "host", "everything")
 COMPLETION_STATES = ("completed", "in_progress", "failed")
 # RFC 3986 pchar and '/': kept as written in a path; anything else is percent-encoded as UTF-8
 PATH_SAFE = frozenset(string.ascii_letters + string.digits + "-._~" + "!$&'()*+,;=" + ":@/")
 _HEX = frozenset(string.hexdigits)
+
+
+def in_order(names, order: tuple[str, ...]) -> list[str]:
+    """The names found in `order` (CAPABILITIES, PURGE_KINDS), in its order, so output reads the same everywhere."""
+    return [name for name in order if name in names]
 
 
 def percent_encode(text: str, safe: frozenset[str] = PATH_SAFE) -> str:
@@ -180,12 +191,10 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class Provider:
-    """Base class for a provider kind. Subclasses set the class attributes and override the methods."""
+    """Base class for a provider kind: settings, hosts and `test`, whatever its capabilities."""
 
     kind: ClassVar[str]
-    purge_kinds: ClassVar[frozenset[str]]
-    async_completion: ClassVar[bool] = False
-    purge_headers: ClassVar[bool] = False  # URL purges may carry the request headers the cache keys on
+    capabilities: ClassVar[frozenset[str]] = frozenset()  # from CAPABILITIES
     required_settings: ClassVar[tuple[str, ...]] = ()
     optional_settings: ClassVar[tuple[str, ...]] = ()
     secret_settings: ClassVar[tuple[str, ...]] = ()  # settings that must be env:/file: references
@@ -223,14 +232,29 @@ class Provider:
             problems.append("max_in_flight: must be a whole number from 1 to 64")
         return problems
 
+    @classmethod
+    def contract_problem(cls) -> str | None:
+        """Why this class cannot serve as a provider kind, or None: its declaration and its parts agree."""
+        if not isinstance(cls.capabilities, frozenset):
+            return f"capabilities must be a frozenset of names from: {', '.join(CAPABILITIES)}"
+        unknown = sorted(set(cls.capabilities) - set(CAPABILITIES))
+        if unknown:
+            return f"declares unknown capabilities {', '.join(unknown)} (known: {', '.join(CAPABILITIES)})"
+        declared = "purge" in cls.capabilities
+        if issubclass(cls, PurgeProvider):
+            agree = declared
+        else:  # purge_kinds on a plain Provider: a kind written before capabilities were declared
+            agree = not declared and not hasattr(cls, "purge_kinds")
+        if not agree:
+            return ("the purge part of the contract and its declaration disagree: a kind that purges subclasses "
+                    "PurgeProvider and declares capabilities = frozenset({'purge'})")
+        return None
+
     def secret(self, key: str) -> str:
         """Resolve a secret setting now; the value is never kept in `settings`."""
         return self.context.resolve_secret(f"providers.{self.name}.{key}", self.settings[key])
 
     # -- what it can do --------------------------------------------------------
-    def limits(self) -> Limits:
-        raise NotImplementedError
-
     def max_in_flight(self, default: int) -> int:
         return int(self.settings.get("max_in_flight", default))
 
@@ -238,10 +262,6 @@ class Provider:
         """Hostnames whose URLs this provider serves, for mapping URLs to providers."""
         hosts = self.settings.get("hosts") or []
         return [h.lower().rstrip(".") for h in hosts] if isinstance(hosts, list) else []
-
-    def normalise(self, kind: str, value: str) -> str:
-        """A target as this provider's API wants it written; raise InvalidTarget when it cannot be."""
-        return value
 
     # -- calls -----------------------------------------------------------------
     def prepare(self) -> None:
@@ -251,14 +271,6 @@ class Provider:
         recorded as sent, and the SDK's import is not charged to the first request.
         """
 
-    def purge(self, batch: Batch) -> PurgeAccepted:
-        """One API request for one batch."""
-        raise NotImplementedError
-
-    def completion(self, provider_ref: str) -> Completion:
-        """Where an accepted asynchronous purge stands."""
-        return Completion("completed")
-
     def test(self) -> str:
         """Check credentials and reachability, changing nothing; one line saying what was checked."""
         raise NotImplementedError
@@ -267,6 +279,32 @@ class Provider:
         pass
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "capabilities": [k for k in PURGE_KINDS if k in self.purge_kinds],
-                "async_completion": self.async_completion, "hosts": self.hosts(),
-                "limits": self.limits().to_record()}
+        return {"name": self.name, "kind": self.kind,
+                "capabilities": in_order(self.capabilities, CAPABILITIES), "hosts": self.hosts()}
+
+
+class PurgeProvider(Provider):
+    """The purge capability's part of the contract: what a kind purges, its limits, one request per batch."""
+
+    purge_kinds: ClassVar[frozenset[str]]
+    async_completion: ClassVar[bool] = False
+    purge_headers: ClassVar[bool] = False  # URL purges may carry the request headers the cache keys on
+
+    def limits(self) -> Limits:
+        raise NotImplementedError
+
+    def normalise(self, kind: str, value: str) -> str:
+        """A target as this provider's API wants it written; raise InvalidTarget when it cannot be."""
+        return value
+
+    def purge(self, batch: Batch) -> PurgeAccepted:
+        """One API request for one batch."""
+        raise NotImplementedError
+
+    def completion(self, provider_ref: str) -> Completion:
+        """Where an accepted asynchronous purge stands."""
+        return Completion("completed")
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "purge_kinds": in_order(self.purge_kinds, PURGE_KINDS),
+                "async_completion": self.async_completion, "limits": self.limits().to_record()}

@@ -16,7 +16,7 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from edgectl.providers.base import (AuthError, Batch, Bucket, InvalidTarget, Limits, Provider, ProviderError,
+from edgectl.providers.base import (AuthError, Batch, Bucket, InvalidTarget, Limits, ProviderError, PurgeProvider,
                                     PurgeAccepted, RateLimited, RetryableError, PATH_SAFE, parse_retry_after, percent_encode)
 
 PLANS = ("free", "pro", "business", "enterprise")
@@ -68,8 +68,9 @@ def _is_whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class CloudflareProvider(Provider):
+class CloudflareProvider(PurgeProvider):
     kind = "cloudflare"
+    capabilities = frozenset({"purge"})
     purge_kinds = frozenset({"url", "prefix", "tag", "host", "everything"})
     async_completion = False
     purge_headers = True

@@ -30,8 +30,8 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from edgectl.providers.base import (AuthError, Backpressure, Batch, Bucket, Completion, InvalidTarget, Limits,
-                                    Provider, ProviderError, PurgeAccepted, RateLimited, RetryableError, parse_retry_after,
-                                    percent_encode)
+                                    ProviderError, PurgeAccepted, PurgeProvider, RateLimited, RetryableError,
+                                    parse_retry_after, percent_encode)
 
 FILE_PATHS_IN_PROGRESS = 3000  # per distribution; also the most one request may carry
 WILDCARD_PATHS_IN_PROGRESS = 15  # per distribution, counted apart from file paths
@@ -81,8 +81,9 @@ def _host_forms(host: str) -> set[str]:
     return forms
 
 
-class CloudFrontProvider(Provider):
+class CloudFrontProvider(PurgeProvider):
     kind = "cloudfront"
+    capabilities = frozenset({"purge"})
     purge_kinds = frozenset({"url", "prefix", "everything"})
     async_completion = True
     required_settings = ("distribution_id",)

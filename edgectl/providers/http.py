@@ -15,15 +15,16 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from edgectl.providers.base import (PATH_SAFE, AuthError, Batch, Bucket, InvalidTarget, Limits, Provider, ProviderError,
-                                    PurgeAccepted, RateLimited, RetryableError, parse_retry_after,
+from edgectl.providers.base import (PATH_SAFE, AuthError, Batch, Bucket, InvalidTarget, Limits, ProviderError,
+                                    PurgeAccepted, PurgeProvider, RateLimited, RetryableError, parse_retry_after,
                                     percent_encode)
 
 _BODY_KEYS = {"url": "urls", "prefix": "prefixes", "tag": "tags"}
 
 
-class HttpProvider(Provider):
+class HttpProvider(PurgeProvider):
     kind = "http"
+    capabilities = frozenset({"purge"})
     purge_kinds = frozenset({"url", "prefix", "tag", "everything"})
     required_settings = ("nodes",)
     optional_settings = ("token", "batch_size", "rate")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from edgectl.errors import ConfigError
+from edgectl.providers.base import CAPABILITIES, PURGE_KINDS, Provider, in_order
 
 GROUP = "edgectl.providers"
 
@@ -19,6 +20,12 @@ def _package(ep) -> str:
     return f"{dist.metadata['Name']} {dist.version}" if dist is not None else "?"
 
 
+def _contract_problem(cls) -> str | None:
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        return f"{cls!r} is not a subclass of edgectl.providers.base.Provider"
+    return cls.contract_problem()
+
+
 def provider_class(kind: str):
     found = [ep for ep in entry_points(group=GROUP) if ep.name == kind]
     if len({ep.value for ep in found}) > 1:
@@ -27,10 +34,15 @@ def provider_class(kind: str):
                           hint="uninstall one of them; edgectl plugins list shows every registration")
     if found:
         try:
-            return found[0].load()
+            cls = found[0].load()
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"provider kind {kind!r} cannot be loaded: {exc}",
                               hint=f"reinstall the package that provides it ({_package(found[0])})") from None
+        problem = _contract_problem(cls)
+        if problem:
+            raise ConfigError(f"provider kind {kind!r} cannot be used: {problem}",
+                              hint=f"upgrade or uninstall the package that provides it ({_package(found[0])})")
+        return cls
     kinds = ", ".join(sorted(available_kinds())) or "none installed"
     raise ConfigError(f"unknown provider kind {kind!r}", hint=f"installed kinds: {kinds}")
 
@@ -43,10 +55,15 @@ def registrations() -> list[dict]:
         row["builtin"] = row["package"].split(" ")[0] == "edgectl"
         try:
             cls = ep.load()
-            row["status"] = "ok"
-            row["capabilities"] = sorted(getattr(cls, "purge_kinds", ()))
+            problem = _contract_problem(cls)
         except Exception as exc:  # a broken plugin is shown, not fatal
             row["status"] = "error"
             row["error"] = f"{exc.__class__.__name__}: {exc}"
+        else:
+            row["status"] = "error" if problem else "ok"
+            if problem:
+                row["error"] = problem
+            row["capabilities"] = in_order(getattr(cls, "capabilities", ()), CAPABILITIES)
+            row["purge_kinds"] = in_order(getattr(cls, "purge_kinds", ()), PURGE_KINDS)
         rows.append(row)
     return rows
