@@ -211,13 +211,21 @@ def test_foreground_up_cleans_up_on_ctrl_c(isolated):
     proc = subprocess.Popen([sys.executable, "-m", "edgectl", "sandbox", "up", "--nodes", "1", "--pages", "10", "-o", "json"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     status = isolated / "fg" / "sandbox.json"
-    deadline = time.monotonic() + 30
-    while not status.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)
+    # Ctrl-C once it says it is running: earlier, a start-up cut short is cleaned up and exits 130
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stderr, selectors.EVENT_READ)
+    said = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not any("press Ctrl-C" in line for line in said):
+        if selector.select(timeout=0.5):
+            said.append(proc.stderr.readline())
+    assert any("press Ctrl-C" in line for line in said), said
     pid = json.loads(status.read_text())["pid"]
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out, rest = proc.communicate(timeout=30)
+    err = "".join(said) + rest
     assert proc.returncode == 0, err
     assert "stopping the sandbox" in err
     assert not fleet._alive(pid) and not status.exists()
