@@ -212,3 +212,30 @@ def parse_positive_int(value: int | None, *, what: str, maximum: int = 10**9) ->
     if value is not None and not 1 <= value <= maximum:
         raise UsageError(f"{what} must be between 1 and {maximum}, not {value}")
     return value
+
+
+def closest_name(word: str, known, synonyms=None) -> str | None:
+    """The known name a mistyped one most likely meant, or None.
+
+    A synonym wins first: difflib finds 'fial_after' for 'fail_after', never 'kind' for 'type'.
+    """
+    import difflib
+
+    names = list(dict.fromkeys(known))
+    lowered = str(word).lower()
+    meant = (synonyms or {}).get(lowered)
+    if meant in names:
+        return meant
+    by_case = {name.lower(): name for name in names}
+    if lowered in by_case:
+        return by_case[lowered]
+    close = difflib.get_close_matches(lowered, names, n=1)
+    return close[0] if close else None
+
+
+def unknown_setting(key: str, known, synonyms=None, *, where: str = "", meant: str | None = None) -> str:
+    """'unknown setting 'type' (did you mean 'kind'?)', or the settings there are when nothing is close."""
+    meant = meant or closest_name(key, known, synonyms)
+    if meant is not None:
+        return f"unknown setting {key!r} (did you mean {meant!r}?)"
+    return f"unknown setting {key!r}{where} (known: {', '.join(sorted(known))})"

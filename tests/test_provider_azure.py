@@ -396,7 +396,7 @@ def test_check_settings():
         cdn, endpoint_url="http://management.example.com")
     assert "give the ARM base URL alone" in problems(cdn, endpoint_url="https://management.azure.com/x")
     assert "access_token: must be a reference" in problems(cdn, access_token="eyJ0eXAiOiJKV1Qi")
-    assert "domains: not a setting of kind 'azure_cdn'" in problems(cdn, domains=["www.example.com"])
+    assert "domains: unknown setting 'domains' (did you mean 'hosts'?)" in problems(cdn, domains=["www.example.com"])
     assert "domains: must be a list" in problems(frontdoor, domains="www.example.com")
     assert "domains: *.example.com: wildcard domains" in problems(frontdoor, domains=["*.example.com"])
     assert "profile: must be a resource name" in problems(cdn, profile="a/b")

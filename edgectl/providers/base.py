@@ -17,6 +17,8 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
 
+from edgectl.parse import unknown_setting
+
 PURGE_KINDS = ("url", "prefix", "tag", "host", "everything")
 COMPLETION_STATES = ("completed", "in_progress", "failed")
 # RFC 3986 pchar and '/': kept as written in a path; anything else is percent-encoded as UTF-8
@@ -191,6 +193,9 @@ class Provider:
     secret_settings: ClassVar[tuple[str, ...]] = ()  # settings that must be env:/file: references
     # settings every kind accepts
     common_settings: ClassVar[tuple[str, ...]] = ("kind", "hosts", "max_in_flight", "description")
+    # names people write for a setting that difflib would not match to it
+    setting_synonyms: ClassVar[Mapping[str, str]] = {"type": "kind", "provider": "kind", "hostnames": "hosts",
+                                                     "domains": "hosts", "domain": "hosts"}
 
     def __init__(self, name: str, settings: Mapping[str, Any], context: ProviderContext):
         self.name = name
@@ -205,8 +210,8 @@ class Provider:
         allowed = set(cls.common_settings) | set(cls.required_settings) | set(cls.optional_settings)
         for key in settings:
             if key not in allowed:
-                problems.append(f"{key}: not a setting of kind {cls.kind!r} "
-                                f"(known: {', '.join(sorted(allowed - {'kind'}))})")
+                problems.append(f"{key}: " + unknown_setting(key, sorted(allowed), cls.setting_synonyms,
+                                                             where=f" for kind {cls.kind!r}"))
         for key in cls.required_settings:
             if key not in settings or settings[key] in ("", None):
                 problems.append(f"{key}: required for kind {cls.kind!r}")
