@@ -126,6 +126,26 @@ def test_completion_polls_to_succeeded_and_never_resends_the_purge(arm, make, ki
     assert len(status_gets(arm)) == 3
 
 
+def test_the_wait_arm_asks_for_comes_with_the_acceptance_and_each_status(arm, make):
+    arm.polls_before_done, arm.retry_after = 2, 7
+    provider = make("azure_frontdoor")
+    accepted = provider.purge(Batch("url", ("/a.js",), "job-1:1"))
+
+    looks = [provider.completion(accepted.provider_ref) for _ in range(3)]
+
+    assert accepted.retry_after == 7
+    assert [(c.state, c.retry_after) for c in looks] == [("in_progress", 7), ("in_progress", 7), ("completed", None)]
+
+
+def test_no_retry_after_is_no_suggestion(arm, make):
+    arm.retry_after = 0  # azure-core reads 0 as absent, and so does edgectl: its own schedule applies
+    provider = make("azure_cdn")
+    accepted = provider.purge(Batch("url", ("/a.js",), "job-1:1"))
+
+    assert accepted.retry_after is None
+    assert provider.completion(accepted.provider_ref).retry_after is None
+
+
 def test_purges_from_many_threads_share_one_client(arm, make):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -115,12 +115,14 @@ class PurgeAccepted:
     provider_ref: str | None  # the provider's id for the request (or LRO continuation), when it has one
     completed: bool  # True when the purge is already done, not only accepted
     detail: str = ""
+    retry_after: float | None = None  # seconds the provider says to wait before the first completion poll
 
 
 @dataclass(frozen=True)
 class Completion:
     state: str  # one of COMPLETION_STATES
     detail: str = ""
+    retry_after: float | None = None  # seconds the provider says to wait before asking again
 
 
 class ProviderError(Exception):
@@ -261,7 +263,7 @@ class Provider:
         raise NotImplementedError
 
     def completion(self, provider_ref: str) -> Completion:
-        """Where an accepted asynchronous purge stands."""
+        """Where an accepted asynchronous purge stands, and how long the provider says to wait before asking again."""
         return Completion("completed")
 
     def test(self) -> str:
