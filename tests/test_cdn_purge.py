@@ -422,6 +422,31 @@ def test_azure_gets_paths_without_query_and_refuses_a_tilde(cli, isolated, arm):
     assert len(arm.purge_posts()) == 1
 
 
+def test_unicode_hosts_are_purged_by_their_idna_form(cli, isolated, cf):
+    config = write_config(isolated / "c.toml", {"cf": cloudflare(cf, hosts=["bücher.example.com"])})
+
+    run = cli("--config", config, "cdn", "purge", "--url", "https://bücher.example.com/ü.css",
+              "--host", "Bücher.Example.com")
+
+    assert run.exit_code == 0, run.stderr
+    assert sorted(json.dumps(p["body"]) for p in cf.purged) == [
+        json.dumps({"files": ["https://xn--bcher-kva.example.com/%C3%BC.css"]}),
+        json.dumps({"hosts": ["xn--bcher-kva.example.com"]}),
+    ]
+
+
+def test_a_host_that_is_not_idna_is_exit_2_in_one_line_and_sends_nothing(cli, isolated, cf):
+    config = write_config(isolated / "c.toml", {"cf": cloudflare(cf)})
+
+    run = cli("--config", config, "cdn", "purge", "--url", "https://www.example.com/a", "--url",
+              "https://☃.example.com/a")
+
+    assert run.exit_code == 2
+    assert run.stderr.startswith("error: URL host '☃.example.com' is not a valid internationalised domain name")
+    assert "hint: " in run.stderr and "Traceback" not in run.stderr
+    assert cf.requests == 0
+
+
 def test_sandbox_nodes_purge_encoded_urls_and_query_strings(cli, sandbox):
     box, config, client = sandbox
     odd = ["/odd path/ü.html", "/~user/page.html", "/docs/page-0013.html?v=2", "/docs/page-0017.html"]

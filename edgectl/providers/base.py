@@ -17,7 +17,8 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
 
-from edgectl.parse import unknown_setting
+from edgectl.errors import UsageError
+from edgectl.parse import ascii_host, unknown_setting
 
 PURGE_KINDS = ("url", "prefix", "tag", "host", "everything")
 COMPLETION_STATES = ("completed", "in_progress", "failed")
@@ -224,6 +225,11 @@ class Provider:
         hosts = settings.get("hosts")
         if hosts is not None and not (isinstance(hosts, list) and all(isinstance(h, str) and h for h in hosts)):
             problems.append("hosts: must be a list of hostnames")
+        for host in hosts if isinstance(hosts, list) else []:
+            try:
+                ascii_host(str(host), what="hostname")
+            except UsageError as exc:
+                problems.append(f"hosts: {exc.message}")
         in_flight = settings.get("max_in_flight")
         if in_flight is not None and not (isinstance(in_flight, int) and not isinstance(in_flight, bool)
                                           and 1 <= in_flight <= 64):
@@ -244,7 +250,8 @@ class Provider:
     def hosts(self) -> list[str]:
         """Hostnames whose URLs this provider serves, for mapping URLs to providers."""
         hosts = self.settings.get("hosts") or []
-        return [h.lower().rstrip(".") for h in hosts] if isinstance(hosts, list) else []
+        # targets name unicode hosts in their IDNA form, so the hosts they are matched to must too
+        return [ascii_host(h).lower().rstrip(".") for h in hosts] if isinstance(hosts, list) else []
 
     def normalise(self, kind: str, value: str) -> str:
         """A target as this provider's API wants it written; raise InvalidTarget when it cannot be."""
