@@ -6,7 +6,6 @@ references (`env:NAME`, `file:PATH`) resolved only when a command needs them.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import stat
@@ -292,13 +291,13 @@ def _validate_table(data: dict, file: str, prefix: str, problems: list[Problem])
             continue
         if isinstance(value, dict):
             if not any(s.startswith(dotted + ".") for s in SETTINGS):
-                problems.append(Problem(file, dotted, unknown_setting(dotted)))
+                problems.append(Problem(file, dotted, _unknown_in_table(prefix, key)))
                 continue
             _validate_table(value, file, dotted + ".", problems)
             continue
         spec = SETTINGS.get(dotted)
         if spec is None:
-            problems.append(Problem(file, dotted, unknown_setting(dotted)))
+            problems.append(Problem(file, dotted, _unknown_in_table(prefix, key)))
             continue
         message = _check_value(spec, value)
         if message:
@@ -306,8 +305,25 @@ def _validate_table(data: dict, file: str, prefix: str, problems: list[Problem])
 
 
 def unknown_setting(key: str) -> str:
-    close = difflib.get_close_matches(key, list(SETTINGS), n=1)
-    return "unknown setting" + (f" (did you mean {close[0]}?)" if close else "")
+    """A whole dotted key that is no setting, as `config set` is given it."""
+    from edgectl.parse import unknown_setting as unknown
+
+    return unknown(key, SETTINGS)
+
+
+def _unknown_in_table(prefix: str, key: str) -> str:
+    """A key of one table that is no setting: the name meant in that table, else the setting elsewhere
+    with that name (`output` at the top means `defaults.output`), else what the table holds."""
+    from edgectl.parse import closest_name, unknown_setting as unknown
+
+    here = {s[len(prefix):].split(".", 1)[0] for s in SETTINGS if s.startswith(prefix)}
+    if not prefix:
+        here |= {*_NAMED_TABLES, "profiles"}
+    meant = closest_name(key, here)
+    if meant is None:
+        moved = [s for s in SETTINGS if s.rsplit(".", 1)[-1] == key.lower()]
+        meant = moved[0] if len(moved) == 1 else closest_name(prefix + key, SETTINGS)
+    return unknown(key, here, where=f" in [{prefix[:-1]}]" if prefix else "", meant=meant)
 
 
 def _validate_named(section: str, value: Any, file: str, problems: list[Problem]) -> None:
@@ -326,7 +342,7 @@ def _validate_named(section: str, value: Any, file: str, problems: list[Problem]
             problems.append(Problem(file, dotted, "expected a table"))
             continue
         if not isinstance(entry.get("kind"), str):
-            problems.append(Problem(file, f"{dotted}.kind", "missing: every provider names its kind"))
+            problems.extend(_kindless_problems(dotted, entry, file))
         else:
             problems.extend(_provider_problems(dotted, entry, file))
         for key, item in _walk(entry, dotted + "."):
@@ -337,16 +353,57 @@ def _validate_named(section: str, value: Any, file: str, problems: list[Problem]
 
 def _provider_problems(dotted: str, entry: dict, file: str) -> list[Problem]:
     """A provider table checked by its own kind (whose module imports no SDK to do so)."""
-    from edgectl.providers.registry import provider_class
+    from edgectl.parse import closest_name
+    from edgectl.providers.registry import available_kinds, provider_class
 
     try:
         cls = provider_class(entry["kind"])
     except UsageError as exc:
-        return [Problem(file, f"{dotted}.kind", f"{exc.message} ({exc.hint})" if exc.hint else exc.message)]
+        kinds = available_kinds()
+        meant = closest_name(entry["kind"], kinds) if entry["kind"] not in kinds else None
+        hint = f"did you mean {meant!r}?" if meant else exc.hint
+        return _kindless_problems(dotted, entry, file, f"{exc.message} ({hint})" if hint else exc.message)
     found = []
     for line in cls.check_settings(entry):
         key, _, message = line.partition(": ")
         found.append(Problem(file, f"{dotted}.{key}", message or line))
+    return found
+
+
+def _kind_classes() -> dict:
+    """Every installed provider kind that loads, by name (a broken plugin is reported elsewhere)."""
+    from edgectl.providers.registry import available_kinds, provider_class
+
+    classes = {}
+    for kind in sorted(available_kinds()):
+        try:
+            classes[kind] = provider_class(kind)
+        except UsageError:
+            continue
+    return classes
+
+
+def _kindless_problems(dotted: str, entry: dict, file: str, kind_problem: str | None = None) -> list[Problem]:
+    """A provider table whose kind is missing or unknown: the kind first, then each key no installed kind takes.
+
+    Keys that some installed kind takes are not reported: they tell which kind the table is meant as.
+    """
+    from edgectl.parse import unknown_setting as unknown
+    from edgectl.providers.base import Provider
+
+    classes = _kind_classes()
+    own = {kind: set(cls.required_settings) | set(cls.optional_settings) for kind, cls in classes.items()}
+    known = set(Provider.common_settings).union(*own.values())
+    present = [key for key in entry if key not in Provider.common_settings and key in known]
+    fits = [kind for kind, names in own.items() if present and all(key in names for key in present)]
+    if fits and len(fits) < len(own):
+        why = f"; its settings fit kind {' or '.join(repr(kind) for kind in fits)}"
+    else:
+        why = f" (installed kinds: {', '.join(own) or 'none'})"
+    found = [Problem(file, f"{dotted}.kind", kind_problem or f"missing: every provider names its kind{why}")]
+    for key in entry:
+        if key not in known:
+            found.append(Problem(file, f"{dotted}.{key}", unknown(key, known, Provider.setting_synonyms)))
     return found
 
 
@@ -413,7 +470,7 @@ def check_settable(key: str) -> None:
 
         parse_name(parts[1], what=f"{parts[0][:-1]} name")
         return
-    raise UsageError(f"{key}: {unknown_setting(key)}", hint="edgectl config show lists the settings in use")
+    raise UsageError(unknown_setting(key), hint="edgectl config show lists the settings in use")
 
 
 def set_value(path: Path, key: str, text: str, profile: str | None = None) -> Any:

@@ -133,9 +133,61 @@ def _valid_host(host: str) -> bool:
     return len(host) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
 
 
+def ascii_host(host: str, *, what: str = "host") -> str:
+    """A hostname as DNS and HTTP carry it: each unicode label as its IDNA 2008 A-label (xn--...).
+
+    UTS #46 mapping comes first, as in browsers, so 'Bücher.example' and 'bücher。example' are one
+    host. ASCII labels are left as written, to the caller's own checks (some allow '_', which IDNA
+    does not). UsageError when a label is not valid IDNA 2008.
+    """
+    if host.isascii():
+        return host
+    if len(host) > 253:  # no DNS name is longer, and idna should never see more (CVE-2024-3651)
+        raise UsageError(f"{what} {host[:40]!r}... is longer than a domain name can be (253 characters)")
+    import idna
+
+    try:
+        mapped = idna.uts46_remap(host, std3_rules=False, transitional=False)
+        return ".".join(label if label.isascii() else idna.alabel(label).decode("ascii") for label in mapped.split("."))
+    except UnicodeError as exc:  # idna.IDNAError included
+        raise UsageError(f"{what} {host!r} is not a valid internationalised domain name: {exc}",
+                         hint="each label must be valid IDNA 2008 (RFC 5891): letters, digits and inner "
+                              "hyphens; no symbols, emoji or '_'") from None
+
+
+def ascii_url(text: str, *, what: str = "URL") -> str:
+    """The URL with its host as `ascii_host` writes it; the rest exactly as written (paths are
+    percent-encoded later, by whoever sends them)."""
+    if text.isascii():
+        return text
+    try:
+        parts = urlsplit(text)
+        parts.port
+    except ValueError:
+        return text  # the caller's own parsing says what is wrong with it
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not parts.hostname or hostport.startswith("[") or hostport.isascii():
+        return text
+    host, colon, port = hostport.partition(":")
+    netloc = f"{userinfo}{at}{ascii_host(host, what=f'{what} host')}{colon}{port}"  # never echo credentials
+    start = text.find("//") + 2
+    if text[start:start + len(parts.netloc)] != parts.netloc:  # urlsplit dropped a tab or line break
+        return text
+    return text[:start] + netloc + text[start + len(parts.netloc):]
+
+
+def idna_url_or_none(text: str) -> str | None:
+    """`ascii_url`, or None when the host is not valid IDNA: for long URL lists that skip bad lines."""
+    try:
+        return ascii_url(text)
+    except UsageError:
+        return None
+
+
 def parse_url(text: str, *, what: str = "URL", base: bool = False) -> str:
-    """An absolute http(s) URL with a valid host. A base URL (an endpoint) has no query or fragment."""
-    raw = str(text).strip()
+    """An absolute http(s) URL with a valid host, a unicode one in its IDNA form. A base URL (an
+    endpoint) has no query or fragment."""
+    raw = ascii_url(str(text).strip(), what=what)
     try:
         parts = urlsplit(raw)
         port = parts.port  # raises ValueError on a bad port
@@ -233,3 +285,30 @@ def parse_headers(values: list[str] | None, *, what: str = "--header") -> dict[s
                              hint="purge headers are the ones the cache key varies on, e.g. CF-Device-Type: mobile")
         headers[key] = text
     return headers
+
+
+def closest_name(word: str, known, synonyms=None) -> str | None:
+    """The known name a mistyped one most likely meant, or None.
+
+    A synonym wins first: difflib finds 'fial_after' for 'fail_after', never 'kind' for 'type'.
+    """
+    import difflib
+
+    names = list(dict.fromkeys(known))
+    lowered = str(word).lower()
+    meant = (synonyms or {}).get(lowered)
+    if meant in names:
+        return meant
+    by_case = {name.lower(): name for name in names}
+    if lowered in by_case:
+        return by_case[lowered]
+    close = difflib.get_close_matches(lowered, names, n=1)
+    return close[0] if close else None
+
+
+def unknown_setting(key: str, known, synonyms=None, *, where: str = "", meant: str | None = None) -> str:
+    """'unknown setting 'type' (did you mean 'kind'?)', or the settings there are when nothing is close."""
+    meant = meant or closest_name(key, known, synonyms)
+    if meant is not None:
+        return f"unknown setting {key!r} (did you mean {meant!r}?)"
+    return f"unknown setting {key!r}{where} (known: {', '.join(sorted(known))})"

@@ -119,6 +119,22 @@ def test_non_http_lines_are_skipped_with_a_warning_and_bad_sitemaps_are_bad_inpu
     assert cli("cache", "warm", "--sitemap", str(evil)).exit_code == 2
 
 
+def test_a_unicode_host_is_warmed_and_recorded_by_its_idna_form(cli, fleet, isolated):
+    node = fleet.nodes[0]
+    listing = isolated / "urls.txt"
+    listing.write_text("https://bücher.sandbox.test/blog/page-0050.html\nhttps://☃.sandbox.test/docs/page-0051.html\n",
+                       encoding="utf-8")
+
+    run = cli("cache", "warm", "--url", "https://Bücher.sandbox.test/news/page-0052.html", "--urls-file", str(listing),
+              "--nodes", node.name)
+
+    assert run.exit_code == 0, run.stderr
+    assert "urls.txt:2: 'https://☃.sandbox.test/docs/page-0051.html' is not an http(s) URL with a valid host" in run.stderr
+    entries = cli("cache", "entries", "--node", node.name, "-o", "json").json()
+    assert sorted(e["url"] for e in entries) == ["https://xn--bcher-kva.sandbox.test/blog/page-0050.html",
+                                                 "https://xn--bcher-kva.sandbox.test/news/page-0052.html"]
+
+
 def test_the_error_rate_threshold_fails_a_cron_run(cli, fleet):
     from tests.fakes.health_servers import closed_port
 

@@ -89,6 +89,35 @@ def test_bad_lines_in_a_url_file_are_reported_with_file_and_line():
         assert where in caught.value.message
 
 
+def test_unicode_hosts_are_planned_in_their_idna_form_and_match_unicode_hosts_in_config():
+    targets = build_targets(["https://Bücher.example.com/ü.css"], [], ["https://bücher.example.com/docs/"], [],
+                            ["bücher.example.com."], False)
+    assert {t.host for t in targets} == {"xn--bcher-kva.example.com"}
+
+    plan = make_plan(targets, [cloudflare(hosts=["bücher.example.com"])], explicit=False)
+
+    assert sorted(item for batch in plan.providers[0].batches for item in batch.items) == [
+        "https://xn--bcher-kva.example.com/%C3%BC.css",  # the path percent-encoded, as before
+        "xn--bcher-kva.example.com",
+        "xn--bcher-kva.example.com/docs/",
+    ]
+
+
+def test_an_invalid_unicode_host_is_one_line_naming_where():
+    with pytest.raises(UsageError) as raised:
+        list(read_urls(["https://ok.example.com/", "https://-ü.example.com/x"], "urls.txt"))
+    assert "urls.txt:2: URL host '-ü.example.com' is not a valid internationalised domain name" in raised.value.message
+    with pytest.raises(UsageError, match="host '☃.example.com' is not a valid internationalised domain name"):
+        build_targets([], [], [], [], ["☃.example.com"], False)
+
+
+def test_a_provider_hosts_setting_must_be_idna_too():
+    problems = provider_class("cloudflare").check_settings(
+        {"kind": "cloudflare", "zone_id": ZONE, "api_token": "env:CF", "hosts": ["bücher.example.com", "☃.example"]})
+    assert problems == ["hosts: hostname '☃.example' is not a valid internationalised domain name: "
+                        "Codepoint U+2603 at position 1 of '☃' not allowed"]
+
+
 def test_the_estimate_is_what_the_token_buckets_allow():
     limits = cloudflare(plan="free").limits()  # 800 URLs/s, a bucket of 800; 4 in flight
     depth = 800 - 4 * 30 - 800 * JITTER_RESERVE_S

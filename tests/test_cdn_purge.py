@@ -422,6 +422,31 @@ def test_azure_gets_paths_without_query_and_refuses_a_tilde(cli, isolated, arm):
     assert len(arm.purge_posts()) == 1
 
 
+def test_unicode_hosts_are_purged_by_their_idna_form(cli, isolated, cf):
+    config = write_config(isolated / "c.toml", {"cf": cloudflare(cf, hosts=["bücher.example.com"])})
+
+    run = cli("--config", config, "cdn", "purge", "--url", "https://bücher.example.com/ü.css",
+              "--host", "Bücher.Example.com")
+
+    assert run.exit_code == 0, run.stderr
+    assert sorted(json.dumps(p["body"]) for p in cf.purged) == [
+        json.dumps({"files": ["https://xn--bcher-kva.example.com/%C3%BC.css"]}),
+        json.dumps({"hosts": ["xn--bcher-kva.example.com"]}),
+    ]
+
+
+def test_a_host_that_is_not_idna_is_exit_2_in_one_line_and_sends_nothing(cli, isolated, cf):
+    config = write_config(isolated / "c.toml", {"cf": cloudflare(cf)})
+
+    run = cli("--config", config, "cdn", "purge", "--url", "https://www.example.com/a", "--url",
+              "https://☃.example.com/a")
+
+    assert run.exit_code == 2
+    assert run.stderr.startswith("error: URL host '☃.example.com' is not a valid internationalised domain name")
+    assert "hint: " in run.stderr and "Traceback" not in run.stderr
+    assert cf.requests == 0
+
+
 def test_sandbox_nodes_purge_encoded_urls_and_query_strings(cli, sandbox):
     box, config, client = sandbox
     odd = ["/odd path/ü.html", "/~user/page.html", "/docs/page-0013.html?v=2", "/docs/page-0017.html"]
@@ -801,6 +826,69 @@ def test_wait_polls_azure_until_the_purge_completes(cli, isolated, arm):
     assert len(operation_gets(arm)) == 1  # accepted (202), then Succeeded at the first look
     [batch] = show(cli, config, run.json()["id"])["batch_list"]
     assert batch["state"] == "completed" and batch["completed_at"]
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [later - earlier for earlier, later in zip(times, times[1:])]
+
+
+def test_wait_polls_azure_when_arm_says_to(cli, isolated, arm):
+    arm.polls_before_done, arm.retry_after = 1, 3
+    config = write_config(isolated / "c.toml", {"cdn": azure(arm, "azure_cdn", hosts=["cdn.example.com"])})
+
+    run = cli("--config", config, "cdn", "purge", "--url", "https://cdn.example.com/a.css", "--wait", "-o", "json")
+
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["status"] == "completed"
+    [post] = arm.purge_posts()
+    looks = operation_gets(arm)
+    assert len(looks) == 2
+    # Retry-After came on the 202 and on the InProgress status; without it the first look is at 2 s
+    assert all(gap >= 3 for gap in gaps([post.at] + [look.at for look in looks]))
+
+
+def test_a_retry_after_beyond_the_timeout_still_gets_a_last_look_before_it(cli, isolated, arm):
+    arm.polls_before_done, arm.retry_after = 0, 3600
+    config = write_config(isolated / "c.toml", {"cdn": azure(arm, "azure_cdn", hosts=["cdn.example.com"])})
+
+    run = cli("--config", config, "cdn", "purge", "--url", "https://cdn.example.com/a.css", "--wait",
+              "--timeout", "6s", "-o", "json")
+
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["status"] == "completed"
+    assert len(operation_gets(arm)) == 1
+
+
+def test_wait_polls_cloudfront_no_faster_than_once_a_second(cli, isolated, proxy, distribution):
+    config = write_config(isolated / "c.toml", {"front": cloudfront(proxy, distribution, poll_interval=0.2)})
+    proxy.hold = True
+    release = threading.Timer(3.0, proxy.release)
+    release.start()
+    try:
+        run = cli("--config", config, "cdn", "purge", "--url", f"{WWW}/a", "--wait", "-o", "json")
+    finally:
+        release.cancel()
+
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["status"] == "completed"
+    looks = proxy.request_times("GET", "/invalidation/")
+    assert len(looks) >= 2
+    # each look is scheduled a full second after the previous one answered, so no two arrive closer
+    assert min(gaps(proxy.request_times("POST", "/invalidation")[:1] + looks)) >= 1.0
+
+
+@pytest.mark.parametrize("suggested, remaining, delay", [
+    (None, 600, 2.0),  # nothing suggested: our own schedule
+    (0.2, 600, 1.0),  # never more often than the floor
+    (30, 600, 30),
+    (3600, 6000, 120),  # nor less often than the ceiling
+    (3600, 10, 9.5),  # past the timeout: a last look just before it
+    (3600, 1.2, 1.0),  # ... unless too little is left: the next look is past the timeout, and not sent
+])
+def test_the_next_poll_is_the_providers_word_within_bounds(suggested, remaining, delay):
+    from edgectl.cdn.execute import poll_delay
+
+    assert poll_delay(suggested, 2.0, remaining) == pytest.approx(delay)
 
 
 def test_wait_polls_cloudfront_until_the_invalidation_completes(cli, isolated, proxy, distribution):

@@ -100,6 +100,48 @@ def test_validate_lists_every_problem_with_file_and_key(cli, isolated):
     assert f"{path}: nodes.fail_after: error:" in text.stderr
 
 
+def test_validate_names_every_unknown_setting_with_what_was_meant(cli, isolated):
+    path = isolated / "work" / "edgectl.toml"
+    path.write_text(
+        'output = "json"\n[nodes]\nfial_after = 2\n[node]\nx = 1\n'
+        '[providers.cf]\ntype = "cloudflare"\nzone = "example.com"\napi_token = "env:CF_TOKEN"\n'
+        'hostnames = ["www.example.com"]\n'
+        '[providers.front]\nkind = "cloudfront"\ndistribution_id = "E2EXAMPLE"\ndomains = ["www.example.com"]\n'
+        'frobnicate = 1\n'
+        '[providers.typo]\nkind = "cloudflar"\nzone = "example.com"\nhostname = ["www.example.com"]\n'
+    )
+    run = cli("config", "validate", "-o", "json")
+
+    assert run.exit_code == 2
+    problems = {p["key"]: p["message"] for p in run.json()["problems"]}
+    assert problems == {
+        "output": "unknown setting 'output' (did you mean 'defaults.output'?)",
+        "nodes.fial_after": "unknown setting 'fial_after' (did you mean 'fail_after'?)",
+        "node": "unknown setting 'node' (did you mean 'nodes'?)",
+        # the kind is missing, and still every other key is checked
+        "providers.cf.kind": "missing: every provider names its kind; its settings fit kind 'cloudflare'",
+        "providers.cf.type": "unknown setting 'type' (did you mean 'kind'?)",
+        "providers.cf.hostnames": "unknown setting 'hostnames' (did you mean 'hosts'?)",
+        "providers.front.domains": "unknown setting 'domains' (did you mean 'hosts'?)",
+        "providers.front.frobnicate": "unknown setting 'frobnicate' for kind 'cloudfront' (known: description, "
+                                      "distribution_id, endpoint_url, hosts, kind, max_in_flight, poll_interval, "
+                                      "profile, region)",
+        "providers.typo.kind": "unknown provider kind 'cloudflar' (did you mean 'cloudflare'?)",
+        "providers.typo.hostname": "unknown setting 'hostname' (did you mean 'hosts'?)",
+    }
+    text = cli("config", "validate")
+    assert f"{path}: providers.cf.type: error: unknown setting 'type' (did you mean 'kind'?)" in text.stderr
+
+
+def test_a_provider_without_kind_fails_a_command_in_one_line(cli, isolated):
+    (isolated / "work" / "edgectl.toml").write_text('[providers.cf]\ntype = "cloudflare"\n')
+    run = cli("cdn", "purge", "--url", "https://www.example.com/")
+
+    assert run.exit_code == 2
+    assert run.stderr.startswith("error: ") and "providers.cf.kind: missing" in run.stderr
+    assert "config validate" in run.stderr and "Traceback" not in run.stderr
+
+
 def test_invalid_toml_is_one_clear_line(cli, isolated):
     (isolated / "work" / "edgectl.toml").write_text("[nodes\nfail_after = 3\n")
     run = cli("nodes", "list")

@@ -31,6 +31,17 @@ def test_duplicate_name_is_exit_2(cli):
     assert run.exit_code == 2 and "already exists" in run.stderr
 
 
+def test_a_unicode_endpoint_is_kept_in_its_idna_form_and_an_invalid_one_is_exit_2(cli):
+    node = add(cli, "muc-1", endpoint="https://Bücher.example:8443")
+    assert node["endpoint"] == "https://xn--bcher-kva.example:8443"
+
+    run = cli("nodes", "add", "muc-2", "--endpoint", "https://bücher-.example")
+    assert run.exit_code == 2
+    assert run.stderr.startswith("error: endpoint host 'bücher-.example' is not a valid internationalised domain name")
+    assert "Traceback" not in run.stderr
+    assert [n["name"] for n in cli("nodes", "list", "-o", "json").json()] == ["muc-1"]
+
+
 def test_list_filters(cli):
     add(cli, "fra-1", "--region", "eu-west", "--country", "DE", "-c", "http3", "-l", "tier=gold")
     add(cli, "ams-1", "--region", "eu-west", "--country", "NL", "-l", "tier=silver")

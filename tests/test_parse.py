@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from edgectl.errors import UsageError
 from edgectl.parse import (
+    ascii_host,
+    ascii_url,
     format_duration,
     parse_coordinates,
     parse_country,
@@ -101,6 +103,67 @@ def test_urls(url):
 def test_bad_urls(url):
     with pytest.raises(UsageError):
         parse_url(url)
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("https://bücher.example/ü b?q=ä#top", "https://xn--bcher-kva.example/ü b?q=ä#top"),  # the rest as written
+    ("https://Bücher.Example:8443/", "https://xn--bcher-kva.example:8443/"),
+    ("https://faß.de/", "https://xn--fa-hia.de/"),  # IDNA 2008: ß is its own letter, not "ss"
+    ("https://bücher。example/", "https://xn--bcher-kva.example/"),  # an ideographic full stop separates labels
+    ("https://_acme.bücher.example/", "https://_acme.xn--bcher-kva.example/"),  # ASCII labels left to the caller
+    ("https://xn--bcher-kva.example/ü", "https://xn--bcher-kva.example/ü"),
+    ("http://[::1]:8080/ü", "http://[::1]:8080/ü"),
+])
+def test_a_unicode_host_becomes_its_idna_form(url, expected):
+    assert ascii_url(url) == expected
+
+
+@pytest.mark.parametrize("host", ["-ü.example", "bü_cher.example", "☃.net", "ab\u200dc.example", "ü" * 64 + ".example",
+                                  "ü" * 254])
+def test_a_host_that_is_not_idna_2008_is_one_usage_error(host):
+    with pytest.raises(UsageError) as raised:
+        parse_url(f"https://{host}/")
+    assert "not a valid internationalised domain name" in raised.value.message or "longer" in raised.value.message
+    assert "\n" not in raised.value.message
+
+
+def test_an_idna_error_never_repeats_credentials():
+    with pytest.raises(UsageError) as raised:
+        parse_url("https://ops:hunter2@-ü.example/")
+    assert "hunter2" not in raised.value.message
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789äöüßéèñçøåæœžšłığəяжщыдфλπσωאבג中文字日本語한국"
+_label = st.text(alphabet=_LETTERS, min_size=1, max_size=20)
+_path = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp"),
+                                       blacklist_characters="#?"), max_size=30)
+
+
+@given(st.lists(_label, min_size=1, max_size=3), _path)
+def test_idna_urls_keep_everything_but_the_host(labels, path):
+    import idna
+
+    host = ".".join(labels) + ".example"
+    url = f"https://{host}/{path}"
+    try:
+        converted = parse_url(url)
+    except UsageError as exc:  # a label idna refuses (mixed right-to-left, say): refused as a host, in one line
+        assert "host" in exc.message and "\n" not in exc.message
+        return
+    assert converted.isascii() or not path.isascii()
+    assert converted.endswith(f"/{path}")
+    written = converted[len("https://"):len(converted) - len(path) - 1]
+    assert written.isascii() and idna.decode(written) == idna.decode(idna.encode(host, uts46=True))
+    assert ascii_url(converted) == converted  # once is enough
+
+
+@given(st.text(max_size=40))
+def test_any_host_gives_a_host_or_a_usage_error(text):
+    try:
+        host = ascii_host(text)
+    except UsageError:
+        return
+    assert host.isascii()
 
 
 def test_names_and_secret_refs():

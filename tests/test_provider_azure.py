@@ -126,6 +126,26 @@ def test_completion_polls_to_succeeded_and_never_resends_the_purge(arm, make, ki
     assert len(status_gets(arm)) == 3
 
 
+def test_the_wait_arm_asks_for_comes_with_the_acceptance_and_each_status(arm, make):
+    arm.polls_before_done, arm.retry_after = 2, 7
+    provider = make("azure_frontdoor")
+    accepted = provider.purge(Batch("url", ("/a.js",), "job-1:1"))
+
+    looks = [provider.completion(accepted.provider_ref) for _ in range(3)]
+
+    assert accepted.retry_after == 7
+    assert [(c.state, c.retry_after) for c in looks] == [("in_progress", 7), ("in_progress", 7), ("completed", None)]
+
+
+def test_no_retry_after_is_no_suggestion(arm, make):
+    arm.retry_after = 0  # azure-core reads 0 as absent, and so does edgectl: its own schedule applies
+    provider = make("azure_cdn")
+    accepted = provider.purge(Batch("url", ("/a.js",), "job-1:1"))
+
+    assert accepted.retry_after is None
+    assert provider.completion(accepted.provider_ref).retry_after is None
+
+
 def test_purges_from_many_threads_share_one_client(arm, make):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -396,7 +416,7 @@ def test_check_settings():
         cdn, endpoint_url="http://management.example.com")
     assert "give the ARM base URL alone" in problems(cdn, endpoint_url="https://management.azure.com/x")
     assert "access_token: must be a reference" in problems(cdn, access_token="eyJ0eXAiOiJKV1Qi")
-    assert "domains: not a setting of kind 'azure_cdn'" in problems(cdn, domains=["www.example.com"])
+    assert "domains: unknown setting 'domains' (did you mean 'hosts'?)" in problems(cdn, domains=["www.example.com"])
     assert "domains: must be a list" in problems(frontdoor, domains="www.example.com")
     assert "domains: *.example.com: wildcard domains" in problems(frontdoor, domains=["*.example.com"])
     assert "profile: must be a resource name" in problems(cdn, profile="a/b")

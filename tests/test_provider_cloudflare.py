@@ -412,7 +412,8 @@ def test_good_settings_have_no_problems(settings):
     ({"files_per_request": 501}, "files_per_request:"),
     ({"files_per_request": True}, "files_per_request:"),
     ({"endpoint_url": "api.cloudflare.com"}, "endpoint_url: must be an http(s) URL"),
-    ({"account_id": "x"}, "account_id: not a setting of kind 'cloudflare'"),
+    ({"account_id": "x"}, "account_id: unknown setting 'account_id' for kind 'cloudflare' (known: api_token,"),
+    ({"token": "env:CF"}, "token: unknown setting 'token' (did you mean 'api_token'?)"),
 ])
 def test_settings_problems(change, problem):
     settings = {k: v for k, v in {**GOOD, **change}.items() if v is not None}

@@ -57,6 +57,7 @@ def make(distribution_id: str, endpoint_url: str, **settings):
     cls = provider_class("cloudfront")
     merged = {"kind": "cloudfront", "distribution_id": distribution_id, "endpoint_url": endpoint_url,
               "poll_interval": 0.2, **settings}
+    merged = {key: value for key, value in merged.items() if value is not None}
     assert cls.check_settings(merged) == []
     return cls("cdn", merged, ProviderContext(resolve_secret=lambda key, ref: ref, timeout=5))
 
@@ -130,6 +131,26 @@ def test_completion_reports_in_progress_until_cloudfront_says_completed(proxied,
     assert proxied.completion(accepted.provider_ref).state == "in_progress"
     faults.release()
     assert proxied.completion(accepted.provider_ref).state == "completed"
+
+
+def test_an_invalidation_asks_to_be_polled_as_the_sdk_waiter_does(aws_env, faults, distribution):
+    faults.hold = True
+    provider = make(distribution, faults.url, poll_interval=None)
+    try:
+        accepted = provider.purge(batch("url", "/slow.html"))
+        completion = provider.completion(accepted.provider_ref)
+    finally:
+        provider.close()
+
+    # boto3's InvalidationCompleted waiter "polls get_invalidation() every 20 seconds" (Delay: 20)
+    assert (accepted.retry_after, completion.state, completion.retry_after) == (20.0, "in_progress", 20.0)
+
+
+def test_poll_interval_is_the_wait_asked_for(proxied, faults):
+    faults.hold = True
+    accepted = proxied.purge(batch("url", "/slow.html"))
+
+    assert accepted.retry_after == proxied.completion(accepted.provider_ref).retry_after == 0.2
 
 
 def test_an_unknown_invalidation_has_failed(direct):

@@ -19,7 +19,8 @@ class Source:
 
 
 def _check(url: str) -> str | None:
-    """The URL when it is http(s) with a host; cheap, since it runs for every line of a long list."""
+    """The URL (a unicode host in IDNA form) when it is http(s) with a host; cheap, since it runs for
+    every line of a long list."""
     lower = url[:8].lower()
     start = 7 if lower.startswith("http://") else 8 if lower.startswith("https://") else 0
     if not start or len(url) <= start or url[start] in "/?#" or " " in url:
@@ -31,7 +32,11 @@ def _check(url: str) -> str | None:
             urlsplit(url).port
         except ValueError:
             return None
-    return url
+    if url.isascii():
+        return url
+    from edgectl.parse import idna_url_or_none  # a unicode host, in its IDNA form
+
+    return idna_url_or_none(url)
 
 
 def _credentials(url: str) -> bool:
@@ -42,7 +47,7 @@ def _skipped(url: str) -> str:
     """Why a URL is skipped, without repeating credentials it carries."""
     if _credentials(url):
         return "a URL with credentials in it is skipped (they would be stored and sent in clear)"
-    return f"{url[:100]!r} is not an http(s) URL; skipped"
+    return f"{url[:100]!r} is not an http(s) URL with a valid host; skipped"
 
 
 def from_lines(lines: Iterable[str], name: str, warn) -> Iterator[Source]:
@@ -51,12 +56,12 @@ def from_lines(lines: Iterable[str], name: str, warn) -> Iterator[Source]:
         text = line.strip()
         if not text or text.startswith("#"):
             continue
-        if _check(text) is None:
+        if (url := _check(text)) is None:
             skipped += 1
             if skipped <= 5:
                 warn(f"{name}:{number}: {_skipped(text)}")
             continue
-        yield Source(text)
+        yield Source(url)
     if skipped > 5:
         warn(f"{name}: {skipped} lines in all were not http(s) URLs")
 
@@ -113,10 +118,10 @@ def from_sitemap(location: str, *, max_bytes: int, warn, timeout: float = 30.0) 
     from edgectl.cache.sitemaps import walk
 
     for entry in walk(location, lambda loc: _open_sitemap(loc, timeout), max_bytes=max_bytes, warn=warn):
-        if _check(entry.url) is None:
+        if (url := _check(entry.url)) is None:
             warn(f"{entry.sitemap}: {_skipped(entry.url)}")
             continue
-        yield Source(entry.url, entry.lastmod)
+        yield Source(url, entry.lastmod)
 
 
 class _Seen:

@@ -20,14 +20,20 @@ from typing import Callable
 from edgectl.cdn import journal
 from edgectl.logs import log, redact
 
-__all__ = ["PurgeRun", "RunStats", "Settings", "TokenBucket", "effective_burst"]
+__all__ = ["PurgeRun", "RunStats", "Settings", "TokenBucket", "effective_burst", "poll_delay"]
 from edgectl.timeutil import utcnow
 
 MAX_ATTEMPTS = 6  # failed sends of one batch before it fails; 429s and in-progress waits do not count
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 30.0
-POLL_FIRST = 2.0  # first completion poll after acceptance, doubling up to POLL_MAX
+POLL_FIRST = 2.0  # first completion poll after acceptance, doubling up to POLL_MAX ...
 POLL_MAX = 15.0
+# ... unless the provider says when to ask (ARM's Retry-After, CloudFront's waiter delay). Its word is
+# kept within these: no batch is polled more than once a second, and none waits so long that --wait
+# hears of a finished purge minutes late.
+POLL_FLOOR = 1.0
+POLL_CEILING = 120.0
+LAST_LOOK = 0.5  # a poll due after --timeout is sent this long before it, so its answer still counts
 DRAIN_GRACE = 15.0  # after Ctrl-C, how long requests already on the wire may take to answer
 # Tokens leave our bucket when a request is handed to a worker but the provider's bucket only when
 # the request arrives, and arrivals bunch up (client-side work, scheduling). So our bucket is kept
@@ -165,7 +171,7 @@ class PurgeRun:
                     self._later(batch.provider, Work(batch, "completion"), 0.0)
             else:
                 self.lanes[batch.provider].ready.append(Work(batch))
-        deadline = time.monotonic() + self.settings.timeout
+        deadline = self._deadline = time.monotonic() + self.settings.timeout
         previous = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
@@ -313,7 +319,7 @@ class PurgeRun:
                        completed_at=now if done else None)
         self.progress(batch.state, batch)
         if not done and self.settings.wait:
-            self._later(name, Work(batch, "completion"), POLL_FIRST)
+            self._later(name, Work(batch, "completion"), self._poll_delay(accepted.retry_after, POLL_FIRST))
 
     def _polled(self, name: str, lane: Lane, work: Work, future: Future) -> None:
         from edgectl.providers.base import ProviderError, RetryableError
@@ -343,7 +349,10 @@ class PurgeRun:
             journal.record(self.state, batch.id, state="failed", last_error=redact(completion.detail or "failed at the provider"))
             self.progress("failed", batch)
         else:
-            self._later(name, work, delay)
+            self._later(name, work, self._poll_delay(completion.retry_after, delay))
+
+    def _poll_delay(self, suggested: float | None, fallback: float) -> float:
+        return poll_delay(suggested, fallback, self._deadline - time.monotonic())
 
     def _retry_later(self, name: str, work: Work, message: str, delay: float) -> None:
         work.batch.state = "pending"
@@ -379,6 +388,18 @@ class PurgeRun:
             self._settle()
         except KeyboardInterrupt:
             pass
+
+
+def poll_delay(suggested: float | None, fallback: float, remaining: float) -> float:
+    """Seconds until the next completion poll, with `remaining` seconds left of --timeout.
+
+    The provider's suggestion within POLL_FLOOR..POLL_CEILING, else our own schedule (`fallback`). A
+    poll that would fall after the timeout is brought forward to LAST_LOOK before it. That happens
+    once: LAST_LOOK is below the floor, so the poll after that one is past the timeout and not sent.
+    """
+    delay = fallback if suggested is None else min(POLL_CEILING, max(POLL_FLOOR, suggested))
+    last_look = remaining - LAST_LOOK
+    return max(POLL_FLOOR, last_look) if delay > last_look else delay
 
 
 def _backoff(tries: int) -> float:

@@ -41,8 +41,14 @@ def _host_ok(host: str) -> bool:
 
 
 def url_target(text: str, where: str = "", kind: str = "url") -> Target:
-    """An absolute http(s) URL as a purge target. Spaces and unicode are allowed: they get encoded."""
-    raw = text.strip()
+    """An absolute http(s) URL as a purge target. Spaces and unicode are allowed: they get encoded,
+    a unicode host to its IDNA form, the path by each provider as its API wants it."""
+    from edgectl.parse import ascii_url
+
+    try:
+        raw = ascii_url(text.strip())
+    except UsageError as exc:
+        raise UsageError(f"{where + ': ' if where else ''}{exc.message}", hint=exc.hint) from None
     try:
         parts = urlsplit(raw)
         parts.port
@@ -85,7 +91,7 @@ def read_urls(lines: Iterable[str], source: str) -> Iterator[Target]:
 
 def build_targets(urls: list[str], url_files: list[Target], prefixes: list[str], tags: list[str],
                   hosts: list[str], everything: bool) -> list[Target]:
-    from edgectl.parse import _valid_host, check_text
+    from edgectl.parse import _valid_host, ascii_host, check_text
 
     targets = [url_target(u) for u in urls] + list(url_files)
     for prefix in prefixes:
@@ -102,7 +108,7 @@ def build_targets(urls: list[str], url_files: list[Target], prefixes: list[str],
             raise UsageError(f"tag {tag!r} is not valid", hint="one tag per --tag, without commas")
         targets.append(Target("tag", tag.strip()))
     for host in hosts:
-        name = host.strip().lower().rstrip(".")
+        name = ascii_host(host.strip()).lower().rstrip(".")
         if not name or not _valid_host(name):
             raise UsageError(f"host {host!r} is not a valid hostname")
         targets.append(Target("host", name, host=name))

@@ -92,7 +92,7 @@ def config_get(key: Annotated[str, typer.Argument(help="Dotted key, e.g. nodes.f
         if key in SETTINGS:
             value = SETTINGS[key].default
         else:
-            raise UsageError(f"{key}: {unknown_setting(key)}") from None
+            raise UsageError(unknown_setting(key)) from None
     if isinstance(value, dict):
         value = mask_secrets(value, key)
     elif is_secret_key(key) and isinstance(value, str) and not is_reference(value):

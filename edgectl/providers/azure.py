@@ -147,7 +147,8 @@ class _AzureProvider(PurgeProvider):
         # A 200 (rather than 202) means Azure finished the purge before answering.
         completed = finished and str(state).lower() == "succeeded"
         return PurgeAccepted(provider_ref=token, completed=completed,
-                             detail=f"{len(paths)} path(s) accepted" + (f" on {', '.join(domains)}" if domains else ""))
+                             detail=f"{len(paths)} path(s) accepted" + (f" on {', '.join(domains)}" if domains else ""),
+                             retry_after=method.retry_after())
 
     def completion(self, provider_ref: str) -> Completion:
         client = self._arm_client()
@@ -157,13 +158,14 @@ class _AzureProvider(PurgeProvider):
             except (ValueError, KeyError, TypeError):
                 raise ProviderError(f"{self.kind} {self.name}: {provider_ref[:20]}... is not a purge "
                                     "reference this provider made") from None
-            status, body = poller.polling_method().look()
+            method = poller.polling_method()
+            status, body = method.look()
         lowered = status.lower()
         if lowered == "succeeded":
             return Completion("completed")
         if lowered in ("failed", "canceled"):
             return Completion("failed", _operation_error(status, body))
-        return Completion("in_progress", status)
+        return Completion("in_progress", status, retry_after=method.retry_after())
 
     def test(self) -> str:
         client = self._arm_client()
@@ -486,6 +488,16 @@ def _single_look_class():
             except ValueError:
                 body = {}
             return str(self.status()), body if isinstance(body, dict) else {}
+
+        def retry_after(self) -> float | None:
+            """The wait the last answer asks for before the next status request, None when it names none.
+
+            ARM sends Retry-After on the 202 and on each status answer, "to schedule how often to check
+            the status" (https://learn.microsoft.com/azure/azure-resource-manager/management/async-operations).
+            azure-core reads it (and retry-after-ms) the way its own poller does; with timeout=0 a missing
+            header or Retry-After: 0 reads as 0, which leaves the executor's schedule in charge.
+            """
+            return self._extract_delay() or None
 
     return SingleLook
 

@@ -22,6 +22,9 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
 
+from edgectl.errors import UsageError
+from edgectl.parse import ascii_host, unknown_setting
+
 CAPABILITIES = ("purge", "routing", "analytics")
 PURGE_KINDS = ("url", "prefix", "tag", "host", "everything")
 COMPLETION_STATES = ("completed", "in_progress", "failed")
@@ -124,12 +127,14 @@ class PurgeAccepted:
     provider_ref: str | None  # the provider's id for the request (or LRO continuation), when it has one
     completed: bool  # True when the purge is already done, not only accepted
     detail: str = ""
+    retry_after: float | None = None  # seconds the provider says to wait before the first completion poll
 
 
 @dataclass(frozen=True)
 class Completion:
     state: str  # one of COMPLETION_STATES
     detail: str = ""
+    retry_after: float | None = None  # seconds the provider says to wait before asking again
 
 
 class ProviderError(Exception):
@@ -200,6 +205,9 @@ class Provider:
     secret_settings: ClassVar[tuple[str, ...]] = ()  # settings that must be env:/file: references
     # settings every kind accepts
     common_settings: ClassVar[tuple[str, ...]] = ("kind", "hosts", "max_in_flight", "description")
+    # names people write for a setting that difflib would not match to it
+    setting_synonyms: ClassVar[Mapping[str, str]] = {"type": "kind", "provider": "kind", "hostnames": "hosts",
+                                                     "domains": "hosts", "domain": "hosts"}
 
     def __init__(self, name: str, settings: Mapping[str, Any], context: ProviderContext):
         self.name = name
@@ -214,8 +222,8 @@ class Provider:
         allowed = set(cls.common_settings) | set(cls.required_settings) | set(cls.optional_settings)
         for key in settings:
             if key not in allowed:
-                problems.append(f"{key}: not a setting of kind {cls.kind!r} "
-                                f"(known: {', '.join(sorted(allowed - {'kind'}))})")
+                problems.append(f"{key}: " + unknown_setting(key, sorted(allowed), cls.setting_synonyms,
+                                                             where=f" for kind {cls.kind!r}"))
         for key in cls.required_settings:
             if key not in settings or settings[key] in ("", None):
                 problems.append(f"{key}: required for kind {cls.kind!r}")
@@ -226,6 +234,11 @@ class Provider:
         hosts = settings.get("hosts")
         if hosts is not None and not (isinstance(hosts, list) and all(isinstance(h, str) and h for h in hosts)):
             problems.append("hosts: must be a list of hostnames")
+        for host in hosts if isinstance(hosts, list) else []:
+            try:
+                ascii_host(str(host), what="hostname")
+            except UsageError as exc:
+                problems.append(f"hosts: {exc.message}")
         in_flight = settings.get("max_in_flight")
         if in_flight is not None and not (isinstance(in_flight, int) and not isinstance(in_flight, bool)
                                           and 1 <= in_flight <= 64):
@@ -261,7 +274,8 @@ class Provider:
     def hosts(self) -> list[str]:
         """Hostnames whose URLs this provider serves, for mapping URLs to providers."""
         hosts = self.settings.get("hosts") or []
-        return [h.lower().rstrip(".") for h in hosts] if isinstance(hosts, list) else []
+        # targets name unicode hosts in their IDNA form, so the hosts they are matched to must too
+        return [ascii_host(h).lower().rstrip(".") for h in hosts] if isinstance(hosts, list) else []
 
     # -- calls -----------------------------------------------------------------
     def prepare(self) -> None:
@@ -302,7 +316,7 @@ class PurgeProvider(Provider):
         raise NotImplementedError
 
     def completion(self, provider_ref: str) -> Completion:
-        """Where an accepted asynchronous purge stands."""
+        """Where an accepted asynchronous purge stands, and how long the provider says to wait before asking again."""
         return Completion("completed")
 
     def describe(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Each batch is one CreateInvalidation whose CallerReference is the batch's stable reference, so a
 resend returns the invalidation made the first time instead of making another (and paying for
 it twice). Invalidations finish minutes later; completion() polls GetInvalidation until
-"Completed".
+"Completed", and asks to be called again after `poll_interval()`.
 
 CloudFront allows 3,000 file paths and, separately, 15 wildcard paths in progress per
 distribution. Past that it answers TooManyInvalidationsInProgress, which we report as
@@ -36,7 +36,6 @@ from edgectl.providers.base import (AuthError, Backpressure, Batch, Bucket, Comp
 FILE_PATHS_IN_PROGRESS = 3000  # per distribution; also the most one request may carry
 WILDCARD_PATHS_IN_PROGRESS = 15  # per distribution, counted apart from file paths
 MAX_PATH_LENGTH = 4000
-DEFAULT_POLL_INTERVAL = 10.0
 
 # AWS publishes no request rate for CreateInvalidation (the quotas page lists none:
 # https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/cloudfront-limits.html), yet
@@ -93,6 +92,7 @@ class CloudFrontProvider(PurgeProvider):
         super().__init__(name, settings, context)
         self._lock = threading.Lock()
         self._cf = None
+        self._waiter_delay: float | None = None
 
     # -- configuration ---------------------------------------------------------
     @classmethod
@@ -127,7 +127,14 @@ class CloudFrontProvider(PurgeProvider):
         return str(self.settings["distribution_id"])
 
     def poll_interval(self) -> float:
-        return float(self.settings.get("poll_interval", DEFAULT_POLL_INTERVAL))
+        """Seconds between looks at an invalidation: `poll_interval`, else the delay of the SDK's own
+        InvalidationCompleted waiter (botocore's waiters-2.json for CloudFront: 20 s, 30 attempts;
+        https://docs.aws.amazon.com/cli/latest/reference/cloudfront/wait/invalidation-completed.html)."""
+        if "poll_interval" in self.settings:
+            return float(self.settings["poll_interval"])
+        if self._waiter_delay is None:  # two threads may both read it: botocore caches the model
+            self._waiter_delay = float(self._client().get_waiter("invalidation_completed").config.delay)
+        return self._waiter_delay
 
     # -- what it can do --------------------------------------------------------
     def limits(self) -> Limits:
@@ -281,7 +288,8 @@ class CloudFrontProvider(PurgeProvider):
         invalidation = result["Invalidation"]
         status = str(invalidation.get("Status") or "")
         return PurgeAccepted(provider_ref=invalidation["Id"], completed=status.lower() == "completed",
-                             detail=f"invalidation {invalidation['Id']} {status} ({len(paths)} paths)")
+                             detail=f"invalidation {invalidation['Id']} {status} ({len(paths)} paths)",
+                             retry_after=self.poll_interval())
 
     def completion(self, provider_ref: str) -> Completion:
         try:
@@ -293,7 +301,8 @@ class CloudFrontProvider(PurgeProvider):
         status = str(result["Invalidation"].get("Status") or "")
         if status.lower() == "completed":
             return Completion("completed", f"invalidation {provider_ref} {status}")
-        return Completion("in_progress", f"invalidation {provider_ref} {status or 'status unknown'}")
+        return Completion("in_progress", f"invalidation {provider_ref} {status or 'status unknown'}",
+                          retry_after=self.poll_interval())
 
     def test(self) -> str:
         dist = self._call("get_distribution", Id=self.distribution_id)["Distribution"]

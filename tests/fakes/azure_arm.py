@@ -9,8 +9,8 @@ It serves what edgectl's Azure providers call, shaped and refusing as ARM does:
   GET  /subscriptions/{s}/resourcegroups/{rg}/providers/Microsoft.Cdn/operationresults/{id}
 
 A purge answers 202 with `Azure-AsyncOperation` (as in the REST spec's Endpoints_PurgeContent example)
-and `Retry-After`; the operation reads InProgress for `polls_before_done` GETs, then Succeeded (or
-Failed, after `fail_operations`). Refusals: 401 without the bearer token, 400 without api-version,
+and `Retry-After`; the operation reads InProgress, with `Retry-After` again as ARM sends it, for
+`polls_before_done` GETs, then Succeeded (or Failed, after `fail_operations`). Refusals: 401 without the bearer token, 400 without api-version,
 404 for an unknown resource group, profile or endpoint, 400 BadRequest for a body that is not
 {"contentPaths": [...]} (snake_case keys included) or for a path Azure's documented rule refuses,
 and 429/500 on demand through `fail_next`. Every request and every accepted purge is recorded.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,6 +83,7 @@ class Request:
     authorized: bool
     body: bytes
     status: int = 0
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
@@ -105,7 +107,7 @@ class _Failure:
 class FakeArm:
     token: str = "fake-arm-token"
     polls_before_done: int = 1  # GETs of an operation that read InProgress before it finishes
-    retry_after: int = 0  # Retry-After on the 202, the poll interval a client should keep
+    retry_after: int = 0  # Retry-After on the 202 and on each InProgress status: when to look again
     endpoints: dict[tuple[str, str, str, str, str], Endpoint] = field(default_factory=dict)
     purges: list[Purge] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)

@@ -26,6 +26,7 @@ import re
 import socket
 import struct
 import threading
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import deque
@@ -80,7 +81,7 @@ class _State:
     faults: deque = field(default_factory=deque)
     held: dict[str, Held] = field(default_factory=dict)  # invalidation id -> what it holds
     by_reference: dict[tuple[str, str], Created] = field(default_factory=dict)
-    requests: list[tuple[str, str]] = field(default_factory=list)
+    requests: list[tuple[str, str, float]] = field(default_factory=list)  # method, path, time.monotonic()
 
 
 class CloudFrontFaults:
@@ -119,7 +120,13 @@ class CloudFrontFaults:
 
     def requests(self, method: str | None = None, contains: str = "") -> list[tuple[str, str]]:
         with self._lock:
-            return [(m, p) for m, p in self._state.requests
+            return [(m, p) for m, p, _ in self._state.requests
+                    if (method is None or m == method) and contains in p]
+
+    def request_times(self, method: str | None = None, contains: str = "") -> list[float]:
+        """When the matching requests arrived, on the time.monotonic() clock."""
+        with self._lock:
+            return [at for m, p, at in self._state.requests
                     if (method is None or m == method) and contains in p]
 
     def reset(self) -> None:
@@ -213,7 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         with owner._lock:
-            owner._state.requests.append((self.command, self.path))
+            owner._state.requests.append((self.command, self.path, time.monotonic()))
         match = _CREATE.match(self.path)
         is_create = self.command == "POST" and match is not None
 
