@@ -33,6 +33,7 @@ class Setting:
     doc: str
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+    item: str = ""  # for a table: what each of its values is (codes | code)
 
 
 SETTINGS: dict[str, Setting] = {
@@ -50,6 +51,16 @@ SETTINGS: dict[str, Setting] = {
         Setting("nodes.recover_after", "int", 2, "consecutive good probes that bring a failed node back", minimum=1),
         Setting("nodes.heartbeat_interval", "duration", "30s",
                 "how often node agents report; three missed intervals mark a node stale"),
+        Setting("routing.geoip_db", "path", None, "a MaxMind-format database (GeoLite2-City.mmdb) for IP locations"),
+        Setting("routing.strategy", "choice", "weighted", "how resolve chooses among a rule's nodes",
+                choices=("weighted", "geo", "latency", "least_loaded", "round_robin", "capability", "adaptive")),
+        Setting("routing.window", "duration", "15m", "how far back resolve reads latency and load"),
+        Setting("routing.regions", "table", {}, "named sets of countries for rules: dach = [\"DE\", \"AT\", \"CH\"]",
+                item="codes"),
+        Setting("routing.jurisdictions", "table", {}, "a country's jurisdiction where it is not the built-in one: "
+                "CH = \"eu\"", item="code"),
+        Setting("routing.compliance", "table", {}, "the jurisdictions a source's traffic must stay in: DE = [\"eu\"]",
+                item="codes"),
     ]
 }
 
@@ -271,6 +282,14 @@ def _check_value(spec: Setting, value: Any) -> str | None:
     elif spec.type == "bool":
         if not isinstance(value, bool):
             return "expected true or false"
+    elif spec.type == "table":
+        if not isinstance(value, dict):
+            return "expected a table"
+        for name, item in value.items():
+            if spec.item == "codes" and not (isinstance(item, list) and item and all(isinstance(v, str) for v in item)):
+                return f"{name}: expected a list of codes, e.g. [\"DE\", \"AT\"]"
+            if spec.item == "code" and not isinstance(item, str):
+                return f"{name}: expected a code in quotes, e.g. \"eu\""
     elif spec.type == "duration":
         from edgectl.parse import parse_duration
 
@@ -289,7 +308,7 @@ def _validate_table(data: dict, file: str, prefix: str, problems: list[Problem])
         if key in _NAMED_TABLES and not prefix:
             _validate_named(key, value, file, problems)
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and not (dotted in SETTINGS and SETTINGS[dotted].type == "table"):
             if not any(s.startswith(dotted + ".") for s in SETTINGS):
                 problems.append(Problem(file, dotted, _unknown_in_table(prefix, key)))
                 continue

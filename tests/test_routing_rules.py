@@ -202,3 +202,16 @@ def test_a_bad_rules_file_changes_nothing_and_names_every_bad_entry(nodes, isola
     path.write_text('[[rules]]\ncountry = "DE"\ntarget = "nowhere"\n')
     missing = cli("routing", "rules", "apply", "-f", str(path), "--yes")
     assert missing.exit_code == 2 and "nowhere" in missing.stderr
+
+
+def test_config_validate_knows_the_routing_settings(cli, isolated):
+    config = isolated / "work" / "edgectl.toml"
+    config.write_text('[routing]\nstrategy = "geo"\nwindow = "5m"\ngeoip_db = "/var/lib/GeoIP/City.mmdb"\n'
+                      '[routing.regions]\ndach = ["DE", "AT", "CH"]\n[routing.jurisdictions]\nCH = "eu"\n'
+                      '[routing.compliance]\nDE = ["eu"]\n')
+    assert cli("config", "validate").exit_code == 0
+    config.write_text('[routing]\nstratgy = "geo"\n[routing.regions]\ndach = "DE"\n')
+    run = cli("config", "validate")
+    assert run.exit_code == 2
+    assert "unknown setting 'stratgy' (did you mean 'strategy'?)" in run.stderr
+    assert "routing.regions: error: dach: expected a list of codes" in run.stderr

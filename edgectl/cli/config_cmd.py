@@ -51,7 +51,7 @@ def config_show() -> None:
         effective[key] = config.get(key)
     rows = [{"key": k, "value": v, "source": "file" if _in_file(config, k) else "default"} for k, v in effective.items()]
     for key, value in _flatten(mask_secrets(config.data)):
-        if key not in effective:
+        if key not in effective and not any(key.startswith(setting + ".") for setting in effective):
             rows.append({"key": key, "value": value, "source": "file"})
     record = {"path": str(config.path), "profile": config.profile, "settings": {r["key"]: r["value"] for r in rows},
               "sources": {r["key"]: r["source"] for r in rows}}
