@@ -289,3 +289,111 @@ def rules_apply(
                   "dry_run": dry_run}, View(body=False))
     if not plan.empty:
         ctx.out.note(("applied: " if applied else "not applied (dry run): ") + plan.summary())
+
+
+# -- resolve and simulate -----------------------------------------------------------------------
+
+RESOLVE_COLUMNS = [Column("location"), Column("name"), Column("node"), Column("via"),
+                   Column("distance_km", "DISTANCE KM", justify="right"),
+                   Column("expected_latency_ms", "EXPECTED", kind="ms", justify="right")]
+ANSWER_COLUMNS = [Column("location"), Column("name"), Column("node"), Column("endpoint"), Column("via"),
+                  Column("strategy"), Column("distance_km", "distance km"),
+                  Column("latency_ms", "latency p95", kind="ms"), Column("expected_latency_ms", "expected latency",
+                                                                        kind="ms"),
+                  Column("jurisdictions", kind="list")]
+MOVE_COLUMNS = [Column("location"), Column("name"), Column("before"), Column("after"),
+                Column("distance_change_km", "Δ KM", justify="right"),
+                Column("latency_change_ms", "Δ LATENCY", kind="ms", justify="right"),
+                Column("latency_estimated", "ESTIMATED", kind="bool")]
+
+Strategy = Annotated[Optional[str], typer.Option("--strategy", "-s", metavar="S", help="weighted, geo, latency, least_loaded, round_robin, capability or adaptive. Default: routing.strategy.")]
+Capability = Annotated[Optional[list[str]], typer.Option("--capability", metavar="X", help="Only nodes with this capability; repeatable.")]
+Window = Annotated[Optional[str], typer.Option("--window", metavar="DURATION", help="How far back latency and load are read. Default: routing.window.")]
+Locations = Annotated[Optional[str], typer.Option("--locations", metavar="countries|continents|FILE", help="The locations: every country, every continent, or a file of one a line ('-' reads stdin).")]
+
+
+def _explained(out, record: dict) -> None:
+    """Each step on its own line, numbered, then the answer (or why there is none)."""
+    for number, step in enumerate(record["steps"], 1):
+        typer.echo(f"{number:>2}. {step['text']}")
+
+
+@app.command("resolve")
+def routing_resolve(
+    location: Annotated[Optional[str], typer.Argument(metavar="LOCATION", help="DE, US-CA, EU, WEU, us-east-1, 52.5,13.4 or an IP address.")] = None,
+    strategy: Strategy = None,
+    capability: Capability = None,
+    key: Annotated[Optional[str], typer.Option("--key", metavar="K", help="A client id: the same key gets the same weighted answer.")] = None,
+    window: Window = None,
+    explain: Annotated[bool, typer.Option("--explain", "-e", help="Every step: rules, candidates kept or dropped and why, the choice.")] = False,
+    all_locations: Annotated[bool, typer.Option("--all", help="Resolve many locations, as a table (see --locations).")] = False,
+    locations: Locations = None,
+) -> None:
+    """Where a location's traffic goes now, and with --explain why. Exit 1 when no node can serve it."""
+    from edgectl.errors import OperationFailed
+    from edgectl.routing.resolve import options_from, read_locations, resolve_all, resolve_location
+
+    ctx = current()
+    options = options_from(ctx.config, strategy=strategy, capabilities=capability, key=key, window=window)
+    if all_locations or locations:
+        if location is not None:
+            raise UsageError("give a LOCATION or --all, not both")
+        answers = resolve_all(ctx.state, ctx.config, read_locations(ctx.config, locations or "countries"), options)
+        ctx.out.show([a.to_record(explain=explain) for a in answers], View(RESOLVE_COLUMNS, empty="no locations"))
+        unserved = [a.location.text for a in answers if a.node is None]
+        if unserved:
+            raise OperationFailed(f"{len(unserved)} of {len(answers)} location(s) have no node: "
+                                  f"{', '.join(unserved[:10])}" + (" ..." if len(unserved) > 10 else ""),
+                                  hint="edgectl routing resolve LOCATION --explain says why")
+        return
+    if location is None:
+        raise UsageError("which location?", hint="give a LOCATION (DE, US-CA, 52.5,13.4, ...) or --all")
+    answer = resolve_location(ctx.state, ctx.config, location, options)
+    record = answer.to_record(explain=explain)
+    ctx.out.show(record, View(draw=_explained) if explain else View(ANSWER_COLUMNS))
+    if answer.node is None:
+        raise OperationFailed(answer.steps[-1].text, hint=None if explain else
+                              f"edgectl routing resolve {location} --explain shows every step")
+
+
+@app.command("simulate")
+def routing_simulate(
+    fail: Annotated[Optional[list[str]], typer.Option("--fail", metavar="NODE|region:R", help="Suppose this node (or every node of a region) failed; repeatable.")] = None,
+    drain: Annotated[Optional[list[str]], typer.Option("--drain", metavar="NODE", help="Suppose this node draining; repeatable.")] = None,
+    locations: Locations = None,
+    strategy: Strategy = None,
+    capability: Capability = None,
+    window: Window = None,
+    changed_only: Annotated[bool, typer.Option("--changed", help="Only the locations whose node changes.")] = False,
+) -> None:
+    """What a failure would change: each location's node before and after, and the distance and latency it costs.
+
+    Changes nothing in state. Exit 1 when a location would be left with no node, so it can gate a maintenance change in CI.
+    """
+    from edgectl.errors import OperationFailed
+    from edgectl.routing.resolve import options_from, read_locations
+    from edgectl.routing.simulate import simulate
+
+    ctx = current()
+    options = options_from(ctx.config, strategy=strategy, capabilities=capability, window=window)
+    result = simulate(ctx.state, ctx.config, read_locations(ctx.config, locations or "countries"), options,
+                      fail=list(fail or []), drain=list(drain or []))
+    record = result.to_record()
+    if changed_only:
+        record["moves"] = [m for m in record["moves"] if m["changed"]]
+    ctx.out.show(record, View(MOVE_COLUMNS, rows=lambda r: r["moves"], empty="no location changes its node",
+                              notes=_simulation_lines))
+    if result.stranded:
+        raise OperationFailed(f"{len(result.stranded)} location(s) would have no node: "
+                              + ", ".join(m.location for m in result.stranded[:10])
+                              + (" ..." if len(result.stranded) > 10 else ""),
+                              hint="add a failover or a rule elsewhere before taking these nodes down")
+
+
+def _simulation_lines(record: dict) -> list[str]:
+    supposed = ", ".join([f"{n} failed" for n in record["failed"]] + [f"{n} draining" for n in record["drained"]])
+    lines = [f"supposing {supposed}: {record['changed']} of {record['locations']} location(s) change node"
+             + (f", {len(record['stranded'])} left with none" if record["stranded"] else "")]
+    if any(m["latency_estimated"] for m in record["moves"]):
+        lines.append("latency marked estimated: no probes recorded, so 5 ms + 0.015 ms per km of distance")
+    return lines

@@ -105,7 +105,7 @@ def region_countries(name: str, config=None) -> list[str]:
 
 # -- specs --------------------------------------------------------------------------------------
 
-def _jurisdiction(text: str) -> str:
+def parse_jurisdiction(text: str) -> str:
     code = str(text).strip().lower()
     if not re.fullmatch(r"[a-z]{2,8}", code):
         raise UsageError(f"jurisdiction {text!r} is not a code such as eu, us or ch")
@@ -135,7 +135,7 @@ def build_spec(source: Source, target: str, values: dict[str, Any]) -> RuleSpec:
         spec.failover = parse_name(values["failover"], what="--failover")
         if spec.failover == spec.target:
             raise UsageError(f"the failover node of a rule cannot be its target ({spec.target})")
-    spec.jurisdictions = sorted(dict.fromkeys(_jurisdiction(j) for j in values.get("jurisdictions") or []))
+    spec.jurisdictions = sorted(dict.fromkeys(parse_jurisdiction(j) for j in values.get("jurisdictions") or []))
     spec.capabilities = sorted(dict.fromkeys(str(c).strip().lower() for c in values.get("capabilities") or []))
     for capability in spec.capabilities:
         check_text(capability, what="--capability", limit=64)
