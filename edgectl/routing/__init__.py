@@ -1,0 +1,1 @@
+"""Geographic routing: where clients are, which rules match them and which node serves them."""
