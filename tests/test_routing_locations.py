@@ -1,17 +1,21 @@
-"""Routing's geographic data: geo.csv against its sources, the lookups on it, distances."""
+"""Routing's locations and geographic data: geo.csv against its sources, every LOCATION form, GeoIP."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgectl.errors import UsageError
+from edgectl.errors import ConfigError, UsageError
 from edgectl.parse import parse_country
 from edgectl.routing import geo
+from edgectl.routing.locations import all_locations, parse_location
 
 # pycountry countries that geo.csv leaves out, each with the reason; none today.
 EXCLUDED_COUNTRIES: dict[str, str] = {}
@@ -136,6 +140,142 @@ def test_the_data_is_read_once():
     assert geo.geo_data() is geo.geo_data()
 
 
+# --- parse_location, every form --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, kind, code, country, subdivision, continent, cf_region", [
+    ("DE", "country", "DE", "DE", None, "EU", "WEU"),
+    (" jp ", "country", "JP", "JP", None, "AS", "NEAS"),
+    ("US", "country", "US", "US", None, "NA", "ENAM"),
+    ("country:AF", "country", "AF", "AF", None, "AS", "SAS"),
+    ("country:me", "country", "ME", "ME", None, "EU", "EEU"),
+    ("US-GU", "country", "GU", "GU", None, "OC", "OC"),
+    ("US-CA", "subdivision", "US-CA", "US", "US-CA", "NA", "WNAM"),
+    ("ca-qc", "subdivision", "CA-QC", "CA", "CA-QC", "NA", "ENAM"),
+    ("DE-BY", "subdivision", "DE-BY", "DE", "DE-BY", "EU", "WEU"),
+    ("EU", "continent", "EU", None, None, "EU", None),
+    ("continent:NA", "continent", "NA", None, None, "NA", None),
+    ("OC", "continent", "OC", None, None, "OC", "OC"),
+    ("AN", "continent", "AN", None, None, "AN", None),
+    ("WNAM", "cf_region", "WNAM", None, None, "NA", "WNAM"),
+    ("cf:OC", "cf_region", "OC", None, None, None, "OC"),
+    ("cf:me", "cf_region", "ME", None, None, "AS", "ME"),
+    ("us-east-1", "cloud_region", "us-east-1", "US", "US-VA", "NA", "ENAM"),
+    ("us-west-2", "cloud_region", "us-west-2", "US", "US-OR", "NA", "WNAM"),
+    ("westeurope", "cloud_region", "westeurope", "NL", None, "EU", "WEU"),
+    ("europe-west3", "cloud_region", "europe-west3", "DE", None, "EU", "WEU"),
+    ("EU-CENTRAL-1", "cloud_region", "eu-central-1", "DE", None, "EU", "WEU"),
+    ("50.11,8.68", "coordinates", "50.11,8.68", None, None, None, None),
+    ("-33.87, 151.21", "coordinates", "-33.87,151.21", None, None, None, None),
+])
+def test_each_form_parses(text, kind, code, country, subdivision, continent, cf_region):
+    location = parse_location(text)
+    assert (location.kind, location.code, location.country, location.subdivision, location.continent,
+            location.cf_region) == (kind, code, country, subdivision, continent, cf_region)
+    assert location.text == text.strip()
+    assert location.name and location.lat is not None and location.lon is not None
+
+
+def test_what_each_form_carries_for_routing():
+    germany = parse_location("DE")
+    assert germany.countries == {"DE"} and (germany.lat, germany.lon) == (51.0, 9.0)
+    assert germany.name == "Germany"
+    california = parse_location("US-CA")
+    assert california.name == "California, United States" and california.lat == pytest.approx(36.78, abs=0.01)
+    bavaria = parse_location("DE-BY")  # no point of its own in geo.csv: its country's
+    assert bavaria.name == "Bayern, Germany" and (bavaria.lat, bavaria.lon) == (germany.lat, germany.lon)
+    europe = parse_location("EU")
+    assert {"DE", "FR", "PL"} <= europe.countries and "US" not in europe.countries
+    wnam = parse_location("WNAM")
+    assert wnam.countries == {"US", "CA"} and "US-CA" in wnam.subdivisions and "US-NY" not in wnam.subdivisions
+    assert parse_location("OC").countries == geo.continent_countries("OC")
+    assert parse_location("cf:OC").countries == geo.cf_region_countries("OC")
+    frankfurt = parse_location("europe-west3")
+    assert frankfurt.provider == "gcp" and frankfurt.countries == {"DE"} and "GCP" in frankfurt.name
+    assert parse_location("us-east-1").provider == "aws" and parse_location("westeurope").provider == "azure"
+    point = parse_location("-0.0,10")
+    assert point.code == "0,10" and point.countries == frozenset()
+
+
+def test_a_location_is_immutable():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parse_location("DE").country = "FR"
+
+
+@pytest.mark.parametrize("code, country, other", [
+    ("AF", "Afghanistan", "continent:AF"), ("AS", "American Samoa", "continent:AS"),
+    ("NA", "Namibia", "continent:NA"), ("SA", "Saudi Arabia", "continent:SA"), ("ME", "Montenegro", "cf:ME"),
+])
+def test_a_code_that_names_a_country_and_another_place_is_refused_alone(code, country, other):
+    with pytest.raises(UsageError) as raised:
+        parse_location(code)
+    assert raised.value.exit_code == 2
+    assert country in raised.value.message and f"country:{code}" in raised.value.message
+    assert other in raised.value.message
+
+
+@pytest.mark.parametrize("text, says", [
+    ("XX", "is not a location: expected a country (DE)"),
+    ("US-ZZ", "not an ISO 3166-2 subdivision of United States: expected"),
+    ("XX-AB", "'XX' is not an ISO 3166-1 country: expected"),
+    ("91,0", "latitude 91 is out of range: expected lat,lon"),
+    ("0,-180.5", "longitude -180.5 is out of range: expected lat,lon"),
+    ("not-a-place", "is not a location: expected"),
+    ("300.1.2.3", "is not a valid IP address: expected IPv4"),
+    ("1.2.3", "is not a valid IP address: expected IPv4"),
+    ("2001:db8::g", "is not a location: expected"),
+    ("cf:XX", "is not a Cloudflare Load Balancing region: expected one of EEU ENAM"),
+    ("continent:EA", "is not a continent: expected one of AF AN AS EU NA OC SA"),
+    ("country:XX", "is not an ISO 3166-1 country: expected"),
+    ("", "empty location: expected"),
+    ("aws:us-east-1", "is not a location: expected"),
+])
+def test_bad_locations_are_usage_errors_of_one_line(text, says):
+    with pytest.raises(UsageError) as raised:
+        parse_location(text)
+    assert raised.value.exit_code == 2
+    assert says in raised.value.message
+    assert "\n" not in raised.value.message
+
+
+@pytest.mark.parametrize("text, hint", [
+    ("westeuropa", "did you mean 'westeurope'?"),
+    ("WNAN", "did you mean 'WNAM'?"),
+    ("UK", "the ISO 3166-1 code for the United Kingdom is GB"),
+    ("country:UK", "the ISO 3166-1 code for the United Kingdom is GB"),
+    ("germany", "write DE for germany"),
+    ("Western Europe", "write cf:WEU for Western Europe"),
+])
+def test_a_close_miss_gets_a_suggestion(text, hint):
+    with pytest.raises(UsageError) as raised:
+        parse_location(text)
+    assert raised.value.hint == hint
+
+
+def test_a_miss_close_to_several_names_lists_them():
+    with pytest.raises(UsageError) as raised:
+        parse_location("us-east-l")
+    assert raised.value.hint.startswith("did you mean one of ") and "'us-east-1'" in raised.value.hint
+
+
+@pytest.mark.parametrize("text", ["XX", "QQ", "zzzzzz"])
+def test_a_far_miss_gets_no_guess(text):
+    with pytest.raises(UsageError) as raised:
+        parse_location(text)
+    assert raised.value.hint is None
+
+
+def test_every_country_and_continent_is_listed():
+    countries = all_locations("countries")
+    assert [loc.code for loc in countries] == sorted(geo.geo_data().countries)
+    assert all(loc.kind == "country" and loc.countries == {loc.code} for loc in countries)
+    continents = all_locations("continents")
+    assert [loc.code for loc in continents] == ["AF", "AN", "AS", "EU", "NA", "OC", "SA"]
+    assert frozenset().union(*(loc.countries for loc in continents)) == {loc.code for loc in countries}
+    with pytest.raises(UsageError):
+        all_locations("planets")
+
+
 def test_node_countries_are_checked_against_pycountry():
     import pycountry
 
@@ -145,11 +285,130 @@ def test_node_countries_are_checked_against_pycountry():
             parse_country(bad)
 
 
-# --- distances -------------------------------------------------------------------------------
+def test_help_and_plain_locations_do_not_load_pycountry_or_maxminddb():
+    code = (
+        "import sys\n"
+        "from edgectl.cli.app import run\n"
+        "try:\n"
+        "    run(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "from edgectl.routing.locations import parse_location\n"
+        "for text in ('DE', 'US-CA', 'EU', 'cf:OC', 'us-east-1', '1,2'):\n"
+        "    parse_location(text)\n"
+        "print('LOADED=' + ','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('pycountry', 'maxminddb'))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "LOADED="
+
+
+# --- IP addresses through a GeoIP database ---------------------------------------------------
+
+
+@pytest.fixture
+def geoip_db(tmp_path) -> str:
+    """A GeoLite2-City-shaped database with a few documentation networks."""
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(ip_version=6, database_type="GeoLite2-City", languages=["en"],
+                        description={"en": "edgectl test"}, ipv4_compatible=True)
+    writer.insert_network(IPSet(["203.0.113.0/24"]), {
+        "continent": {"code": "NA"},
+        "country": {"iso_code": "US", "names": {"en": "United States"}},
+        "subdivisions": [{"iso_code": "CA", "names": {"en": "California"}}],
+        "location": {"latitude": 37.7749, "longitude": -122.4194},
+    })
+    writer.insert_network(IPSet(["198.51.100.0/25"]), {"country": {"iso_code": "DE"}})
+    writer.insert_network(IPSet(["198.51.100.128/25"]), {"continent": {"code": "EU"}})
+    writer.insert_network(IPSet(["192.0.2.0/24"]), {"country": {"iso_code": "XK"}})
+    writer.insert_network(IPSet(["2001:db8::/32"]), {
+        "country": {"iso_code": "JP"}, "subdivisions": [{"iso_code": "13", "names": {"en": "Tokyo"}}],
+    })
+    path = tmp_path / "GeoLite2-City-test.mmdb"
+    writer.to_db_file(str(path))
+    return str(path)
+
+
+def test_maxminddb_reads_the_test_database_as_geolite2_city(geoip_db):
+    import maxminddb
+
+    with maxminddb.open_database(geoip_db) as reader:
+        record = reader.get("203.0.113.9")
+        assert reader.metadata().database_type == "GeoLite2-City"
+    assert record["country"]["iso_code"] == "US" and record["subdivisions"][0]["iso_code"] == "CA"
+    assert (record["location"]["latitude"], record["location"]["longitude"]) == (37.7749, -122.4194)
+
+
+def test_an_ip_resolves_to_country_subdivision_and_point(geoip_db):
+    location = parse_location("203.0.113.9", geoip_db=geoip_db)
+    assert (location.kind, location.code, location.country, location.subdivision) == ("ip", "203.0.113.9", "US", "US-CA")
+    assert (location.continent, location.cf_region) == ("NA", "WNAM")
+    assert (location.lat, location.lon) == (37.7749, -122.4194)
+    assert location.name == "203.0.113.9 (California, United States)"
+    assert parse_location("::ffff:203.0.113.9", geoip_db=geoip_db).subdivision == "US-CA"
+
+
+def test_an_ip_without_a_location_stands_at_its_country_or_subdivision(geoip_db):
+    berlin = parse_location("198.51.100.7", geoip_db=geoip_db)
+    germany = geo.country("DE")
+    assert (berlin.country, berlin.subdivision, berlin.cf_region) == ("DE", None, "WEU")
+    assert (berlin.lat, berlin.lon) == (germany.lat, germany.lon)
+    tokyo = parse_location("2001:db8::1", geoip_db=geoip_db)
+    assert (tokyo.country, tokyo.subdivision, tokyo.continent, tokyo.cf_region) == ("JP", "JP-13", "AS", "NEAS")
+    assert tokyo.name == "2001:db8::1 (Tokyo, Japan)"
+
+
+@pytest.mark.parametrize("address, says", [
+    ("10.0.0.1", "is not in the GeoIP database"),
+    ("198.51.100.200", "is not in the GeoIP database"),  # a record with a continent and no country
+    ("192.0.2.1", "places 192.0.2.1 in 'XK': expected an ISO 3166-1 country"),
+])
+def test_an_ip_the_database_cannot_place_is_a_usage_error(geoip_db, address, says):
+    with pytest.raises(UsageError) as raised:
+        parse_location(address, geoip_db=geoip_db)
+    assert raised.value.exit_code == 2 and says in raised.value.message and "\n" not in raised.value.message
+
+
+def test_an_ip_without_a_database_says_how_to_configure_one():
+    with pytest.raises(ConfigError) as raised:
+        parse_location("203.0.113.9")
+    assert raised.value.exit_code == 2
+    assert "routing.geoip_db is not set" in raised.value.message
+    assert "edgectl config set routing.geoip_db /path/GeoLite2-City.mmdb" in raised.value.hint
+
+
+def test_a_missing_or_foreign_database_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError) as missing:
+        parse_location("203.0.113.9", geoip_db=str(tmp_path / "none.mmdb"))
+    assert "does not exist" in missing.value.message and missing.value.exit_code == 2
+    foreign = tmp_path / "notes.mmdb"
+    foreign.write_text("not a database\n")
+    with pytest.raises(ConfigError) as invalid:
+        parse_location("203.0.113.9", geoip_db=str(foreign))
+    assert "is not a MaxMind DB file" in invalid.value.message
+
+
+# --- properties ------------------------------------------------------------------------------
 
 latitudes = st.floats(min_value=-90, max_value=90, allow_nan=False)
 longitudes = st.floats(min_value=-180, max_value=180, allow_nan=False)
 HALF_CIRCUMFERENCE_KM = math.pi * geo.EARTH_RADIUS_KM
+
+
+@given(latitudes, longitudes, st.sampled_from(["{},{}", "{}, {}", " {} ,{} "]))
+def test_coordinates_round_trip(lat, lon, layout):
+    location = parse_location(layout.format(f"{lat:.6f}", f"{lon:.6f}"))
+    assert location.kind == "coordinates"
+    assert location.lat == pytest.approx(lat, abs=1e-6) and location.lon == pytest.approx(lon, abs=1e-6)
+    assert parse_location(location.code).code == location.code
+
+
+@given(st.floats(min_value=90.000001, max_value=1000), longitudes, st.booleans())
+def test_latitudes_beyond_the_poles_are_refused(lat, lon, south):
+    with pytest.raises(UsageError):
+        parse_location(f"{-lat if south else lat:.6f},{lon:.6f}")
 
 
 @given(latitudes, longitudes, latitudes, longitudes)
