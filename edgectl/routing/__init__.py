@@ -1,1 +1,1 @@
-"""Geographic routing: rules from sources of traffic to nodes, and where a location goes."""
+"""Geographic routing: rules from sources of traffic to nodes, locations, and where a location goes."""
