@@ -118,7 +118,7 @@ def rules_add(
         values["latency_threshold_ms"] = _threshold(latency_threshold)
     rule = add_rule(ctx.state, build_spec(source, target, values), reason=reason)
     ctx.out.note(f"added rule {rule.id}: {rule.source} -> {rule.target}")
-    ctx.out.show(rule.to_record(), View(DETAIL_COLUMNS))
+    ctx.out.show(rule.to_record(), RULE_VIEW)
 
 
 @rules_app.command("list")
@@ -149,15 +149,19 @@ def rules_show(rule_id: Annotated[int, typer.Argument(metavar="ID", min=1, max=2
     ctx = current()
     record = get_rule(ctx.state, rule_id).to_record()
     record["events"] = [e.to_record() for e in rule_events(ctx.state, rule_id)]
-    ctx.out.show(record, View(draw=_draw_rule))
+    ctx.out.show(record, RULE_VIEW)
 
 
 def _draw_rule(out, record: dict) -> None:
-    out.record({k: v for k, v in record.items() if k not in ("events", "source_kind", "source_value")},
+    """The rule's fields (its status once, not as a flag too), then its latest events."""
+    out.record({k: v for k, v in record.items() if k not in ("events", "source_kind", "source_value", "active")},
                DETAIL_COLUMNS)
-    if record["events"]:
+    if record.get("events"):
         out.note("")
         out.records(record["events"], EVENT_COLUMNS)
+
+
+RULE_VIEW = View(draw=_draw_rule)
 
 
 @rules_app.command("update")
@@ -203,7 +207,7 @@ def rules_update(
         raise UsageError("nothing to update", hint="give at least one option, e.g. --weight 50")
     rule, diff = update_rule(ctx.state, rule_id, changes, reason=reason)
     ctx.out.note(f"updated rule {rule.id}: {', '.join(diff) or 'no field changed'}")
-    ctx.out.show(rule.to_record(), View(DETAIL_COLUMNS))
+    ctx.out.show(rule.to_record(), RULE_VIEW)
 
 
 def _switch(rule_ids: list[int], active: bool, reason: Optional[str]) -> None:

@@ -241,7 +241,8 @@ class Resolver:
             allowed = set(codes) if allowed is None else allowed & set(codes)
             reasons.append(f"routing.compliance {key}")
         if reasons:
-            steps.append(Step("jurisdictions", f"only {', '.join(sorted(allowed)) or 'none'} ({'; '.join(reasons)})"))
+            steps.append(Step("jurisdictions", f"jurisdictions: only {', '.join(sorted(allowed)) or 'none'} "
+                              f"({'; '.join(reasons)})"))
         forbidden: list[str] = []  # "rule 3 forbade us-1 (jurisdiction us)", for the answer with no node
         for level in self.levels(location):
             rules = [rule for source in level for rule in self.rules(source)]
@@ -256,8 +257,9 @@ class Resolver:
             declared = {j for rule in active for j in rule.jurisdictions}
             if declared:
                 allowed = declared if allowed is None else allowed & declared
-                steps.append(Step("jurisdictions", f"only {', '.join(sorted(allowed)) or 'none'} "
-                                  f"(rules {', '.join(str(r.id) for r in active if r.jurisdictions)})"))
+                binding = [str(r.id) for r in active if r.jurisdictions]
+                steps.append(Step("jurisdictions", f"jurisdictions: only {', '.join(sorted(allowed)) or 'none'} "
+                                  f"(rule{'s' if len(binding) > 1 else ''} {', '.join(binding)})"))
             candidates = self._candidates(location, active, allowed, forbidden)
             steps.append(Step("candidates", "candidates: " + "; ".join(
                 f"{c.node} kept" if c.kept else f"{c.node} dropped: {c.reason}" for c in candidates), candidates))

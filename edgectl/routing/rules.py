@@ -71,9 +71,13 @@ def parse_source(kind: str, value: str | None, config=None) -> Source:
     if kind == "country":
         return Source("country", parse_country(text))
     if kind == "subdivision":
-        from edgectl.routing.locations import parse_subdivision
+        from edgectl.routing.locations import parse_location
 
-        return Source("subdivision", parse_subdivision(text))
+        location = parse_location(text) if _SUBDIVISION.match(text.upper()) else None
+        if location is None or location.kind != "subdivision":
+            raise UsageError(f"subdivision {text!r} is not an ISO 3166-2 code",
+                             hint="a country and a subdivision code, e.g. US-CA or DE-BY")
+        return Source("subdivision", location.subdivision)
     if kind == "continent":
         code = text.upper()
         if code not in CONTINENTS:
@@ -97,9 +101,9 @@ def parse_source(kind: str, value: str | None, config=None) -> Source:
 def region_countries(name: str, config=None) -> list[str]:
     """The countries a region set names: a Cloudflare region or one from the config."""
     if name.upper() in CLOUDFLARE_REGIONS and name == name.upper():
-        from edgectl.routing.locations import cloudflare_region_countries
+        from edgectl.routing.geo import cf_region_countries
 
-        return cloudflare_region_countries(name)
+        return sorted(cf_region_countries(name))
     return configured_regions(config).get(name, [])
 
 
