@@ -1,13 +1,16 @@
-"""Sitemap walking: indexes, gzip, loops, and the hostile documents it must refuse."""
+"""Sitemap walking: indexes, gzip, loops, locations that are not URLs, and the hostile documents it must refuse."""
 
 from __future__ import annotations
 
 import gzip
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from edgectl.cache.sitemaps import SitemapError, walk
+from edgectl.cache.sources import _open_sitemap
 
 URLSET = ('<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
           '{}</urlset>')
@@ -35,24 +38,81 @@ def files(tmp_path: Path, **documents) -> dict[str, str]:
 
 
 def read(source: str, **kwargs) -> list:
-    return list(walk(source, lambda loc: open(loc, "rb"), **kwargs))
+    """Every entry of a sitemap file or URL, opened as a warm opens it."""
+    return list(walk(source, lambda loc: _open_sitemap(loc, 10), **kwargs))
 
 
-def test_an_index_is_followed_into_plain_and_gzip_sitemaps(tmp_path):
-    paths = files(tmp_path, a_xml=urlset("https://e.test/1", "https://e.test/2"), b_gz=urlset("https://e.test/3"))
-    top = files(tmp_path, index_xml=index(paths["a_xml"], paths["b_gz"]))["index_xml"]
-    entries = read(top)
+@pytest.fixture
+def site():
+    """A loopback HTTP server answering GETs from `documents` (path -> bytes), recording each path asked for."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    documents: dict[str, bytes] = {}
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            body = documents.get(self.path)
+            self.send_response(404 if body is None else 200)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *_args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield SimpleNamespace(base=f"http://127.0.0.1:{server.server_port}", documents=documents, asked=asked)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_index_is_followed_into_plain_and_gzip_sitemaps(site):
+    site.documents.update({"/a.xml": urlset("https://e.test/1", "https://e.test/2").encode(),
+                           "/b.xml.gz": gzip.compress(urlset("https://e.test/3").encode()),
+                           "/index.xml": index(f"{site.base}/a.xml", f"{site.base}/b.xml.gz").encode()})
+    entries = read(f"{site.base}/index.xml")
     assert [e.url for e in entries] == ["https://e.test/1", "https://e.test/2", "https://e.test/3"]
-    assert entries[2].sitemap == paths["b_gz"] and entries[0].lastmod.year == 2026
+    assert entries[2].sitemap == f"{site.base}/b.xml.gz" and entries[0].lastmod.year == 2026
 
 
-def test_an_index_that_includes_itself_is_walked_once_with_a_warning(tmp_path):
-    path = tmp_path / "loop.xml"
-    page = files(tmp_path, p_xml=urlset("https://e.test/p"))["p_xml"]
-    path.write_text(index(str(path), page))
+def test_an_index_that_includes_itself_is_walked_once_with_a_warning(site):
+    site.documents.update({"/loop.xml": index(f"{site.base}/loop.xml", f"{site.base}/p.xml").encode(),
+                           "/p.xml": urlset("https://e.test/p").encode()})
     warnings = []
-    assert [e.url for e in read(str(path), warn=warnings.append)] == ["https://e.test/p"]
+    assert [e.url for e in read(f"{site.base}/loop.xml", warn=warnings.append)] == ["https://e.test/p"]
     assert len(warnings) == 1 and "loop" in warnings[0]
+    assert site.asked == ["/loop.xml", "/p.xml"]
+
+
+def test_locations_that_are_not_absolute_urls_are_skipped_with_one_counted_warning_and_never_fetched(site):
+    # every relative location also names a document the server has: resolving one would fetch it
+    site.documents.update({
+        "/dir/index.xml": index("child.xml", "/dir/other.xml", f"{site.base}/dir/good.xml").encode(),
+        "/dir/good.xml": urlset("https://e.test/ok", "page.html", "/dir/page.html", "//e.test/no-scheme",
+                                "ftp://e.test/f", "javascript:alert(1)", "file:///etc/passwd").encode(),
+        "/dir/child.xml": urlset("https://e.test/from-child").encode(),
+        "/dir/other.xml": urlset("https://e.test/from-other").encode(),
+        "/dir/page.html": b"a page",
+    })
+    warnings = []
+    entries = read(f"{site.base}/dir/index.xml", warn=warnings.append)
+    assert [e.url for e in entries] == ["https://e.test/ok"]
+    assert site.asked == ["/dir/index.xml", "/dir/good.xml"]
+    assert len(warnings) == 1, warnings
+    assert "8 location(s) that are not absolute http(s) URLs skipped, the first 'child.xml'" in warnings[0]
+
+
+def test_a_local_index_follows_urls_only_never_paths_on_this_machine(tmp_path):
+    paths = files(tmp_path, a_xml=urlset("https://e.test/1"))
+    top = files(tmp_path, index_xml=index(paths["a_xml"], "a.xml"))["index_xml"]
+    warnings = []
+    assert read(top, warn=warnings.append) == []
+    assert len(warnings) == 1 and "2 location(s)" in warnings[0] and repr(paths["a_xml"]) in warnings[0]
 
 
 @pytest.mark.parametrize("document, refusal", [

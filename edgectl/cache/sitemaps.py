@@ -15,13 +15,31 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Callable, ContextManager, Iterator
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from edgectl.errors import UsageError
 
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024  # decompressed, per sitemap; the protocol's own limit is 50 MB
 MAX_DEPTH = 5
 CHUNK = 64 * 1024
+
+
+def absolute_url(url: str) -> bool:
+    """Whether it is an absolute http(s) URL with a host; cheap, since it runs for every line of a long list.
+
+    Sitemaps must list absolute URLs, so anything else (a relative path, ftp:, javascript:) is
+    skipped, never resolved against the sitemap's own URL.
+    """
+    lower = url[:8].lower()
+    start = 7 if lower.startswith("http://") else 8 if lower.startswith("https://") else 0
+    if not start or len(url) <= start or url[start] in "/?#" or " " in url:
+        return False
+    if "[" in url or "]" in url:
+        try:
+            urlsplit(url).port
+        except ValueError:
+            return False
+    return True
 
 
 class SitemapError(UsageError):
@@ -181,8 +199,13 @@ def _parse(stream: BinaryIO, name: str) -> Iterator[tuple[str, str, str | None]]
 
 def walk(source: str, opener: Opener, *, max_bytes: int = DEFAULT_MAX_BYTES,
          warn: Callable[[str], None] = lambda text: None) -> Iterator[SitemapEntry]:
-    """Every page URL in a sitemap or sitemap index (followed recursively), streamed."""
+    """Every page URL in a sitemap or sitemap index (followed recursively), streamed.
+
+    A location that is not an absolute http(s) URL, page or child sitemap, is skipped; one warning
+    at the end counts them for the whole walk, however many documents it took.
+    """
     seen: set[str] = set()
+    skipped: list = [0, None]  # how many, and the first (location, where it was listed)
 
     def visit(location: str, depth: int) -> Iterator[SitemapEntry]:
         key = location.split("#", 1)[0]
@@ -205,13 +228,20 @@ def walk(source: str, opener: Opener, *, max_bytes: int = DEFAULT_MAX_BYTES,
                         raise SitemapError(f"sitemap {location} is named .gz but is not gzip, nor well-formed XML",
                                            hint="check the file, or the server's answer for it") from None
                     raise error
-                target = urljoin(location, loc) if "://" in location else loc
-                if kind == "sitemap":
-                    yield from visit(target, depth + 1)
+                if not absolute_url(loc):
+                    skipped[0] += 1
+                    skipped[1] = skipped[1] or (loc, location)
+                elif kind == "sitemap":
+                    yield from visit(loc, depth + 1)
                 else:
-                    yield SitemapEntry(target, lastmod, location)
+                    yield SitemapEntry(loc, lastmod, location)
 
     yield from visit(source, 0)
+    if skipped[0]:
+        loc, where = skipped[1]
+        warn(f"sitemap {source}: {skipped[0]:,} location(s) that are not absolute http(s) URLs skipped, the first "
+             f"{loc[:100]!r}" + (f" in {where}" if where != source else "")
+             + " (sitemaps list absolute URLs; edgectl never resolves them against the sitemap's own)")
 
 
 def is_remote(source: str) -> bool:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Iterable, Iterator
 from urllib.parse import urljoin, urlsplit
 
+from edgectl.cache.sitemaps import absolute_url, walk
 from edgectl.errors import OperationFailed, UsageError
 
 
@@ -19,18 +20,9 @@ class Source:
 
 
 def _check(url: str) -> str | None:
-    """The URL when it is http(s) with a host; cheap, since it runs for every line of a long list."""
-    lower = url[:8].lower()
-    start = 7 if lower.startswith("http://") else 8 if lower.startswith("https://") else 0
-    if not start or len(url) <= start or url[start] in "/?#" or " " in url:
+    """The URL when it is absolute http(s) and carries no credentials (they are never sent, never stored)."""
+    if not absolute_url(url) or "@" in url and _credentials(url):
         return None
-    if "@" in url and _credentials(url):  # never sent, never stored
-        return None
-    if "[" in url or "]" in url:
-        try:
-            urlsplit(url).port
-        except ValueError:
-            return None
     return url
 
 
@@ -110,8 +102,7 @@ class _Raw:
 
 
 def from_sitemap(location: str, *, max_bytes: int, warn, timeout: float = 30.0) -> Iterator[Source]:
-    from edgectl.cache.sitemaps import walk
-
+    # walk has skipped what is not an absolute http(s) URL: what is left to refuse is credentials
     for entry in walk(location, lambda loc: _open_sitemap(loc, timeout), max_bytes=max_bytes, warn=warn):
         if _check(entry.url) is None:
             warn(f"{entry.sitemap}: {_skipped(entry.url)}")
