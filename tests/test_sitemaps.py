@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import re
 import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from edgectl.cache.sitemaps import SitemapError, walk
+from edgectl.cache.sitemaps import SitemapError, absolute_url, walk
 from edgectl.cache.sources import _open_sitemap
 
 URLSET = ('<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
@@ -160,3 +163,152 @@ def test_a_large_sitemap_streams_in_flat_memory(tmp_path):
     tracemalloc.stop()
     assert count == 60_000
     assert peak < 2 * 1024 * 1024, f"peak {peak:,} bytes while parsing"
+
+
+# -- text sitemaps and URL lists ------------------------------------------------------------------------
+
+def opened(data: bytes):
+    """An opener for one document held in memory, whatever location it is asked for."""
+    import io
+    from contextlib import nullcontext
+
+    return lambda _location: nullcontext(io.BytesIO(data))
+
+
+def test_a_text_sitemap_is_told_from_its_content_not_its_name(tmp_path):
+    named_xml = tmp_path / "sitemap.xml"
+    named_xml.write_bytes(b"\xef\xbb\xbf\r\n  https://e.test/a  \r\n\r\n\thttps://e.test/b?x=1\r\nhttps://e.test/c")
+    assert [e.url for e in read(str(named_xml))] == ["https://e.test/a", "https://e.test/b?x=1", "https://e.test/c"]
+    compressed = tmp_path / "urls.txt"  # gzip, though the name says plain text
+    compressed.write_bytes(gzip.compress(b"https://e.test/z\nhttps://e.test/y\n"))
+    entries = read(str(compressed))
+    assert [e.url for e in entries] == ["https://e.test/z", "https://e.test/y"]
+    assert entries[0].lastmod is None and entries[0].sitemap == str(compressed)
+
+
+def test_a_remote_text_sitemap_skips_relative_lines_with_one_warning_and_never_fetches_them(site):
+    site.documents.update({"/s/list": b"https://e.test/1\n/s/page\npage\nftp://e.test/x\n",
+                           "/s/page": b"here", "/page": b"here"})
+    warnings = []
+    assert [e.url for e in read(f"{site.base}/s/list", warn=warnings.append)] == ["https://e.test/1"]
+    assert site.asked == ["/s/list"]
+    assert len(warnings) == 1 and "3 location(s)" in warnings[0] and "'/s/page'" in warnings[0]
+
+
+@pytest.mark.parametrize("document, message", [
+    (bytes(range(256)) * 40, "no URLs in it; line 1 is not a URL: '\\x00\\x01"),
+    (b"\n\n   \nwww.e.test/no-scheme\nhttps://e.test/" + b"x" * (70 * 1024) + b"\n", "line 4 is not a URL: 'www.e.test"),
+    (b"<!DOCTYPE html>\n<html><body><a href='https://e.test/'>x</a></body></html>", "is an HTML page, not a sitemap"),
+    (b"<html><body>not a sitemap</body></html>", "the document is <html>"),
+])
+def test_a_document_with_no_urls_in_it_is_an_error_naming_its_first_bad_line(document, message):
+    with pytest.raises(SitemapError, match=re.escape(message)) as refused:
+        list(walk("sitemap.bin", opened(document)))
+    assert refused.value.message.startswith("sitemap sitemap.bin")
+    assert len(refused.value.message) < 400  # the line is quoted in part, never all of it
+
+
+@pytest.mark.parametrize("document", [b"", b" \r\n\n\t\n", b"# made by hand\n\n# nothing yet\n",
+                                      gzip.compress(b""), URLSET.format("").encode()])
+def test_an_empty_document_is_an_empty_sitemap(document):
+    warnings = []
+    assert list(walk("empty", opened(document), warn=warnings.append)) == []
+    assert warnings == []
+
+
+def test_a_huge_text_sitemap_and_a_huge_line_stream_in_flat_memory(tmp_path):
+    import tracemalloc
+
+    listing = tmp_path / "big.txt"
+    with gzip.open(listing, "wt", compresslevel=1) as handle:
+        for i in range(60_000):
+            handle.write(f"https://e.test/p/{i:07d}.html\r\n")
+    one_line = tmp_path / "one-line"  # 32 MiB with no line break in it, gzip-compressed to a few KiB
+    one_line.write_bytes(gzip.compress(b"https://e.test/" + b"x" * (32 * 1024 * 1024)))
+    tracemalloc.start()
+    count = sum(1 for _ in walk(str(listing), lambda loc: open(loc, "rb")))
+    with pytest.raises(SitemapError, match="line 1 is not a URL"):
+        sum(1 for _ in walk(str(one_line), lambda loc: open(loc, "rb")))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert count == 60_000
+    assert peak < 2 * 1024 * 1024, f"peak {peak:,} bytes while parsing"
+
+
+def test_a_url_list_with_no_url_in_it_is_an_error_and_credentials_are_never_shown():
+    import io
+
+    from edgectl.cache.sources import from_lines
+    from edgectl.errors import UsageError
+
+    warnings = []
+    listing = "# top pages\nhttps://user:secret@e.test/a\nftp://user:secret@e.test/b\nhttps://e.test/c\n"
+    assert [s.url for s in from_lines(io.StringIO(listing), "top.txt", warnings.append)] == ["https://e.test/c"]
+    assert [w.split(":")[:2] for w in warnings] == [["top.txt", "2"], ["top.txt", "3"]]
+    assert "secret" not in "".join(warnings)
+    assert [s.url for s in from_lines(io.StringIO("\ufeffhttps://e.test/saved-with-a-bom\n"), "b", None)] == [
+        "https://e.test/saved-with-a-bom"]
+    with pytest.raises(UsageError, match=r"^--urls-file x: no URLs in it; line 1 is not a URL: 'ftp://\*\*\*@e") as e:
+        list(from_lines(io.StringIO("ftp://user:secret@e.test/b\n"), "x", warnings.append, label="--urls-file x"))
+    assert "secret" not in e.value.message
+
+
+# -- properties ---------------------------------------------------------------------------------------
+
+HOSTS = st.from_regex(r"[a-z][a-z0-9-]{0,8}(\.[a-z0-9-]{1,8}){0,2}\.[a-z]{2,6}(:[0-9]{2,5})?", fullmatch=True)
+PATHS = st.lists(st.text("abcxyz019-._~!$&'()*+,;=:", max_size=6), max_size=4).map(lambda p: "/" + "/".join(p))
+URLS = st.builds("{}://{}{}{}".format, st.sampled_from(["http", "https", "HTTPS", "Http"]), HOSTS, PATHS,
+                 st.sampled_from(["", "?a=1", "?q=x&y=%20", "#top"]))
+# what no reading could take for an absolute http(s) URL: no '://' at all, or another scheme's
+JUNK = st.one_of(
+    st.text(st.characters(blacklist_characters="\r\n\x85\u2028\u2029", blacklist_categories=("Cs",)), min_size=1,
+            max_size=40).filter(lambda t: "://" not in t),
+    st.builds("{}://{}{}".format, st.sampled_from(["ftp", "file", "gopher", "ws"]), HOSTS, PATHS),
+    st.sampled_from(["javascript:alert(1)", "mailto:someone@e.test", "/relative/page.html", "page.html", "//e.test/x"]),
+).filter(lambda t: t.strip() and t.strip()[0] not in "#<")
+PADDING = st.text(" \t", max_size=3)
+LINES = st.lists(st.one_of(st.tuples(st.just("url"), URLS), st.tuples(st.just("junk"), JUNK),
+                           st.tuples(st.just("blank"), PADDING), st.tuples(st.just("comment"), st.just("# a note"))),
+                 max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=LINES, pads=st.lists(st.tuples(PADDING, PADDING), min_size=30, max_size=30),
+       ending=st.sampled_from(["\n", "\r\n"]), last_ending=st.booleans(), bom=st.booleans(), gz=st.booleans())
+def test_a_text_sitemap_yields_its_url_lines_and_counts_the_rest(lines, pads, ending, last_ending, bom, gz):
+    text = ending.join(f"{before}{value}{after}" for (_, value), (before, after) in zip(lines, pads))
+    data = (b"\xef\xbb\xbf" if bom else b"") + (text + (ending if last_ending else "")).encode()
+    urls = [value for kind, value in lines if kind == "url"]
+    junk = [(number, value.strip()) for number, (kind, value) in enumerate(lines, 1) if kind == "junk"]
+    warnings = []
+    entries = walk("list.txt", opened(gzip.compress(data) if gz else data), warn=warnings.append)
+    if junk and not urls:
+        with pytest.raises(SitemapError, match=rf"no URLs in it; line {junk[0][0]} is not a URL"):
+            list(entries)
+        return
+    assert [e.url for e in entries] == urls
+    assert len(warnings) == bool(junk)
+    if junk:
+        assert warnings[0].startswith(f"sitemap list.txt: {len(junk):,} location(s)")
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.one_of(st.binary(max_size=3000), st.binary(max_size=3000).map(lambda b: b"<" + b),
+                      st.binary(max_size=300).map(lambda b: gzip.compress(b"<urlset><url><loc>" + b))),
+       as_list=st.booleans())
+def test_any_bytes_are_read_or_refused_as_bad_input_never_a_crash(data, as_list):
+    import io
+
+    from edgectl.cache.sources import from_lines
+    from edgectl.errors import UsageError
+
+    try:
+        if as_list:
+            handle = io.TextIOWrapper(io.BytesIO(data), "utf-8", "replace")
+            found = [s.url for s in from_lines(handle, "x", lambda text: None)]
+        else:
+            found = [e.url for e in walk("x", opened(data))]
+    except UsageError as refused:
+        assert "\n" not in refused.message and len(refused.message) < 600
+    else:
+        assert all(absolute_url(url) for url in found)

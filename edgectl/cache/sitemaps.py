@@ -1,20 +1,24 @@
-"""Sitemaps and sitemap indexes, streamed: memory stays flat whatever their size.
+"""Sitemaps and sitemap indexes, XML or plain text, streamed: memory stays flat whatever their size.
 
-Parsing goes through expat with every entity door shut: a document type declaration (where entity
-bombs and external entities would be declared) is refused outright; a sitemap never needs one. Gzip is recognised by its magic bytes,
-not the name, and decompressed incrementally with a bound on the decompressed size, so a gzip bomb
-stops at `max_bytes`. Indexes are followed depth-first up to MAX_DEPTH; a sitemap seen before in
-the same walk (an index that includes itself, or two that include each other) is skipped once
-with a warning rather than followed forever.
+The format is told from the content, never the name: a document whose first byte (after a byte
+order mark and whitespace) is '<' is XML, anything else is a text sitemap, one URL a line, which
+is also how a URL list reads (`url_lines`). XML goes through expat with every entity door shut:
+a document type declaration (where entity bombs and external entities would be declared) is
+refused outright; a sitemap never needs one. Gzip is recognised by its magic bytes, not the name,
+and decompressed incrementally with a bound on the decompressed size, so a gzip bomb stops at
+`max_bytes`. Indexes are followed depth-first up to MAX_DEPTH; a sitemap seen before in the same
+walk (an index that includes itself, or two that include each other) is skipped once with a
+warning rather than followed forever.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Callable, ContextManager, Iterator
+from typing import BinaryIO, Callable, ContextManager, Iterator, TextIO
 from urllib.parse import urlsplit
 
 from edgectl.errors import UsageError
@@ -22,6 +26,11 @@ from edgectl.errors import UsageError
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024  # decompressed, per sitemap; the protocol's own limit is 50 MB
 MAX_DEPTH = 5
 CHUNK = 64 * 1024
+MAX_LINE = 64 * 1024  # characters: past any URL a server takes, and a bound on a "line" of binary
+BOM = b"\xef\xbb\xbf"
+
+_NOT_IN_URLS = re.compile(r"[\x00-\x20\x7f]")  # whitespace and control characters: never raw in a URL
+_USERINFO = re.compile(r"//[^/?#@]*@")
 
 
 def absolute_url(url: str) -> bool:
@@ -32,7 +41,7 @@ def absolute_url(url: str) -> bool:
     """
     lower = url[:8].lower()
     start = 7 if lower.startswith("http://") else 8 if lower.startswith("https://") else 0
-    if not start or len(url) <= start or url[start] in "/?#" or " " in url:
+    if not start or len(url) <= start or url[start] in "/?#" or _NOT_IN_URLS.search(url):
         return False
     if "[" in url or "]" in url:
         try:
@@ -40,6 +49,44 @@ def absolute_url(url: str) -> bool:
         except ValueError:
             return False
     return True
+
+
+def shown(text: str) -> str:
+    """A line or location from outside as a message quotes it: its start, as repr, any credentials masked."""
+    return repr(_USERINFO.sub("//***@", text[:1000], count=1)[:100])
+
+
+def url_lines(lines: TextIO, source: str, *, first_line: int = 1,
+              error: type[UsageError] = UsageError) -> Iterator[tuple[int, str, bool]]:
+    """(line number, text, whether it is an absolute http(s) URL) for each line that says something.
+
+    The reading of a URL list and of a text sitemap, which are one format. Blank lines and '#'
+    comments say nothing. Lines are read at most MAX_LINE characters at a time, so a file without
+    line breaks (a binary one) streams in flat memory; a line that long is not a URL. A source in
+    which something is said but no line is a URL is the wrong file: once it has been read to the
+    end, `error` names it and its first line, rather than a run that warmed nothing succeeding.
+    """
+    urls = 0
+    first_bad: tuple[int, str] | None = None
+    number = first_line - 1
+    while line := lines.readline(MAX_LINE):
+        number += 1
+        overlong = len(line) >= MAX_LINE and not line.endswith("\n")
+        piece = line
+        while len(piece) >= MAX_LINE and not piece.endswith("\n"):  # the rest of an overlong line, dropped
+            piece = lines.readline(MAX_LINE)
+        text = (line.lstrip("\ufeff") if number == first_line else line).strip()  # a list saved with a BOM
+        if not text or text.startswith("#"):
+            continue
+        is_url = not overlong and absolute_url(text)
+        if is_url:
+            urls += 1
+        elif first_bad is None:
+            first_bad = (number, text)
+        yield number, text, is_url
+    if not urls and first_bad:
+        raise error(f"{source}: no URLs in it; line {first_bad[0]} is not a URL: {shown(first_bad[1])}",
+                    hint="a URL list or text sitemap has one absolute http(s) URL a line; is it the right file?")
 
 
 class SitemapError(UsageError):
@@ -99,6 +146,21 @@ class _Bounded(io.RawIOBase):
             if out:
                 return out
 
+    def skip_blank(self) -> tuple[bytes, int]:
+        """Drop the byte order mark and whitespace a document starts with, pushing back what follows:
+        (its first byte, which chooses the parser, and the line breaks dropped)."""
+        breaks = 0
+        chunk = self.read(CHUNK)
+        if chunk.startswith(BOM):
+            chunk = chunk[len(BOM):]
+        while True:
+            rest = chunk.lstrip()
+            breaks += chunk.count(b"\n", 0, len(chunk) - len(rest))
+            if rest or not chunk:
+                self.pending = rest + self.pending
+                return rest[:1], breaks
+            chunk = self.read(CHUNK)
+
     def readinto(self, buffer) -> int:
         if not self.pending:
             if self.ended:
@@ -132,7 +194,15 @@ def _lastmod(text: str | None) -> datetime | None:
             return None
 
 
-def _parse(stream: BinaryIO, name: str) -> Iterator[tuple[str, str, str | None]]:
+def _parse_text(stream: BinaryIO, name: str, blank_lines: int) -> Iterator[tuple[str, str, None]]:
+    """('url', line, None) for each line of a text sitemap that says something, a URL or not."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=None)  # CRLF and CR too
+    for _number, line, _is_url in url_lines(text, f"sitemap {name}", first_line=blank_lines + 1,
+                                             error=SitemapError):
+        yield "url", line, None
+
+
+def _parse(stream: BinaryIO, name: str, blank_lines: int) -> Iterator[tuple[str, str, str | None]]:
     """('url' | 'sitemap', loc, lastmod) for each entry of one document, as it streams in.
 
     expat, fed chunk by chunk: a document type declaration is refused before any entity in it
@@ -152,6 +222,12 @@ def _parse(stream: BinaryIO, name: str) -> Iterator[tuple[str, str, str | None]]
 
     def refuse(*_args):
         raise SitemapError(f"sitemap {name} was refused: it declares a DTD or entities, which sitemaps never need")
+
+    def doctype(doctype_name: str, *_args):
+        if doctype_name.lower() == "html":  # the wrong URL, or a server's error page answered with 200
+            raise SitemapError(f"sitemap {name} is an HTML page, not a sitemap",
+                               hint="give the sitemap's own URL; robots.txt names it on a 'Sitemap:' line")
+        refuse()
 
     def start(tag: str, _attrs) -> None:
         local = tag.rpartition(" ")[2]
@@ -178,7 +254,7 @@ def _parse(stream: BinaryIO, name: str) -> Iterator[tuple[str, str, str | None]]
         if capture[0]:
             text.append(data)
 
-    parser.StartDoctypeDeclHandler = refuse
+    parser.StartDoctypeDeclHandler = doctype
     parser.EntityDeclHandler = refuse
     parser.ExternalEntityRefHandler = refuse
     parser.StartElementHandler = start
@@ -194,7 +270,7 @@ def _parse(stream: BinaryIO, name: str) -> Iterator[tuple[str, str, str | None]]
                 return
     except expat.ExpatError as exc:
         raise SitemapError(f"sitemap {name} is not well-formed XML: {expat.errors.messages[exc.code]} "
-                           f"(line {exc.lineno}, column {exc.offset})") from None
+                           f"(line {exc.lineno + blank_lines}, column {exc.offset})") from None
 
 
 def walk(source: str, opener: Opener, *, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -217,7 +293,10 @@ def walk(source: str, opener: Opener, *, max_bytes: int = DEFAULT_MAX_BYTES,
             raise SitemapError(f"sitemap {location}: indexes nested more than {MAX_DEPTH} deep")
         with opener(location) as raw:
             bounded = _Bounded(raw, max_bytes, location)
-            entries = _parse(io.BufferedReader(bounded, CHUNK), location)
+            first, blank_lines = bounded.skip_blank()
+            # the content decides, not the name: markup is XML, anything else (nothing, too) is text
+            parse = _parse if first == b"<" else _parse_text
+            entries = parse(io.BufferedReader(bounded, CHUNK), location, blank_lines)
             while True:
                 try:
                     kind, loc, lastmod = next(entries)
@@ -225,7 +304,7 @@ def walk(source: str, opener: Opener, *, max_bytes: int = DEFAULT_MAX_BYTES,
                     break
                 except SitemapError as error:
                     if bounded.decoder is None and location.split("?", 1)[0].lower().endswith(".gz"):
-                        raise SitemapError(f"sitemap {location} is named .gz but is not gzip, nor well-formed XML",
+                        raise SitemapError(f"sitemap {location} is named .gz but is not gzip, nor a sitemap",
                                            hint="check the file, or the server's answer for it") from None
                     raise error
                 if not absolute_url(loc):
@@ -240,7 +319,7 @@ def walk(source: str, opener: Opener, *, max_bytes: int = DEFAULT_MAX_BYTES,
     if skipped[0]:
         loc, where = skipped[1]
         warn(f"sitemap {source}: {skipped[0]:,} location(s) that are not absolute http(s) URLs skipped, the first "
-             f"{loc[:100]!r}" + (f" in {where}" if where != source else "")
+             + shown(loc) + (f" in {where}" if where != source else "")
              + " (sitemaps list absolute URLs; edgectl never resolves them against the sitemap's own)")
 
 

@@ -6,10 +6,10 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, TextIO
 from urllib.parse import urljoin, urlsplit
 
-from edgectl.cache.sitemaps import absolute_url, walk
+from edgectl.cache.sitemaps import absolute_url, shown, url_lines, walk
 from edgectl.errors import OperationFailed, UsageError
 
 
@@ -19,31 +19,28 @@ class Source:
     lastmod: datetime | None = None
 
 
-def _check(url: str) -> str | None:
-    """The URL when it is absolute http(s) and carries no credentials (they are never sent, never stored)."""
-    if not absolute_url(url) or "@" in url and _credentials(url):
-        return None
-    return url
-
-
 def _credentials(url: str) -> bool:
-    return "@" in urlsplit(url).netloc
+    """Whether a URL carries credentials, which are never sent and never stored."""
+    if "@" not in url:
+        return False
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:  # urllib cannot split it: skipped, and never shown, as if it carried some
+        return True
 
 
 def _skipped(url: str) -> str:
     """Why a URL is skipped, without repeating credentials it carries."""
-    if _credentials(url):
+    if absolute_url(url) and _credentials(url):
         return "a URL with credentials in it is skipped (they would be stored and sent in clear)"
-    return f"{url[:100]!r} is not an http(s) URL; skipped"
+    return f"{shown(url)} is not an http(s) URL; skipped"
 
 
-def from_lines(lines: Iterable[str], name: str, warn) -> Iterator[Source]:
+def from_lines(lines: TextIO, name: str, warn, label: str | None = None) -> Iterator[Source]:
+    """The URLs of a list, one a line; `label` is how an error names the list (its name otherwise)."""
     skipped = 0
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        if _check(text) is None:
+    for number, text, is_url in url_lines(lines, label or name):
+        if not is_url or _credentials(text):
             skipped += 1
             if skipped <= 5:
                 warn(f"{name}:{number}: {_skipped(text)}")
@@ -104,7 +101,7 @@ class _Raw:
 def from_sitemap(location: str, *, max_bytes: int, warn, timeout: float = 30.0) -> Iterator[Source]:
     # walk has skipped what is not an absolute http(s) URL: what is left to refuse is credentials
     for entry in walk(location, lambda loc: _open_sitemap(loc, timeout), max_bytes=max_bytes, warn=warn):
-        if _check(entry.url) is None:
+        if _credentials(entry.url):
             warn(f"{entry.sitemap}: {_skipped(entry.url)}")
             continue
         yield Source(entry.url, entry.lastmod)
@@ -241,7 +238,7 @@ def open_sources(urls: list[str], urls_file: str | None, sitemaps: list[str], *,
 
         parts.append([Source(parse_url(u)) for u in urls])
     if urls_file == "-":
-        parts.append(from_lines(stdin or sys.stdin, "stdin", warn))
+        parts.append(from_lines(stdin or sys.stdin, "stdin", warn, label="--urls-file -"))
     elif urls_file:
         try:
             handle = open(urls_file, encoding="utf-8", errors="replace")
@@ -249,7 +246,7 @@ def open_sources(urls: list[str], urls_file: str | None, sitemaps: list[str], *,
             raise UsageError(f"cannot read --urls-file {urls_file}: {exc.strerror or exc}") from None
         if files is not None and handle.buffer.seekable():
             files.append((handle.buffer, os.fstat(handle.fileno()).st_size))
-        parts.append(from_lines(handle, urls_file, warn))
+        parts.append(from_lines(handle, urls_file, warn, label=f"--urls-file {urls_file}"))
     for sitemap in sitemaps:
         if "://" not in sitemap and sitemap != "-":
             try:
