@@ -6,7 +6,9 @@ import gzip
 import re
 import threading
 from pathlib import Path
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
+from xml.sax.saxutils import escape, quoteattr
 
 import pytest
 from hypothesis import given, settings
@@ -253,9 +255,64 @@ def test_a_url_list_with_no_url_in_it_is_an_error_and_credentials_are_never_show
     assert "secret" not in e.value.message
 
 
+# -- RSS and Atom feeds ----------------------------------------------------------------------------------
+
+ATOM = ('<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">'
+        '<title>e</title><link href="https://e.test/"/><link rel="self" href="https://e.test/feed"/>'
+        '<updated>2026-11-20T10:00:00Z</updated>{}</feed>')
+RSS = ('<?xml version="1.0"?>\n<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom" '
+       'xmlns:media="http://search.yahoo.com/mrss/"><channel><title>e</title><link>https://e.test/</link>'
+       '<atom:link rel="self" href="https://e.test/rss"/><description>d</description>{}</channel></rss>')
+
+
+def test_an_atom_feed_gives_each_entrys_alternate_links_and_never_the_feeds_own(tmp_path):
+    feed = tmp_path / "sitemap.txt"  # the name says text; the content says Atom
+    feed.write_text(ATOM.format(
+        '<entry><title>a</title><link href="https://e.test/a"/><updated>2026-11-02T08:00:00+01:00</updated></entry>'
+        '<entry><link rel="edit" href="https://e.test/edit/b"/><link rel="alternate" href=" https://e.test/b "/>'
+        '<link rel="enclosure" href="https://e.test/b.mp3"/><link rel="alternate" hreflang="fr" '
+        'href="https://e.test/fr/b"/><updated>2026-11-03T00:00:00Z</updated></entry>'
+        '<entry><link rel="http://www.iana.org/assignments/relation/alternate" href="https://e.test/c"/></entry>'
+        '<entry><link rel="self" href="https://e.test/entry/d"/><link rel="related" href="https://e.test/d"/></entry>'
+        '<entry><link href="/relative/e"/><link>https://e.test/text-is-not-href</link></entry>'))
+    warnings = []
+    entries = read(str(feed), warn=warnings.append)
+    assert [e.url for e in entries] == ["https://e.test/a", "https://e.test/b", "https://e.test/fr/b",
+                                        "https://e.test/c"]
+    assert entries[0].lastmod.isoformat() == "2026-11-02T08:00:00+01:00" and entries[3].lastmod is None
+    assert len(warnings) == 1 and "1 location(s)" in warnings[0] and "'/relative/e'" in warnings[0]
+
+
+def test_an_rss_feed_gives_each_items_link_and_never_the_channels(site):
+    site.documents["/feed.xml"] = gzip.compress(RSS.format(
+        '<item><title>a</title><link>https://e.test/a</link><pubDate>Mon, 02 Nov 2026 08:00:00 +0100</pubDate>'
+        '<media:content url="https://e.test/a.jpg"/></item>'
+        '<item><atom:link rel="alternate" href="https://e.test/not-rss"/><link> https://e.test/b\n</link>'
+        '<pubDate>not a date</pubDate></item>'
+        '<item><title>no link</title><guid>https://e.test/guid</guid></item>').encode())
+    entries = read(f"{site.base}/feed.xml")
+    assert [e.url for e in entries] == ["https://e.test/a", "https://e.test/b"]
+    assert entries[0].lastmod.isoformat() == "2026-11-02T08:00:00+01:00" and entries[1].lastmod is None
+
+
+def test_an_index_lists_sitemaps_of_any_format_and_the_root_decides_what_a_document_is(site):
+    site.documents.update({
+        "/index": index(*(f"{site.base}/{n}" for n in ("text.xml", "atom.xml", "rss.txt", "pages"))).encode(),
+        "/text.xml": b"https://e.test/1\r\n",
+        "/atom.xml": ATOM.format('<entry><link href="https://e.test/2"/></entry>').encode(),
+        "/rss.txt": RSS.format("<item><link>https://e.test/3</link></item>").encode(),
+        # an index's entries in a urlset are neither pages nor followed
+        "/pages": URLSET.format(f"<sitemap><loc>{site.base}/never</loc></sitemap><url><loc>https://e.test/4</loc>"
+                                "</url>").encode(),
+        "/never": urlset("https://e.test/never").encode(),
+    })
+    assert [e.url for e in read(f"{site.base}/index")] == [f"https://e.test/{n}" for n in range(1, 5)]
+    assert "/never" not in site.asked
+
 # -- properties ---------------------------------------------------------------------------------------
 
-HOSTS = st.from_regex(r"[a-z][a-z0-9-]{0,8}(\.[a-z0-9-]{1,8}){0,2}\.[a-z]{2,6}(:[0-9]{2,5})?", fullmatch=True)
+HOSTS = st.builds("{}{}.{}{}".format, st.sampled_from("abcxyz"), st.text("abcxyz019-", max_size=8),
+                  st.sampled_from(["test", "example", "co.uk"]), st.sampled_from(["", ":8080", ":1"]))
 PATHS = st.lists(st.text("abcxyz019-._~!$&'()*+,;=:", max_size=6), max_size=4).map(lambda p: "/" + "/".join(p))
 URLS = st.builds("{}://{}{}{}".format, st.sampled_from(["http", "https", "HTTPS", "Http"]), HOSTS, PATHS,
                  st.sampled_from(["", "?a=1", "?q=x&y=%20", "#top"]))
@@ -294,7 +351,10 @@ def test_a_text_sitemap_yields_its_url_lines_and_counts_the_rest(lines, pads, en
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.one_of(st.binary(max_size=3000), st.binary(max_size=3000).map(lambda b: b"<" + b),
-                      st.binary(max_size=300).map(lambda b: gzip.compress(b"<urlset><url><loc>" + b))),
+                      st.binary(max_size=300).map(lambda b: gzip.compress(b"<urlset><url><loc>" + b)),
+                      st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=60).map(
+                          lambda t: RSS.format("<item><link>https://e.test/</link><pubDate>"
+                                               f"{escape(t)}</pubDate></item>").encode())),
        as_list=st.booleans())
 def test_any_bytes_are_read_or_refused_as_bad_input_never_a_crash(data, as_list):
     import io
@@ -307,8 +367,47 @@ def test_any_bytes_are_read_or_refused_as_bad_input_never_a_crash(data, as_list)
             handle = io.TextIOWrapper(io.BytesIO(data), "utf-8", "replace")
             found = [s.url for s in from_lines(handle, "x", lambda text: None)]
         else:
-            found = [e.url for e in walk("x", opened(data))]
+            entries = list(walk("x", opened(data)))
+            # a date, however odd, is read with its zone (--lastmod-since compares it) or ignored
+            assert all(e.lastmod is None or e.lastmod.tzinfo for e in entries)
+            found = [e.url for e in entries]
     except UsageError as refused:
         assert "\n" not in refused.message and len(refused.message) < 600
     else:
         assert all(absolute_url(url) for url in found)
+
+
+MOMENTS = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1),
+                       timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=5, minutes=30)),
+                                                  timezone(-timedelta(hours=8))])).map(lambda m: m.replace(microsecond=0))
+LOCATIONS = st.one_of(URLS, st.sampled_from(["/a/page", "page.html", "ftp://e.test/x", "javascript:void(0)"]))
+RELS = st.sampled_from([None, "alternate", " alternate ", "self", "edit", "related", "enclosure", "via"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(entries=st.lists(st.tuples(st.lists(st.tuples(RELS, LOCATIONS), max_size=4), st.none() | MOMENTS),
+                        max_size=12))
+def test_an_atom_feed_yields_exactly_the_alternate_links_of_its_entries(entries):
+    body = "".join("<entry><title>t</title>" + "".join(
+        "<link" + (f" rel={quoteattr(rel)}" if rel is not None else "") + f" href={quoteattr(href)}/>"
+        for rel, href in links) + (f"<updated>{escape(moment.isoformat())}</updated>" if moment else "") + "</entry>"
+        for links, moment in entries)
+    pages = [(href, moment) for links, moment in entries for rel, href in links if rel in (None, "alternate", " alternate ")]
+    warnings = []
+    found = [(e.url, e.lastmod) for e in walk("feed", opened(ATOM.format(body).encode()), warn=warnings.append)]
+    assert found == [(href, moment) for href, moment in pages if absolute_url(href)]
+    assert len(warnings) == any(not absolute_url(href) for href, _ in pages)
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=st.lists(st.tuples(st.none() | LOCATIONS, st.none() | MOMENTS, st.booleans()), max_size=12))
+def test_an_rss_feed_yields_exactly_the_links_of_its_items_with_their_dates(items):
+    from email.utils import format_datetime
+
+    body = "".join("<item><title>t</title>"
+                   + ('<atom:link rel="alternate" href="https://e.test/atom"/>' if noise else "")
+                   + (f"<link>{escape(link)}</link>" if link is not None else "")
+                   + (f"<pubDate>{format_datetime(moment)}</pubDate>" if moment else "") + "</item>"
+                   for link, moment, noise in items)
+    found = [(e.url, e.lastmod) for e in walk("rss", opened(RSS.format(body).encode()))]
+    assert found == [(link, moment) for link, moment, _ in items if link is not None and absolute_url(link)]

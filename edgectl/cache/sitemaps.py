@@ -1,14 +1,15 @@
-"""Sitemaps and sitemap indexes, XML or plain text, streamed: memory stays flat whatever their size.
+"""Sitemaps in every format search engines take, and sitemap indexes, streamed: memory stays flat.
 
-The format is told from the content, never the name: a document whose first byte (after a byte
-order mark and whitespace) is '<' is XML, anything else is a text sitemap, one URL a line, which
-is also how a URL list reads (`url_lines`). XML goes through expat with every entity door shut:
-a document type declaration (where entity bombs and external entities would be declared) is
-refused outright; a sitemap never needs one. Gzip is recognised by its magic bytes, not the name,
-and decompressed incrementally with a bound on the decompressed size, so a gzip bomb stops at
-`max_bytes`. Indexes are followed depth-first up to MAX_DEPTH; a sitemap seen before in the same
-walk (an index that includes itself, or two that include each other) is skipped once with a
-warning rather than followed forever.
+The format is told from the content, never the name. A document whose first byte (after a byte
+order mark and whitespace) is not '<' is a text sitemap, one URL a line, which is also how a URL
+list reads (`url_lines`). Otherwise it is XML, and its root element says which: a sitemap
+(<urlset>), an index (<sitemapindex>), an RSS 2.0 feed (<rss>) or an Atom feed (<feed>). XML goes
+through expat with every entity door shut: a document type declaration (where entity bombs and
+external entities would be declared) is refused outright; a sitemap never needs one. Gzip is
+recognised by its magic bytes, not the name, and decompressed incrementally with a bound on the
+decompressed size, so a gzip bomb stops at `max_bytes`. Indexes are followed depth-first up to
+MAX_DEPTH; a sitemap seen before in the same walk (an index that includes itself, or two that
+include each other) is skipped once with a warning rather than followed forever.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import io
 import re
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import BinaryIO, Callable, ContextManager, Iterator, TextIO
 from urllib.parse import urlsplit
 
@@ -177,21 +178,24 @@ class _Bounded(io.RawIOBase):
 
 
 def _lastmod(text: str | None) -> datetime | None:
-    """W3C datetime: a date, or a date and time with a zone; anything else is ignored."""
+    """When a page last changed: a W3C datetime (sitemaps; Atom's RFC 3339 is one) or an RFC 822 one
+    (RSS pubDate); anything else is ignored, as if there were none."""
     if not text:
         return None
+    from email.utils import parsedate_to_datetime
+
     from edgectl.timeutil import from_iso
 
     value = text.strip()
     try:
-        if len(value) == 10:
-            value += "T00:00:00Z"
-        return from_iso(value.replace("+00:00", "Z"))
+        return from_iso(value + "T00:00:00Z" if len(value) == 10 else value)
     except ValueError:
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            return None
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # "-0000": UTC, zone unknown
 
 
 def _parse_text(stream: BinaryIO, name: str, blank_lines: int) -> Iterator[tuple[str, str, None]]:
@@ -202,12 +206,36 @@ def _parse_text(stream: BinaryIO, name: str, blank_lines: int) -> Iterator[tuple
         yield "url", line, None
 
 
+@dataclass(frozen=True)
+class _Format:
+    """Where one XML format keeps its entries, and which of an entry's children say what."""
+
+    path: tuple[str, ...]  # from the root's child down to an entry
+    kind: str  # what an entry is: 'url' (a page) or 'sitemap' (another document to read)
+    loc: str  # the child naming the location: by its text, or by its href when `href`
+    date: str  # the child whose text is when the page last changed
+    href: bool = False
+
+
+# The root element decides (sitemaps.org: urlset, sitemapindex; RSS 2.0: rss/channel/item, whose
+# link is the page and pubDate an RFC 822 date; RFC 4287: feed/entry, whose link with rel absent
+# or "alternate" is the page). A channel's or feed's own links are the site's, not pages in it.
+_FORMATS = {
+    "urlset": _Format(("url",), "url", "loc", "lastmod"),
+    "sitemapindex": _Format(("sitemap",), "sitemap", "loc", "lastmod"),
+    "rss": _Format(("channel", "item"), "url", "link", "pubDate"),
+    "feed": _Format(("entry",), "url", "link", "updated", href=True),
+}
+_ALTERNATE = ("alternate", "http://www.iana.org/assignments/relation/alternate")  # the same, by RFC 4287
+
+
 def _parse(stream: BinaryIO, name: str, blank_lines: int) -> Iterator[tuple[str, str, str | None]]:
-    """('url' | 'sitemap', loc, lastmod) for each entry of one document, as it streams in.
+    """('url' | 'sitemap', loc, lastmod) for each entry of one XML document, as it streams in.
 
     expat, fed chunk by chunk: a document type declaration is refused before any entity in it
     can be declared, so neither entity bombs nor external entities get a chance; an undefined
-    entity is a well-formedness error.
+    entity is a well-formedness error. Only elements in the root's namespace count, so an
+    atom:link in an RSS item, or an image:loc in a url, is never taken for the page.
     """
     import xml.parsers.expat as expat
 
@@ -215,10 +243,11 @@ def _parse(stream: BinaryIO, name: str, blank_lines: int) -> Iterator[tuple[str,
     parser.buffer_text = True
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     found: list[tuple[str, str, str | None]] = []
-    entry: dict[str, str | None] = {}
+    open_elements: list[str | None] = []  # local names; None for one in another namespace
+    root: list = [None, ""]  # its _Format and namespace
+    entry: dict | None = None  # the entry being read: its locations and date
+    capture: list[str | None] = [None]  # which of the entry's fields the text being read is
     text: list[str] = []
-    depth = [0]
-    capture = [False]
 
     def refuse(*_args):
         raise SitemapError(f"sitemap {name} was refused: it declares a DTD or entities, which sitemaps never need")
@@ -229,26 +258,40 @@ def _parse(stream: BinaryIO, name: str, blank_lines: int) -> Iterator[tuple[str,
                                hint="give the sitemap's own URL; robots.txt names it on a 'Sitemap:' line")
         refuse()
 
-    def start(tag: str, _attrs) -> None:
-        local = tag.rpartition(" ")[2]
-        depth[0] += 1
-        if depth[0] == 1 and local not in ("urlset", "sitemapindex"):
-            raise SitemapError(f"sitemap {name}: the document is <{local}>, not a <urlset> or <sitemapindex>")
-        if depth[0] == 2:
-            entry.clear()
-            entry["kind"] = local
-        elif depth[0] == 3 and local in ("loc", "lastmod"):
-            capture[0] = True
-            text.clear()
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        nonlocal entry
+        namespace, _, local = tag.rpartition(" ")
+        if not open_elements:
+            if local not in _FORMATS:
+                raise SitemapError(f"sitemap {name}: the document is <{local}>, not a <urlset>, <sitemapindex>, "
+                                   "<rss> or <feed>", hint="a sitemap is XML of one of those, or text, one URL a line")
+            root[:] = [_FORMATS[local], namespace]
+        open_elements.append(local if namespace == root[1] else None)
+        fmt, depth = root[0], len(open_elements) - 1
+        if depth == len(fmt.path) and tuple(open_elements[1:]) == fmt.path:
+            entry = {"locs": [], "date": None}
+        elif entry is not None and depth == len(fmt.path) + 1:
+            if open_elements[-1] == fmt.loc and fmt.href:
+                if attrs.get("rel", "alternate").strip() in _ALTERNATE and attrs.get("href", "").strip():
+                    entry["locs"].append(attrs["href"].strip())
+            elif open_elements[-1] in (fmt.loc, fmt.date):
+                capture[0] = "locs" if open_elements[-1] == fmt.loc else "date"
+                text.clear()
 
-    def end(tag: str) -> None:
-        local = tag.rpartition(" ")[2]
-        if depth[0] == 3 and capture[0]:
-            entry[local] = "".join(text).strip()
-            capture[0] = False
-        elif depth[0] == 2 and entry.get("kind") in ("url", "sitemap") and entry.get("loc"):
-            found.append((entry["kind"], entry["loc"], entry.get("lastmod")))
-        depth[0] -= 1
+    def end(_tag: str) -> None:
+        nonlocal entry
+        fmt, depth = root[0], len(open_elements) - 1
+        if capture[0] and depth == len(fmt.path) + 1:
+            value = "".join(text).strip()
+            if capture[0] == "date":
+                entry["date"] = value
+            elif value:
+                entry["locs"].append(value)
+            capture[0] = None
+        elif entry is not None and depth == len(fmt.path):
+            found.extend((fmt.kind, loc, entry["date"]) for loc in entry["locs"])
+            entry = None
+        open_elements.pop()
 
     def chars(data: str) -> None:
         if capture[0]:
@@ -275,7 +318,7 @@ def _parse(stream: BinaryIO, name: str, blank_lines: int) -> Iterator[tuple[str,
 
 def walk(source: str, opener: Opener, *, max_bytes: int = DEFAULT_MAX_BYTES,
          warn: Callable[[str], None] = lambda text: None) -> Iterator[SitemapEntry]:
-    """Every page URL in a sitemap or sitemap index (followed recursively), streamed.
+    """Every page URL in a sitemap or feed, or in the sitemaps an index lists (followed recursively), streamed.
 
     A location that is not an absolute http(s) URL, page or child sitemap, is skipped; one warning
     at the end counts them for the whole walk, however many documents it took.
