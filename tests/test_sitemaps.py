@@ -244,15 +244,17 @@ def test_a_url_list_with_no_url_in_it_is_an_error_and_credentials_are_never_show
     from edgectl.errors import UsageError
 
     warnings = []
-    listing = "# top pages\nhttps://user:secret@e.test/a\nftp://user:secret@e.test/b\nhttps://e.test/c\n"
+    listing = "top pages:\nhttps://user:secret@e.test/a\nftp://user:secret@e.test/b\nhttps://e.test/c\n"
     assert [s.url for s in from_lines(io.StringIO(listing), "top.txt", warnings.append)] == ["https://e.test/c"]
-    assert [w.split(":")[:2] for w in warnings] == [["top.txt", "2"], ["top.txt", "3"]]
+    assert [w.split(":")[:2] for w in warnings] == [["top.txt", "1"], ["top.txt", "2"], ["top.txt", "3"]]
     assert "secret" not in "".join(warnings)
     assert [s.url for s in from_lines(io.StringIO("\ufeffhttps://e.test/saved-with-a-bom\n"), "b", None)] == [
         "https://e.test/saved-with-a-bom"]
+    warnings.clear()
     with pytest.raises(UsageError, match=r"^--urls-file x: no URLs in it; line 1 is not a URL: 'ftp://\*\*\*@e") as e:
-        list(from_lines(io.StringIO("ftp://user:secret@e.test/b\n"), "x", warnings.append, label="--urls-file x"))
+        list(from_lines(io.StringIO("ftp://user:secret@e.test/b\nmore\n"), "x", warnings.append, label="--urls-file x"))
     assert "secret" not in e.value.message
+    assert warnings == []  # the one error says it all
 
 
 # -- RSS and Atom feeds ----------------------------------------------------------------------------------

@@ -39,11 +39,16 @@ def _skipped(url: str) -> str:
 def from_lines(lines: TextIO, name: str, warn, label: str | None = None) -> Iterator[Source]:
     """The URLs of a list, one a line; `label` is how an error names the list (its name otherwise)."""
     skipped = 0
+    held: list[str] | None = []  # until a URL shows it is a list of URLs at all; if none does, one error says so
     for number, text, is_url in url_lines(lines, label or name):
+        if is_url and held is not None:
+            for message in held:
+                warn(message)
+            held = None
         if not is_url or _credentials(text):
             skipped += 1
             if skipped <= 5:
-                warn(f"{name}:{number}: {_skipped(text)}")
+                (warn if held is None else held.append)(f"{name}:{number}: {_skipped(text)}")
             continue
         yield Source(text)
     if skipped > 5:
