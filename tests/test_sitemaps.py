@@ -112,6 +112,15 @@ def test_locations_that_are_not_absolute_urls_are_skipped_with_one_counted_warni
     assert "8 location(s) that are not absolute http(s) URLs skipped, the first 'child.xml'" in warnings[0]
 
 
+def test_a_warm_never_asks_for_what_a_sitemap_lists_as_relative(cli, site):
+    site.documents.update({"/maps/sitemap.xml": urlset(f"{site.base}/ok", "rel", "/abs-path", "../up").encode(),
+                           "/ok": b"ok", "/maps/rel": b"x", "/abs-path": b"x", "/up": b"x"})
+    run = cli("cache", "warm", "--sitemap", f"{site.base}/maps/sitemap.xml", "--retries", "0", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["requests"] == 1 and run.json()["status_classes"] == {"2xx": 1}
+    assert site.asked == ["/maps/sitemap.xml", "/ok"]
+    assert run.stderr.count('"warning"') == 1 and "3 location(s)" in run.stderr
+
 def test_a_local_index_follows_urls_only_never_paths_on_this_machine(tmp_path):
     paths = files(tmp_path, a_xml=urlset("https://e.test/1"))
     top = files(tmp_path, index_xml=index(paths["a_xml"], "a.xml"))["index_xml"]
