@@ -244,9 +244,10 @@ def _parse(stream: BinaryIO, name: str, blank_lines: int) -> Iterator[tuple[str,
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     found: list[tuple[str, str, str | None]] = []
     open_elements: list[str | None] = []  # local names; None for one in another namespace
-    root: list = [None, ""]  # its _Format and namespace
+    fmt = _FORMATS["urlset"]  # until the root says
+    namespace = ""  # the root's
     entry: dict | None = None  # the entry being read: its locations and date
-    capture: list[str | None] = [None]  # which of the entry's fields the text being read is
+    capturing: str | None = None  # which of the entry's fields the text being read is
     text: list[str] = []
 
     def refuse(*_args):
@@ -259,15 +260,15 @@ def _parse(stream: BinaryIO, name: str, blank_lines: int) -> Iterator[tuple[str,
         refuse()
 
     def start(tag: str, attrs: dict[str, str]) -> None:
-        nonlocal entry
-        namespace, _, local = tag.rpartition(" ")
+        nonlocal fmt, namespace, entry, capturing
+        tag_namespace, _, local = tag.rpartition(" ")
         if not open_elements:
             if local not in _FORMATS:
                 raise SitemapError(f"sitemap {name}: the document is <{local}>, not a <urlset>, <sitemapindex>, "
                                    "<rss> or <feed>", hint="a sitemap is XML of one of those, or text, one URL a line")
-            root[:] = [_FORMATS[local], namespace]
-        open_elements.append(local if namespace == root[1] else None)
-        fmt, depth = root[0], len(open_elements) - 1
+            fmt, namespace = _FORMATS[local], tag_namespace
+        open_elements.append(local if tag_namespace == namespace else None)
+        depth = len(open_elements) - 1
         if depth == len(fmt.path) and tuple(open_elements[1:]) == fmt.path:
             entry = {"locs": [], "date": None}
         elif entry is not None and depth == len(fmt.path) + 1:
@@ -275,26 +276,26 @@ def _parse(stream: BinaryIO, name: str, blank_lines: int) -> Iterator[tuple[str,
                 if attrs.get("rel", "alternate").strip() in _ALTERNATE and attrs.get("href", "").strip():
                     entry["locs"].append(attrs["href"].strip())
             elif open_elements[-1] in (fmt.loc, fmt.date):
-                capture[0] = "locs" if open_elements[-1] == fmt.loc else "date"
+                capturing = "locs" if open_elements[-1] == fmt.loc else "date"
                 text.clear()
 
     def end(_tag: str) -> None:
-        nonlocal entry
-        fmt, depth = root[0], len(open_elements) - 1
-        if capture[0] and depth == len(fmt.path) + 1:
+        nonlocal entry, capturing
+        depth = len(open_elements) - 1
+        if capturing and depth == len(fmt.path) + 1:
             value = "".join(text).strip()
-            if capture[0] == "date":
+            if capturing == "date":
                 entry["date"] = value
             elif value:
                 entry["locs"].append(value)
-            capture[0] = None
+            capturing = None
         elif entry is not None and depth == len(fmt.path):
             found.extend((fmt.kind, loc, entry["date"]) for loc in entry["locs"])
             entry = None
         open_elements.pop()
 
     def chars(data: str) -> None:
-        if capture[0]:
+        if capturing:
             text.append(data)
 
     parser.StartDoctypeDeclHandler = doctype
@@ -324,9 +325,11 @@ def walk(source: str, opener: Opener, *, max_bytes: int = DEFAULT_MAX_BYTES,
     at the end counts them for the whole walk, however many documents it took.
     """
     seen: set[str] = set()
-    skipped: list = [0, None]  # how many, and the first (location, where it was listed)
+    skipped = 0
+    first_skipped = ("", "")  # the location, and where it was listed
 
     def visit(location: str, depth: int) -> Iterator[SitemapEntry]:
+        nonlocal skipped, first_skipped
         key = location.split("#", 1)[0]
         if key in seen:
             warn(f"sitemap {location} is listed again (a loop); skipped")
@@ -351,17 +354,18 @@ def walk(source: str, opener: Opener, *, max_bytes: int = DEFAULT_MAX_BYTES,
                                            hint="check the file, or the server's answer for it") from None
                     raise error
                 if not absolute_url(loc):
-                    skipped[0] += 1
-                    skipped[1] = skipped[1] or (loc, location)
+                    if not skipped:
+                        first_skipped = (loc, location)
+                    skipped += 1
                 elif kind == "sitemap":
                     yield from visit(loc, depth + 1)
                 else:
                     yield SitemapEntry(loc, lastmod, location)
 
     yield from visit(source, 0)
-    if skipped[0]:
-        loc, where = skipped[1]
-        warn(f"sitemap {source}: {skipped[0]:,} location(s) that are not absolute http(s) URLs skipped, the first "
+    if skipped:
+        loc, where = first_skipped
+        warn(f"sitemap {source}: {skipped:,} location(s) that are not absolute http(s) URLs skipped, the first "
              + shown(loc) + (f" in {where}" if where != source else "")
              + " (sitemaps list absolute URLs; edgectl never resolves them against the sitemap's own)")
 
