@@ -417,7 +417,7 @@ def test_sources_that_cannot_work_are_refused_before_a_run_is_recorded(cli, flee
     assert glob.exit_code == 2 and "--include 'news/*' can match nothing" in glob.stderr
     assert "'/news/*'" in glob.stderr  # the hint shows the glob that would match
     fake_gzip = isolated / "sitemap.xml.gz"
-    fake_gzip.write_text(pages(1)[0] + "\n")
+    fake_gzip.write_text("neither gzip nor a sitemap\n")  # a text sitemap would be read as one, whatever its name
     named = cli("cache", "warm", "--sitemap", str(fake_gzip))
     assert named.exit_code == 2 and "named .gz but is not gzip" in named.stderr
     runs = cli("cache", "runs", "-o", "json").json()
@@ -438,3 +438,97 @@ def test_a_sitemap_found_bad_halfway_fails_the_run_and_keeps_what_was_warmed(cli
     assert record["requests"] == 2  # the good sitemap's pages were warmed, and stay recorded
     shown = cli("cache", "show", str(record["id"]))
     assert "the run failed: sitemap" in shown.stderr
+
+
+def test_each_sitemap_format_is_read_from_its_content_whatever_its_name(cli, fleet, isolated):
+    node = fleet.nodes[0]
+    atom = isolated / "sitemap.txt"  # an Atom feed
+    atom.write_text('<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><link rel="self" '
+                    f'href="https://{HOST}/feed"/>' + "".join(f'<entry><link href="{u}"/></entry>' for u in pages(2, 1))
+                    + "</feed>")
+    text = isolated / "sitemap.xml"  # a text sitemap: a BOM, CRLF, blank lines and padding
+    text.write_bytes(b"\xef\xbb\xbf\r\n" + "".join(f"  {u} \r\n\r\n" for u in pages(2, 3)).encode())
+    compressed = isolated / "urls.txt"  # a gzip text sitemap
+    compressed.write_bytes(gzip.compress("\n".join(pages(2, 5)).encode()))
+    rss = isolated / "feed.atom"  # an RSS 2.0 feed
+    rss.write_text(f'<rss version="2.0"><channel><link>https://{HOST}/</link>'
+                   + "".join(f"<item><link>{u}</link></item>" for u in pages(2, 7)) + "</channel></rss>")
+    before = stats(node)["misses"]
+    run = cli("cache", "warm", *[a for f in (atom, text, compressed, rss) for a in ("--sitemap", f)],
+              "--nodes", node.name, "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["requests"] == 8 and run.json()["status_classes"] == {"2xx": 8}
+    assert stats(node)["misses"] - before == 8 and "warning" not in run.stderr
+
+
+def test_lastmod_since_reads_an_rss_pubdate_and_an_atom_updated(cli, fleet, isolated):
+    old, new, undated, atom_old, atom_new = pages(5, 11)
+    rss = isolated / "rss.xml"
+    rss.write_text(f'<rss version="2.0"><channel>'
+                   f"<item><link>{old}</link><pubDate>Thu, 01 Jan 2026 10:00:00 GMT</pubDate></item>"
+                   f"<item><link>{new}</link><pubDate>Mon, 01 Jun 2026 10:00:00 +0200</pubDate></item>"
+                   f"<item><link>{undated}</link></item></channel></rss>")
+    atom = isolated / "atom.xml"
+    atom.write_text('<feed xmlns="http://www.w3.org/2005/Atom">'
+                    f'<entry><link href="{atom_old}"/><updated>2025-12-31T23:00:00Z</updated></entry>'
+                    f'<entry><link href="{atom_new}"/><updated>2026-07-01T00:00:00+02:00</updated></entry></feed>')
+    run = cli("cache", "warm", "--sitemap", rss, "--sitemap", atom, "--lastmod-since", "2026-05-01",
+              "--nodes", fleet.nodes[0].name, "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["requests"] == 2
+    warmed = cli("cache", "entries", "--node", fleet.nodes[0].name, "-o", "json").json()
+    assert sorted(e["url"] for e in warmed) == sorted([new, atom_new])
+
+
+def test_relative_locations_are_skipped_with_one_counted_warning(cli, fleet, isolated):
+    node = fleet.nodes[0]
+    sitemap = isolated / "sitemap.xml"
+    locs = [*pages(2, 21), "/news/page-0023.html", "news/page-0024.html", "ftp://www.sandbox.test/x"]
+    sitemap.write_text('<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                       + "".join(f"<url><loc>{loc}</loc></url>" for loc in locs) + "</urlset>")
+    before = stats(node)["misses"]
+    run = cli("cache", "warm", "--sitemap", sitemap, "--nodes", node.name, "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["requests"] == 2 and stats(node)["misses"] - before == 2
+    warnings = [line for line in run.stderr.splitlines() if '"warning"' in line]
+    assert len(warnings) == 1 and "3 location(s) that are not absolute http(s) URLs skipped" in warnings[0]
+
+
+def test_a_binary_file_is_bad_input_in_one_line_as_a_sitemap_or_a_url_list(cli, fleet, isolated):
+    import os
+    import random
+    import subprocess
+    import sys
+
+    garbage = isolated / "sitemap.xml"
+    data = random.Random(20261122).randbytes(256 * 1024)
+    assert data.lstrip()[:1] != b"<"  # so it is read as a text sitemap, not as XML that is not well-formed
+    garbage.write_bytes(data)
+    env = {**os.environ, "EDGECTL_STATE": str(isolated / "state.db")}
+    for option, named in (("--sitemap", f"sitemap {garbage}"), ("--urls-file", f"--urls-file {garbage}")):
+        run = subprocess.run([sys.executable, "-m", "edgectl", "cache", "warm", option, str(garbage),
+                              "--nodes", fleet.nodes[0].name], env=env, capture_output=True, timeout=60)
+        assert run.returncode == 2, run.stderr
+        assert run.stdout == b""
+        error, hint = run.stderr.decode().splitlines()
+        assert error.startswith(f"error: {named}: no URLs in it; line 1 is not a URL: '") and len(error) < 600
+        assert hint.startswith("hint: ")
+    runs = cli("cache", "runs", "-o", "json").json()
+    assert [r["status"] for r in runs] == ["failed", "failed"]
+    assert "no URLs in it" in cli("cache", "show", str(runs[0]["id"]), "-o", "json").json()["summary"]["failure"]
+
+    debug = cli("--debug", "cache", "warm", "--sitemap", garbage, "-o", "json")
+    assert debug.exit_code == 2 and debug.error["kind"] == "usage"
+    assert len(debug.stderr) < 20_000  # a traceback and a quoted start of line 1, never the file
+
+
+def test_an_empty_source_is_a_clean_run_that_warms_nothing(cli, fleet, isolated):
+    empty = isolated / "empty"
+    empty.write_bytes(b"")
+    notes = isolated / "notes.txt"
+    notes.write_text("# nothing to warm yet\n\n   \n")
+    for option in ("--sitemap", "--urls-file"):
+        for source in (empty, notes):
+            run = cli("cache", "warm", option, source, "--nodes", fleet.nodes[0].name, "-o", "json")
+            assert run.exit_code == 0, run.stderr
+            assert run.json()["requests"] == 0 and "error" not in run.stderr

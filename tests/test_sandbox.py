@@ -212,20 +212,28 @@ def test_foreground_up_cleans_up_on_ctrl_c(isolated):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     status = isolated / "fg" / "sandbox.json"
     # Ctrl-C once it says it is running: earlier, a start-up cut short is cleaned up and exits 130
-    import selectors
+    import queue
+    import threading
 
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stderr, selectors.EVENT_READ)
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True)
+    reader.start()
     said = []
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None and not any("press Ctrl-C" in line for line in said):
-        if selector.select(timeout=0.5):
-            said.append(proc.stderr.readline())
+    while time.monotonic() < deadline and not any("press Ctrl-C" in line for line in said):
+        try:
+            said.append(lines.get(timeout=0.5))
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
     assert any("press Ctrl-C" in line for line in said), said
     pid = json.loads(status.read_text())["pid"]
     proc.send_signal(signal.SIGINT)
-    out, rest = proc.communicate(timeout=30)
-    err = "".join(said) + rest
+    proc.wait(timeout=30)
+    reader.join(timeout=10)
+    while not lines.empty():
+        said.append(lines.get())
+    err = "".join(said)
     assert proc.returncode == 0, err
     assert "stopping the sandbox" in err
     assert not fleet._alive(pid) and not status.exists()

@@ -6,9 +6,10 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, TextIO
 from urllib.parse import urljoin, urlsplit
 
+from edgectl.cache.sitemaps import absolute_url, shown, url_lines, walk
 from edgectl.errors import OperationFailed, UsageError
 
 
@@ -18,48 +19,46 @@ class Source:
     lastmod: datetime | None = None
 
 
-def _check(url: str) -> str | None:
-    """The URL (a unicode host in IDNA form) when it is http(s) with a host; cheap, since it runs for
-    every line of a long list."""
-    lower = url[:8].lower()
-    start = 7 if lower.startswith("http://") else 8 if lower.startswith("https://") else 0
-    if not start or len(url) <= start or url[start] in "/?#" or " " in url:
-        return None
-    if "@" in url and _credentials(url):  # never sent, never stored
-        return None
-    if "[" in url or "]" in url:
-        try:
-            urlsplit(url).port
-        except ValueError:
-            return None
+def _ascii(url: str) -> str | None:
+    """The URL with a unicode host in its IDNA form; None when the host is no valid name."""
     if url.isascii():
         return url
-    from edgectl.parse import idna_url_or_none  # a unicode host, in its IDNA form
+    from edgectl.parse import idna_url_or_none
 
     return idna_url_or_none(url)
 
 
 def _credentials(url: str) -> bool:
-    return "@" in urlsplit(url).netloc
+    """Whether a URL carries credentials, which are never sent and never stored."""
+    if "@" not in url:
+        return False
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:  # urllib cannot split it: skipped, and never shown, as if it carried some
+        return True
 
 
 def _skipped(url: str) -> str:
     """Why a URL is skipped, without repeating credentials it carries."""
-    if _credentials(url):
+    if absolute_url(url) and _credentials(url):
         return "a URL with credentials in it is skipped (they would be stored and sent in clear)"
-    return f"{url[:100]!r} is not an http(s) URL with a valid host; skipped"
+    return f"{shown(url)} is not an http(s) URL with a valid host; skipped"
 
 
-def from_lines(lines: Iterable[str], name: str, warn) -> Iterator[Source]:
+def from_lines(lines: TextIO, name: str, warn, label: str | None = None) -> Iterator[Source]:
+    """The URLs of a list, one a line; `label` is how an error names the list (its name otherwise)."""
     skipped = 0
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        if (url := _check(text)) is None:
+    held: list[str] | None = []  # until a URL shows it is a list of URLs at all; if none does, one error says so
+    for number, text, is_url in url_lines(lines, label or name):
+        if is_url and held is not None:
+            for message in held:
+                warn(message)
+            held = None
+        url = _ascii(text) if is_url and not _credentials(text) else None
+        if url is None:
             skipped += 1
             if skipped <= 5:
-                warn(f"{name}:{number}: {_skipped(text)}")
+                (warn if held is None else held.append)(f"{name}:{number}: {_skipped(text)}")
             continue
         yield Source(url)
     if skipped > 5:
@@ -115,10 +114,10 @@ class _Raw:
 
 
 def from_sitemap(location: str, *, max_bytes: int, warn, timeout: float = 30.0) -> Iterator[Source]:
-    from edgectl.cache.sitemaps import walk
-
+    # walk has skipped what is not an absolute http(s) URL: what is left to refuse is credentials
     for entry in walk(location, lambda loc: _open_sitemap(loc, timeout), max_bytes=max_bytes, warn=warn):
-        if (url := _check(entry.url)) is None:
+        url = None if _credentials(entry.url) else _ascii(entry.url)
+        if url is None:
             warn(f"{entry.sitemap}: {_skipped(entry.url)}")
             continue
         yield Source(url, entry.lastmod)
@@ -255,7 +254,7 @@ def open_sources(urls: list[str], urls_file: str | None, sitemaps: list[str], *,
 
         parts.append([Source(parse_url(u)) for u in urls])
     if urls_file == "-":
-        parts.append(from_lines(stdin or sys.stdin, "stdin", warn))
+        parts.append(from_lines(stdin or sys.stdin, "stdin", warn, label="--urls-file -"))
     elif urls_file:
         try:
             handle = open(urls_file, encoding="utf-8", errors="replace")
@@ -263,7 +262,7 @@ def open_sources(urls: list[str], urls_file: str | None, sitemaps: list[str], *,
             raise UsageError(f"cannot read --urls-file {urls_file}: {exc.strerror or exc}") from None
         if files is not None and handle.buffer.seekable():
             files.append((handle.buffer, os.fstat(handle.fileno()).st_size))
-        parts.append(from_lines(handle, urls_file, warn))
+        parts.append(from_lines(handle, urls_file, warn, label=f"--urls-file {urls_file}"))
     for sitemap in sitemaps:
         if "://" not in sitemap and sitemap != "-":
             try:

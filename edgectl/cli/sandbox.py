@@ -60,20 +60,24 @@ def sandbox_up(
     if detach:
         ctx.out.note("running in the background; stop it with: edgectl sandbox down")
         return
-    ctx.out.note("running; press Ctrl-C to stop")
     _wait_then_teardown(box)
 
 
 def _wait_then_teardown(box) -> None:
+    """Run until Ctrl-C or SIGTERM, then take everything down.
+
+    "press Ctrl-C" is said only once a Ctrl-C is sure to be caught here, so that one sent the
+    moment it is read still tears the sandbox down rather than leaving it running.
+    """
     import signal
     import time
-
 
     def terminate(signum, frame):
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
+        current().out.note("running; press Ctrl-C to stop")
         while box.running():
             time.sleep(0.2)
         raise OperationFailed("the sandbox servers stopped unexpectedly", hint=f"see {box.log_file}")
