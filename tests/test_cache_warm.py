@@ -505,16 +505,19 @@ def test_a_binary_file_is_bad_input_in_one_line_as_a_sitemap_or_a_url_list(cli, 
     assert data.lstrip()[:1] != b"<"  # so it is read as a text sitemap, not as XML that is not well-formed
     garbage.write_bytes(data)
     env = {**os.environ, "EDGECTL_STATE": str(isolated / "state.db")}
-    for option, named in (("--sitemap", f"sitemap {garbage}"), ("--urls-file", f"--urls-file {garbage}")):
+    for option, named, workers in (("--sitemap", f"sitemap {garbage}", "1"),
+                                   ("--urls-file", f"--urls-file {garbage}", "1"),
+                                   ("--urls-file", f"--urls-file {garbage}", "2")):  # said once, not by each worker
         run = subprocess.run([sys.executable, "-m", "edgectl", "cache", "warm", option, str(garbage),
-                              "--nodes", fleet.nodes[0].name], env=env, capture_output=True, timeout=60)
+                              "--nodes", fleet.nodes[0].name, "--workers", workers], env=env, capture_output=True,
+                             timeout=60)
         assert run.returncode == 2, run.stderr
         assert run.stdout == b""
         error, hint = run.stderr.decode().splitlines()
         assert error.startswith(f"error: {named}: no URLs in it; line 1 is not a URL: '") and len(error) < 600
         assert hint.startswith("hint: ")
     runs = cli("cache", "runs", "-o", "json").json()
-    assert [r["status"] for r in runs] == ["failed", "failed"]
+    assert [r["status"] for r in runs] == ["failed", "failed", "failed"]
     assert "no URLs in it" in cli("cache", "show", str(runs[0]["id"]), "-o", "json").json()["summary"]["failure"]
 
     debug = cli("--debug", "cache", "warm", "--sitemap", garbage, "-o", "json")

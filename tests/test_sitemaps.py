@@ -94,6 +94,17 @@ def test_an_index_that_includes_itself_is_walked_once_with_a_warning(site):
     assert site.asked == ["/loop.xml", "/p.xml"]
 
 
+def test_a_child_sitemap_with_credentials_in_its_url_is_skipped_and_never_fetched(site):
+    host = site.base.split("//", 1)[1]
+    site.documents.update({"/index.xml": index(f"http://user:s3cret@{host}/secret.xml", f"{site.base}/p.xml").encode(),
+                           "/secret.xml": urlset("https://e.test/never").encode(),
+                           "/p.xml": urlset("https://e.test/p").encode()})
+    warnings = []
+    assert [e.url for e in read(f"{site.base}/index.xml", warn=warnings.append)] == ["https://e.test/p"]
+    assert site.asked == ["/index.xml", "/p.xml"]
+    assert len(warnings) == 1 and "credentials" in warnings[0] and "s3cret" not in warnings[0]
+
+
 def test_locations_that_are_not_absolute_urls_are_skipped_with_one_counted_warning_and_never_fetched(site):
     # every relative location also names a document the server has: resolving one would fetch it
     site.documents.update({

@@ -358,6 +358,9 @@ def walk(source: str, opener: Opener, *, max_bytes: int = DEFAULT_MAX_BYTES,
                         first_skipped = (loc, location)
                     skipped += 1
                 elif kind == "sitemap":
+                    if _USERINFO.search(loc[:1000]):  # credentials are never sent, for a child sitemap either
+                        warn(f"sitemap {location}: a child sitemap with credentials in its URL is skipped")
+                        continue
                     yield from visit(loc, depth + 1)
                 else:
                     yield SitemapEntry(loc, lastmod, location)
@@ -369,6 +372,3 @@ def walk(source: str, opener: Opener, *, max_bytes: int = DEFAULT_MAX_BYTES,
              + shown(loc) + (f" in {where}" if where != source else "")
              + " (sitemaps list absolute URLs; edgectl never resolves them against the sitemap's own)")
 
-
-def is_remote(source: str) -> bool:
-    return urlsplit(source).scheme in ("http", "https")

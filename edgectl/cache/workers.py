@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 from dataclasses import replace
 
 from edgectl.cache import engine
-from edgectl.errors import OperationFailed
+from edgectl.errors import EdgectlError, OperationFailed, UsageError
 
 
 def run_workers(state, request, settings: engine.Settings, run_id: int, *, resuming: bool, warn) -> str:
@@ -33,9 +34,12 @@ def run_workers(state, request, settings: engine.Settings, run_id: int, *, resum
                     rate=settings.rate / workers if settings.rate else None,
                     per_host=max(1, settings.per_host // workers) if settings.per_host else 0)
     pids = []
+    reports = []  # a pipe per worker, down which it says why it failed
     for index in range(workers):
+        report_read, report_write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: never returns
+            os.close(report_read)
             code = 1
             try:
                 own = state.reopen()
@@ -47,11 +51,17 @@ def run_workers(state, request, settings: engine.Settings, run_id: int, *, resum
                     job_iter = skip_finished(job_iter, runs.finished_keys(own, run_id))
                 status, _ = runs.execute(own, run_id, job_iter, share)
                 code = 130 if status == "interrupted" else 0
+            except EdgectlError as exc:  # the parent raises it as the run's own error, once
+                code = exc.exit_code
+                os.write(report_write, json.dumps({"message": exc.message, "hint": exc.hint,
+                                                   "exit_code": exc.exit_code}).encode()[:60_000])
             except BaseException as exc:  # noqa: BLE001 - reported, then the child exits
                 sys.stderr.write(f"error: warm worker {index + 1}: {exc}\n")
             finally:
                 os._exit(code)
+        os.close(report_write)
         pids.append(pid)
+        reports.append(report_read)
     interrupted = []
 
     def forward(signum, _frame):
@@ -68,8 +78,18 @@ def run_workers(state, request, settings: engine.Settings, run_id: int, *, resum
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        errors = []
+        for fd in reports:
+            with os.fdopen(fd, "rb") as pipe:
+                said = pipe.read()
+            if said:
+                errors.append(json.loads(said))
     if interrupted or 130 in codes:
         return "interrupted"
+    if errors:  # every worker reads the same sources: a bad one is the run's error, said once
+        first = errors[0]
+        kind = UsageError if first["exit_code"] == UsageError.exit_code else OperationFailed
+        raise kind(first["message"], hint=first["hint"], exit_code=first["exit_code"])
     if any(codes):
         raise OperationFailed(f"{sum(1 for c in codes if c)} of {workers} warm workers failed",
                               hint=f"edgectl cache show {run_id}; resume with edgectl cache warm --resume {run_id}")

@@ -38,7 +38,7 @@ NODE_COLUMNS = [
 def warm(
     urls: Annotated[Optional[list[str]], typer.Option("--url", metavar="URL", help="A URL to warm; repeatable.")] = None,
     urls_file: Annotated[Optional[str], typer.Option("--urls-file", metavar="FILE|-", help="URLs one per line; '-' reads stdin. Streamed.")] = None,
-    sitemap: Annotated[Optional[list[str]], typer.Option("--sitemap", metavar="URL|FILE|-", help="A sitemap or sitemap index (gzip too); repeatable; '-' reads stdin.")] = None,
+    sitemap: Annotated[Optional[list[str]], typer.Option("--sitemap", metavar="URL|FILE|-", help="A sitemap: XML or an index, text (a URL a line), RSS 2.0 or Atom, told by its content; gzip too; repeatable; '-' reads stdin.")] = None,
     from_robots: Annotated[Optional[str], typer.Option("--from-robots", metavar="URL", help="The sitemaps a robots.txt names.")] = None,
     from_purge: Annotated[Optional[str], typer.Option("--from-purge", metavar="ID", help="The URLs a cdn purge cleared.")] = None,
     stale: Annotated[bool, typer.Option("--stale", help="Entries whose policy TTL has run out, or were invalidated.")] = False,
