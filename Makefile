@@ -28,6 +28,8 @@ bench: $(VENV)/.installed-test
 	$(PY) bench/startup.py
 	$(PY) bench/nodes_check.py
 	$(PY) bench/purge.py
+	$(PY) bench/routing.py
+	$(PY) bench/failover.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -51,6 +51,23 @@ STEPS: list[tuple[str, list[tuple[list[str], int]]]] = [
      [(["cache", "warm", "--sitemap", "{origin}/sitemap.xml", "--all-nodes"], 0)]),
     ("Warm again: the caches now answer hits",
      [(["cache", "warm", "--sitemap", "{origin}/sitemap.xml", "--all-nodes"], 0), (["cache", "runs"], 0)]),
+    ("Route by geography: Europe to Dublin, the US to Ashburn, failing over to each other; the rest to Mumbai",
+     [(["routing", "rules", "add", "--continent", "EU", "--target", "sandbox-eu-west-1",
+        "--failover", "sandbox-us-east-1"], 0),
+      (["routing", "rules", "add", "--country", "US", "--target", "sandbox-us-east-1",
+        "--failover", "sandbox-eu-west-1"], 0),
+      (["routing", "rules", "add", "--default", "--target", "sandbox-ap-south-1"], 0)]),
+    ("Where do Germany, California and Japan go, and why?",
+     [(["routing", "resolve", "DE", "--explain"], 0), (["routing", "resolve", "US-CA", "--explain"], 0),
+      (["routing", "resolve", "JP", "--explain"], 0)]),
+    ("Dublin goes down: two failed probes mark it failed, and Germany fails over to Ashburn",
+     [(["sandbox", "fault", "sandbox-eu-west-1", "--down"], 0),
+      (["nodes", "check", "--all"], 0),
+      (["nodes", "check", "--all"], 1),
+      (["routing", "resolve", "DE", "--explain"], 0), (["routing", "resolve", "US-CA"], 0),
+      (["routing", "resolve", "JP"], 0)]),
+    ("What if Ashburn failed too? Every continent before and after (nothing changes in state)",
+     [(["routing", "simulate", "--fail", "sandbox-us-east-1", "--locations", "continents"], 0)]),
 ]
 TEARDOWN = ("Tear the fleet down", [(["sandbox", "down"], 0)])
 
@@ -62,7 +79,7 @@ def _demo_dir() -> Path:
 
 
 def demo(keep: Annotated[bool, typer.Option("--keep", help="Leave the sandbox running afterwards.")] = False) -> None:
-    """Walk through edgectl on a local sandbox fleet (about 15 seconds)."""
+    """Walk through edgectl on a local sandbox fleet (about 20 seconds)."""
     import shlex
     import subprocess
     out = current().out

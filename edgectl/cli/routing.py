@@ -118,7 +118,7 @@ def rules_add(
         values["latency_threshold_ms"] = _threshold(latency_threshold)
     rule = add_rule(ctx.state, build_spec(source, target, values), reason=reason)
     ctx.out.note(f"added rule {rule.id}: {rule.source} -> {rule.target}")
-    ctx.out.show(rule.to_record(), RULE_VIEW)
+    ctx.out.show(rule.to_record(), ONE_RULE)
 
 
 @rules_app.command("list")
@@ -162,6 +162,7 @@ def _draw_rule(out, record: dict) -> None:
 
 
 RULE_VIEW = View(draw=_draw_rule)
+ONE_RULE = View(RULE_COLUMNS, rows=lambda record: [record])  # a rule just added or changed, as `list` shows it
 
 
 @rules_app.command("update")
@@ -207,7 +208,7 @@ def rules_update(
         raise UsageError("nothing to update", hint="give at least one option, e.g. --weight 50")
     rule, diff = update_rule(ctx.state, rule_id, changes, reason=reason)
     ctx.out.note(f"updated rule {rule.id}: {', '.join(diff) or 'no field changed'}")
-    ctx.out.show(rule.to_record(), RULE_VIEW)
+    ctx.out.show(rule.to_record(), ONE_RULE)
 
 
 def _switch(rule_ids: list[int], active: bool, reason: Optional[str]) -> None:
