@@ -26,12 +26,19 @@ TEMPLATES = [
     ["--output", "{}", "nodes", "list"],
     ["state", "backup", "{}"],
     ["sandbox", "fault", "{}", "--latency", "{}"],
+    ["routing", "resolve", "{}", "--strategy", "{}"],
+    ["routing", "resolve", "{}", "--window", "{}"],
+    ["routing", "resolve", "--locations", "{}", "--key", "{}"],
+    ["routing", "rules", "add", "--country", "{}", "--target", "{}"],
+    ["routing", "rules", "add", "--subdivision", "{}", "--target", "n1", "--latency-threshold", "{}"],
+    ["routing", "rules", "add", "--region", "{}", "--target", "n1", "--condition", "{}"],
+    ["routing", "simulate", "--fail", "{}", "--locations", "{}"],
 ]
 
 text = st.text(alphabet=string.printable + "é☃\u200b", max_size=20)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(template=st.sampled_from(TEMPLATES), values=st.lists(text, min_size=2, max_size=2))
 def test_random_input_never_crashes(isolated, template, values):
     args, fill = [], iter(values)
