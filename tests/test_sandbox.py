@@ -219,17 +219,24 @@ def test_foreground_up_cleans_up_on_ctrl_c(isolated):
     reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True)
     reader.start()
     said = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any("press Ctrl-C" in line for line in said):
-        try:
-            said.append(lines.get(timeout=0.5))
-        except queue.Empty:
-            if proc.poll() is not None:
-                break
-    assert any("press Ctrl-C" in line for line in said), said
-    pid = json.loads(status.read_text())["pid"]
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("press Ctrl-C" in line for line in said):
+            try:
+                said.append(lines.get(timeout=0.5))
+            except queue.Empty:
+                if proc.poll() is not None:
+                    break
+        assert any("press Ctrl-C" in line for line in said), said
+        pid = json.loads(status.read_text())["pid"]
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:  # a failed run must not leave its fleet behind
+        if proc.poll() is None:
+            proc.kill()
+        box = fleet.Sandbox.load(isolated / "fg")
+        if box is not None and box.running():
+            fleet.stop(box)
     reader.join(timeout=10)
     while not lines.empty():
         said.append(lines.get())
