@@ -100,6 +100,25 @@ def test_a_node_whose_heartbeats_stopped_three_intervals_ago_is_dropped(cli, iso
     assert candidates(resolve(cli, "DE")[1]) == {"fra-1": None, "ams-1": None}
 
 
+def test_a_node_slower_than_the_rules_threshold_over_the_window_is_dropped(cli):
+    add_nodes(cli, "fra-1", "ams-1", "par-1")
+    add_rule(cli, "--country", "DE", "--target", "fra-1")
+    slow = add_rule(cli, "--country", "DE", "--target", "ams-1")
+    add_rule(cli, "--country", "DE", "--target", "par-1")
+    # p95 of twenty samples is the 19th smallest: one slow probe in twenty is the 5% p95 leaves out
+    record_latency("fra-1", *[100.0] * 19, 900.0)
+    record_latency("ams-1", *[300.0] * 20)
+    record_latency("par-1", 900.0, age=timedelta(minutes=30))
+    answer = resolve(cli, "DE")[1]
+    assert candidates(answer) == {"fra-1": None, "ams-1": "latency p95 300 ms > 200 ms", "par-1": None}
+    assert {c["node"]: c.get("p95_ms") for c in steps(answer, "candidates")[0]["candidates"]} == {
+        "fra-1": 100.0, "ams-1": 300.0, "par-1": None}
+    # the window reaches back to par-1's old sample; the rule's own threshold lets ams-1 in
+    assert candidates(resolve(cli, "DE", "--window", "1h")[1])["par-1"] == "latency p95 900 ms > 200 ms"
+    assert cli("routing", "rules", "update", str(slow["id"]), "--latency-threshold", "350ms").exit_code == 0
+    assert candidates(resolve(cli, "DE")[1])["ams-1"] is None
+
+
 def test_a_node_that_nodes_check_measured_slow_is_dropped(cli, fleet):
     slow_port = fleet.add("slow", delay=0.5)
     add_node(cli, "fra-1", port=slow_port)

@@ -172,7 +172,9 @@ class Resolver:
                 [node_id, LATENCY_METRIC, self.since]).fetchone()[0]
             value = None
             if count:
-                offset = min(count - 1, int(0.95 * count))
+                # the nearest rank: the smallest sample that at least 95% of the samples do not
+                # exceed, the ceil(0.95 n)-th
+                offset = (95 * count + 99) // 100 - 1
                 value = self.state.db.execute(
                     "SELECT value FROM metrics WHERE node_id = ? AND metric = ? AND recorded_at >= ?"
                     " ORDER BY value LIMIT 1 OFFSET ?", [node_id, LATENCY_METRIC, self.since, offset]).fetchone()[0]
