@@ -162,11 +162,29 @@ def test_a_nodes_jurisdiction_is_its_label_else_its_countrys(cli, isolated):
     assert candidates(resolve(cli, "DE")[1])["zrh-1"] is None
 
 
+def test_an_eu_rule_whose_only_eu_node_failed_answers_no_node_rather_than_a_us_one(cli, fleet):
+    add_nodes(cli, "fra-1", "iad-1")
+    eu = add_rule(cli, "--country", "DE", "--target", "fra-1", "--jurisdiction", "eu", "--failover", "iad-1")
+    europe = add_rule(cli, "--continent", "EU", "--target", "iad-1")
+    fail(cli, fleet, "fra-1")
+    run = cli("routing", "resolve", "DE", "--explain", "-o", "json")
+    assert run.exit_code == 1, run.stderr
+    answer = run.json()
+    assert answer["node"] is None and answer["jurisdictions"] == ["eu"]
+    why = "jurisdiction us not in eu"
+    forbidden = [f"rule {eu['id']} forbade iad-1, the failover of rule {eu['id']} ({why})",
+                 f"rule {eu['id']} forbade iad-1, the target of rule {europe['id']} ({why})",
+                 f"rule {eu['id']} forbade iad-1 as the nearest node ({why})"]
+    assert steps(answer, "none")[0]["detail"]["forbidden"] == forbidden
+    assert run.error["message"] == "no node can serve DE; " + ", ".join(forbidden)
+    assert run.error["exit_code"] == 1
+
+
 def test_a_compliance_entry_binds_a_source_to_jurisdictions(cli, isolated):
     write_config(isolated, '[routing.compliance]\nDE = ["eu"]\n')
     add_nodes(cli, "iad-1", "ams-1")
     rule = add_rule(cli, "--country", "DE", "--target", "iad-1")
-    add_rule(cli, "--default", "--target", "iad-1")
+    default = add_rule(cli, "--default", "--target", "iad-1")
     answer = resolve(cli, "DE")[1]
     assert steps(answer, "jurisdictions")[0]["text"] == "jurisdictions: only eu (routing.compliance DE)"
     assert candidates(answer) == {"iad-1": "jurisdiction us not in eu"}
@@ -174,6 +192,13 @@ def test_a_compliance_entry_binds_a_source_to_jurisdictions(cli, isolated):
     assert rule["jurisdictions"] == []
     # a place the entry does not name is not bound
     assert resolve(cli, "NL")[1]["node"] == "iad-1"
+    assert cli("nodes", "drain", "ams-1").exit_code == 0
+    code, answer = resolve(cli, "DE")
+    why = "jurisdiction us not in eu"
+    assert code == 1 and steps(answer, "none")[0]["detail"]["forbidden"] == [
+        f"routing.compliance DE forbade iad-1, the target of rule {rule['id']} ({why})",
+        f"routing.compliance DE forbade iad-1, the target of rule {default['id']} ({why})",
+        f"routing.compliance DE forbade iad-1 as the nearest node ({why})"]
 
 
 # --- 3. strategies -------------------------------------------------------------------------------
