@@ -110,7 +110,7 @@ def counters() -> dict[str, int]:
 
 def assert_usage_error(run, says: str) -> None:
     """Bad input: exit 2, one `error:` line (and perhaps a hint), no traceback; `says` in either."""
-    assert run.exit_code == 2, (run.exit_code, run.stdout, run.stderr)
+    assert run.exit_code == 2, (run.exit_code, run.stdout[-500:], run.stderr)
     lines = run.stderr.splitlines()
     assert lines and lines[0].startswith("error: ") and says in run.stderr, run.stderr
     assert all(line.startswith("hint: ") for line in lines[1:]), run.stderr

@@ -449,6 +449,8 @@ def test_explain_as_a_table_is_numbered_steps(cli):
     (["DE", "--all"], "give a LOCATION or --all, not both"),
     (["DE", "--locations", "continents"], "give a LOCATION or --all, not both"),
     ([], "which location?"),
+    (["DE", "--capability", ""], "--capability '' is not a capability"),
+    (["DE", "--capability", "a\tb"], "is not a capability"),
     (["--all", "--locations", "no-such-file.txt"], "--locations no-such-file.txt"),
     (["DE", "--frobnicate"], "No such option"),
 ])

@@ -125,6 +125,7 @@ def test_the_table_says_what_is_supposed_and_that_latency_is_estimated(cli, esta
     (["--fail", "fra-1", "--strategy", "fastest"], "unknown strategy 'fastest'"),
     (["--fail", "fra-1", "--window", "soon"], "--window"),
     (["--fail", "fra-1", "--window", "0s"], "--window must be more than zero"),
+    (["--fail", "fra-1", "--capability", ""], "--capability '' is not a capability"),
     (["--fail", "fra-1", "--locations", "no-such-file.txt"], "--locations no-such-file.txt"),
     (["--fail", "fra-1", "--locations", "bad.txt"], "bad.txt:2: location 'US-ZZ' is not an ISO 3166-2 subdivision"),
 ])

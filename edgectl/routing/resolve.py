@@ -522,12 +522,13 @@ def options_from(config, *, strategy: str | None = None, capabilities: list[str]
                  key: str | None = None, window: str | None = None) -> Options:
     """Options from what was given, else the config's routing and nodes settings."""
     from edgectl.parse import parse_duration
+    from edgectl.routing.rules import parse_capability
 
     window_s = parse_duration(window, what="--window") if window else config.setting("routing.window")
     if window_s <= 0:
         raise UsageError("--window must be more than zero")
     return Options(strategy=(strategy or config.setting("routing.strategy")).lower(),
-                   capabilities=tuple(sorted({c.strip().lower() for c in capabilities or []})), key=key,
+                   capabilities=tuple(sorted({parse_capability(c) for c in capabilities or []})), key=key,
                    window_s=window_s, heartbeat_interval=config.setting("nodes.heartbeat_interval"))
 
 
