@@ -436,6 +436,8 @@ def test_explain_as_a_table_is_numbered_steps(cli):
 
 @pytest.mark.parametrize("args, says", [
     (["DE", "--strategy", "fastest"], "unknown strategy 'fastest'"),
+    (["DE", "--strategy", ""], "unknown strategy ''"),
+    (["DE", "--window", ""], "--window: empty duration"),
     (["DE", "--window", "soon"], "--window"),
     (["DE", "--window", "0"], "--window must be more than zero"),
     (["DE", "--window", "-5m"], "--window"),

@@ -524,10 +524,11 @@ def options_from(config, *, strategy: str | None = None, capabilities: list[str]
     from edgectl.parse import parse_duration
     from edgectl.routing.rules import parse_capability
 
-    window_s = parse_duration(window, what="--window") if window else config.setting("routing.window")
+    # an empty --strategy or --window is a mistake to report, not a request for the default
+    window_s = parse_duration(window, what="--window") if window is not None else config.setting("routing.window")
     if window_s <= 0:
         raise UsageError("--window must be more than zero")
-    return Options(strategy=(strategy or config.setting("routing.strategy")).lower(),
+    return Options(strategy=(strategy if strategy is not None else config.setting("routing.strategy")).lower(),
                    capabilities=tuple(sorted({parse_capability(c) for c in capabilities or []})), key=key,
                    window_s=window_s, heartbeat_interval=config.setting("nodes.heartbeat_interval"))
 
