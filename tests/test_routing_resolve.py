@@ -40,11 +40,15 @@ def test_the_most_specific_active_rules_win_and_disabled_ones_are_passed_by(cli)
         add_rule(cli, "--default", "--target", "nrt-1"),
     ]
     # each rule in turn is the most specific one left; disabling it hands US-CA to the next
-    for rule in ladder:
+    for number, rule in enumerate(ladder):
         code, answer = resolve(cli, "US-CA")
         assert code == 0 and (answer["node"], answer["rule"]) == (rule["target"], rule["id"]), answer
         assert answer["via"] == f"rule {rule['id']}"
-        assert steps(answer, "rules")[-1]["text"] == f"rules for {rule['source']}: rule {rule['id']} -> {rule['target']} (weight 100)"
+        rules_steps = steps(answer, "rules")
+        # the levels passed by say so: each holds only a disabled rule
+        assert [s["text"] for s in rules_steps[:-1]] == [
+            f"rules for {r['source']}: 1 disabled, passed by" for r in ladder[:number]]
+        assert rules_steps[-1]["text"] == f"rules for {rule['source']}: rule {rule['id']} -> {rule['target']} (weight 100)"
         assert cli("routing", "rules", "disable", str(rule["id"])).exit_code == 0
     code, answer = resolve(cli, "US-CA")
     assert code == 0 and (answer["node"], answer["via"]) == ("sfo-1", "nearest allowed node")

@@ -265,6 +265,9 @@ class Resolver:
             rules = [rule for source in level for rule in self.rules(source)]
             active = [rule for rule in rules if rule.active]
             if not active:
+                if rules:  # said, so that a rule someone expected to answer is seen to be off
+                    sources = ", ".join(str(s) for s in level if any(r.source == s for r in rules))
+                    steps.append(Step("rules", f"rules for {sources}: {len(rules)} disabled, passed by"))
                 continue
             sources = ", ".join(str(s) for s in level if any(r.source == s for r in active))
             inactive = len(rules) - len(active)
