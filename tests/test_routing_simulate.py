@@ -122,6 +122,8 @@ def test_the_table_says_what_is_supposed_and_that_latency_is_estimated(cli, esta
     (["--fail", "fra-2"], "did you mean fra-1?"),
     (["--fail", "ghost", "--drain", "phantom"], "unknown nodes: ghost, phantom"),
     (["--fail", "region:mars"], "no nodes in region 'mars'"),
+    (["--fail", "region:"], "--fail region:: which region?"),
+    (["--fail", "region: "], "which region?"),
     (["--fail", "fra-1", "--strategy", "fastest"], "unknown strategy 'fastest'"),
     (["--fail", "fra-1", "--window", "soon"], "--window"),
     (["--fail", "fra-1", "--window", "0s"], "--window must be more than zero"),
