@@ -48,7 +48,8 @@ def test_the_most_specific_active_rules_win_and_disabled_ones_are_passed_by(cli)
         # the levels passed by say so: each holds only a disabled rule
         assert [s["text"] for s in rules_steps[:-1]] == [
             f"rules for {r['source']}: 1 disabled, passed by" for r in ladder[:number]]
-        assert rules_steps[-1]["text"] == f"rules for {rule['source']}: rule {rule['id']} -> {rule['target']} (weight 100)"
+        assert rules_steps[-1]["text"] == (
+            f"rules for {rule['source']}: rule {rule['id']} -> {rule['target']} (weight 100)")
         assert cli("routing", "rules", "disable", str(rule["id"])).exit_code == 0
     code, answer = resolve(cli, "US-CA")
     assert code == 0 and (answer["node"], answer["via"]) == ("sfo-1", "nearest allowed node")
@@ -58,7 +59,7 @@ def test_a_region_set_from_the_config_and_a_cloudflare_region_are_one_level(cli,
     write_config(isolated, '[routing.regions]\ndach = ["DE", "AT", "CH"]\n')
     add_nodes(cli, "zrh-1", "ams-1", "fra-1")
     dach = add_rule(cli, "--region", "dach", "--target", "zrh-1")
-    weu = add_rule(cli, "--region", "WEU", "--target", "ams-1", "--weight", "0")
+    add_rule(cli, "--region", "WEU", "--target", "ams-1", "--weight", "0")
     add_rule(cli, "--continent", "EU", "--target", "fra-1")
     for place in ("DE", "CH", "DE-BY"):
         code, answer = resolve(cli, place)
@@ -71,7 +72,6 @@ def test_a_region_set_from_the_config_and_a_cloudflare_region_are_one_level(cli,
     assert candidates(resolve(cli, "AT")[1]) == {"zrh-1": None}
     # a continent is not wholly inside dach, so the continent's own rule answers
     assert resolve(cli, "EU")[1]["node"] == "fra-1"
-    assert weu["weight"] == 0
 
 
 # --- 2. candidates dropped -----------------------------------------------------------------------
@@ -127,7 +127,8 @@ def test_a_node_that_nodes_check_measured_slow_is_dropped(cli, fleet):
     slow_port = fleet.add("slow", delay=0.5)
     add_node(cli, "fra-1", port=slow_port)
     add_nodes(cli, "ams-1")
-    rule = add_rule(cli, "--country", "DE", "--target", "fra-1", "--latency-threshold", "250ms", "--failover", "ams-1")
+    rule = add_rule(cli, "--country", "DE", "--target", "fra-1", "--latency-threshold", "250ms",
+                    "--failover", "ams-1")
     run = cli("nodes", "check", "fra-1", "--timeout", "10s", "-o", "json")
     assert run.exit_code == 0 and run.json()[0]["latency_ms"] >= 500, run.stdout
     code, answer = resolve(cli, "DE")
@@ -262,7 +263,8 @@ def test_least_loaded_takes_the_lowest_cpu_and_skips_a_node_at_max_concurrent(cl
     heartbeat(cli, "par-1", "--cpu", "40")
     answer = resolve(cli, "DE", "--strategy", "least_loaded")[1]
     assert answer["node"] == "ams-1"
-    assert steps(answer, "strategy")[0]["text"] == "least_loaded: ams-1 has the lowest cpu (10%; par-1 40%, fra-1 80%)"
+    assert steps(answer, "strategy")[0]["text"] == (
+        "least_loaded: ams-1 has the lowest cpu (10%; par-1 40%, fra-1 80%)")
     heartbeat(cli, "ams-1", report={"cpu_percent": 10, "resources": {"connections": 100}})
     answer = resolve(cli, "DE", "--strategy", "least_loaded")[1]
     assert candidates(answer)["ams-1"] == "at max_concurrent (100 of 100)" and answer["node"] == "par-1"
@@ -326,10 +328,12 @@ def test_fallbacks_failover_then_less_specific_rules_then_the_nearest_node_then_
         assert cli("nodes", "drain", name).exit_code == 0
         code, answer = resolve(cli, "DE")
         assert (code, answer["node"], answer["via"]) == (0, node, via), answer
-    assert [s["text"] for s in steps(answer, "failover")] == [f"failover: ams-1 (rule {germany['id']}) dropped: status draining",
-                                                              "no candidate left, and no failover node named"]
+    assert [s["text"] for s in steps(answer, "failover")] == [
+        f"failover: ams-1 (rule {germany['id']}) dropped: status draining",
+        "no candidate left, and no failover node named"]
     assert len(steps(answer, "fallback")) == 2
-    assert steps(answer, "nearest")[0]["text"] == "nearest allowed node: iad-1 (6,532 km); left out: 4 status draining"
+    assert steps(answer, "nearest")[0]["text"] == (
+        "nearest allowed node: iad-1 (6,532 km); left out: 4 status draining")
     assert cli("nodes", "drain", "iad-1").exit_code == 0
     run = cli("routing", "resolve", "DE", "-o", "json")
     assert run.exit_code == 1 and run.json()["node"] is None
@@ -360,7 +364,8 @@ def test_an_ip_needs_a_configured_database_and_a_known_well_formed_address(cli, 
     add_rule(cli, "--default", "--target", "fra-1")
     unset = cli("routing", "resolve", "203.0.113.9")
     assert_usage_error(unset, "routing.geoip_db is not set")
-    assert "hint: set routing.geoip_db to a MaxMind City database: edgectl config set routing.geoip_db" in unset.stderr
+    assert "hint: set routing.geoip_db to a MaxMind City database: edgectl config set routing.geoip_db" in (
+        unset.stderr)
     write_config(isolated, f'[routing]\ngeoip_db = "{geoip_db}"\n')
     assert_usage_error(cli("routing", "resolve", "10.0.0.1"), "is not in the GeoIP database")
     assert_usage_error(cli("routing", "resolve", "300.1.2.3"), "is not a valid IP address")
@@ -380,7 +385,8 @@ def test_all_countries_and_all_continents(cli):
     assert run.exit_code == 0, run.stderr
     answers = run.json()
     assert [a["location"] for a in answers] == [place.code for place in all_locations("countries")]
-    assert {a["location"]: a["node"] for a in answers if a["location"] in ("DE", "US")} == {"DE": "fra-1", "US": "iad-1"}
+    by_place = {a["location"]: a["node"] for a in answers}
+    assert (by_place["DE"], by_place["US"]) == ("fra-1", "iad-1")
     assert "steps" not in answers[0]
     assert cli("routing", "resolve", "--locations", "countries", "-o", "json").json() == answers
     continents = cli("routing", "resolve", "--all", "--locations", "continents", "-o", "json")
