@@ -90,3 +90,28 @@ def site(tmp_path, monkeypatch) -> Path:
     path.mkdir()
     monkeypatch.syspath_prepend(str(path))
     return path
+
+
+@pytest.fixture
+def geoip_db(tmp_path) -> str:
+    """A GeoLite2-City-shaped database with a few documentation networks."""
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(ip_version=6, database_type="GeoLite2-City", languages=["en"],
+                        description={"en": "edgectl test"}, ipv4_compatible=True)
+    writer.insert_network(IPSet(["203.0.113.0/24"]), {
+        "continent": {"code": "NA"},
+        "country": {"iso_code": "US", "names": {"en": "United States"}},
+        "subdivisions": [{"iso_code": "CA", "names": {"en": "California"}}],
+        "location": {"latitude": 37.7749, "longitude": -122.4194},
+    })
+    writer.insert_network(IPSet(["198.51.100.0/25"]), {"country": {"iso_code": "DE"}})
+    writer.insert_network(IPSet(["198.51.100.128/25"]), {"continent": {"code": "EU"}})
+    writer.insert_network(IPSet(["192.0.2.0/24"]), {"country": {"iso_code": "XK"}})
+    writer.insert_network(IPSet(["2001:db8::/32"]), {
+        "country": {"iso_code": "JP"}, "subdivisions": [{"iso_code": "13", "names": {"en": "Tokyo"}}],
+    })
+    path = tmp_path / "GeoLite2-City-test.mmdb"
+    writer.to_db_file(str(path))
+    return str(path)

@@ -100,6 +100,8 @@ def test_a_disable_of_several_rules_is_all_or_nothing(nodes):
     (["--country", "DE", "--target", "fra-1", "--latency-threshold", "0s"], "more than zero"),
     (["--country", "DE", "--target", "fra-1", "--latency-threshold", "soon"], "latency-threshold"),
     (["--country", "DE", "--target", "fra-1", "--jurisdiction", "e u"], "jurisdiction"),
+    (["--country", "DE", "--target", "fra-1", "--capability", ""], "--capability '' is not a capability"),
+    (["--country", "DE", "--target", "fra-1", "--capability", "Web Cache"], "is not a capability"),
     (["--country", "DE", "--target", "fra-1", "--condition", "tier"], "tier"),
 ])
 def test_bad_input_is_one_line_and_exit_2(nodes, args, message):

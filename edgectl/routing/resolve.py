@@ -107,6 +107,22 @@ class Resolution:
         return record
 
 
+@dataclass
+class Forbidden:
+    """The nodes the jurisdictions ruled out, each with who set them: the answer with no node says so."""
+
+    by: list[str] = field(default_factory=list)  # "routing.compliance DE", "rule 3"
+    entries: list[str] = field(default_factory=list)
+
+    def bind(self, who: str) -> None:
+        if who not in self.by:
+            self.by.append(who)
+
+    def add(self, node: str, role: str, reason: str) -> None:
+        # "rule 3 forbade iad-1, the target of rule 5 (jurisdiction us not in eu)"
+        self.entries.append(f"{' and '.join(self.by)} forbade {node}{role} ({reason})")
+
+
 def _key_fraction(text: str) -> float:
     """A stable point in [0, 1) for a key: the same on every machine and run (not Python's hash)."""
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
@@ -172,7 +188,9 @@ class Resolver:
                 [node_id, LATENCY_METRIC, self.since]).fetchone()[0]
             value = None
             if count:
-                offset = min(count - 1, int(0.95 * count))
+                # the nearest rank: the smallest sample that at least 95% of the samples do not
+                # exceed, the ceil(0.95 n)-th
+                offset = (95 * count + 99) // 100 - 1
                 value = self.state.db.execute(
                     "SELECT value FROM metrics WHERE node_id = ? AND metric = ? AND recorded_at >= ?"
                     " ORDER BY value LIMIT 1 OFFSET ?", [node_id, LATENCY_METRIC, self.since, offset]).fetchone()[0]
@@ -236,18 +254,20 @@ class Resolver:
         steps.append(Step("location", f"{location.text}: {location.name}" + (f" ({where})" if where else ""),
                           detail={"lat": location.lat, "lon": location.lon}))
         allowed: set[str] | None = None
-        reasons: list[str] = []
+        forbidden = Forbidden()
         for key, codes in compliance_for(location, self.config):
             allowed = set(codes) if allowed is None else allowed & set(codes)
-            reasons.append(f"routing.compliance {key}")
-        if reasons:
+            forbidden.bind(f"routing.compliance {key}")
+        if forbidden.by:
             steps.append(Step("jurisdictions", f"jurisdictions: only {', '.join(sorted(allowed)) or 'none'} "
-                              f"({'; '.join(reasons)})"))
-        forbidden: list[str] = []  # "rule 3 forbade us-1 (jurisdiction us)", for the answer with no node
+                              f"({'; '.join(forbidden.by)})"))
         for level in self.levels(location):
             rules = [rule for source in level for rule in self.rules(source)]
             active = [rule for rule in rules if rule.active]
             if not active:
+                if rules:  # said, so that a rule someone expected to answer is seen to be off
+                    sources = ", ".join(str(s) for s in level if any(r.source == s for r in rules))
+                    steps.append(Step("rules", f"rules for {sources}: {len(rules)} disabled, passed by"))
                 continue
             sources = ", ".join(str(s) for s in level if any(r.source == s for r in active))
             inactive = len(rules) - len(active)
@@ -258,6 +278,8 @@ class Resolver:
             if declared:
                 allowed = declared if allowed is None else allowed & declared
                 binding = [str(r.id) for r in active if r.jurisdictions]
+                for rule_id in binding:
+                    forbidden.bind(f"rule {rule_id}")
                 steps.append(Step("jurisdictions", f"jurisdictions: only {', '.join(sorted(allowed)) or 'none'} "
                                   f"(rule{'s' if len(binding) > 1 else ''} {', '.join(binding)})"))
             candidates = self._candidates(location, active, allowed, forbidden)
@@ -278,8 +300,8 @@ class Resolver:
         steps.append(Step("nearest", text, candidates))
         if nearest is not None:
             return self._answer(location, nearest.node, "nearest allowed node", None, steps, allowed)
-        why = f"; {', '.join(forbidden[:5])}" if forbidden else ""
-        steps.append(Step("none", f"no node can serve {location.text}{why}", detail={"forbidden": forbidden}))
+        why = f"; {', '.join(forbidden.entries[:5])}" if forbidden.entries else ""
+        steps.append(Step("none", f"no node can serve {location.text}{why}", detail={"forbidden": forbidden.entries}))
         return Resolution(location, None, None, None, opts.strategy, steps,
                           jurisdictions=sorted(allowed) if allowed is not None else None)
 
@@ -314,7 +336,7 @@ class Resolver:
                 return f"at max_concurrent ({connections:g} of {node.max_concurrent})"
         return None
 
-    def _candidates(self, location, rules: list[Rule], allowed, forbidden: list[str]) -> list[Candidate]:
+    def _candidates(self, location, rules: list[Rule], allowed, forbidden: Forbidden) -> list[Candidate]:
         by_id = {}
         for rule in rules:
             by_id[rule.id] = rule
@@ -327,7 +349,7 @@ class Resolver:
             candidate = Candidate(rule.target, rule.id, reason is None, reason, rule.weight,
                                   self._distance(location, node), self.p95(node.id) if node else None)
             if reason and reason.startswith("jurisdiction"):
-                forbidden.append(f"rule {rule.id} forbade {rule.target} ({reason})")
+                forbidden.add(rule.target, f", the target of rule {rule.id}", reason)
             out.append(candidate)
         return out
 
@@ -434,7 +456,8 @@ class Resolver:
                        " value = excluded.value", [key, turn + 1])
         return turn
 
-    def _failover(self, location, rules: list[Rule], allowed, forbidden) -> tuple[Candidate | None, str, dict]:
+    def _failover(self, location, rules: list[Rule], allowed,
+                  forbidden: Forbidden) -> tuple[Candidate | None, str, dict]:
         with_failover = [r for r in rules if r.failover]
         if not with_failover:
             return None, "no candidate left, and no failover node named", {}
@@ -448,11 +471,11 @@ class Resolver:
                 return (Candidate(rule.failover, rule.id, distance_km=self._distance(location, node)),
                         f"failover of rule {rule.id}: {rule.failover}", {})
             if reason.startswith("jurisdiction"):
-                forbidden.append(f"rule {rule.id}'s failover {rule.failover} ({reason})")
+                forbidden.add(rule.failover, f", the failover of rule {rule.id}", reason)
             notes.append(f"{rule.failover} (rule {rule.id}) dropped: {reason}")
         return None, "failover: " + "; ".join(notes), {}
 
-    def _nearest(self, location, allowed, forbidden) -> tuple[Candidate | None, str, list[Candidate]]:
+    def _nearest(self, location, allowed, forbidden: Forbidden) -> tuple[Candidate | None, str, list[Candidate]]:
         ranked = []
         dropped: dict[str, int] = {}
         for node in self.all_nodes():
@@ -460,7 +483,7 @@ class Resolver:
             if reason is not None:
                 dropped[reason.split(" (")[0].split(":")[0]] = dropped.get(reason.split(" (")[0].split(":")[0], 0) + 1
                 if reason.startswith("jurisdiction"):
-                    forbidden.append(f"the nearest-node fallback forbade {node.name} ({reason})")
+                    forbidden.add(node.name, " as the nearest node", reason)
                 continue
             distance = self._distance(location, node)
             if distance is not None:
@@ -502,12 +525,14 @@ def options_from(config, *, strategy: str | None = None, capabilities: list[str]
                  key: str | None = None, window: str | None = None) -> Options:
     """Options from what was given, else the config's routing and nodes settings."""
     from edgectl.parse import parse_duration
+    from edgectl.routing.rules import parse_capability
 
-    window_s = parse_duration(window, what="--window") if window else config.setting("routing.window")
+    # an empty --strategy or --window is a mistake to report, not a request for the default
+    window_s = parse_duration(window, what="--window") if window is not None else config.setting("routing.window")
     if window_s <= 0:
         raise UsageError("--window must be more than zero")
-    return Options(strategy=(strategy or config.setting("routing.strategy")).lower(),
-                   capabilities=tuple(sorted({c.strip().lower() for c in capabilities or []})), key=key,
+    return Options(strategy=(strategy if strategy is not None else config.setting("routing.strategy")).lower(),
+                   capabilities=tuple(sorted({parse_capability(c) for c in capabilities or []})), key=key,
                    window_s=window_s, heartbeat_interval=config.setting("nodes.heartbeat_interval"))
 
 

@@ -109,6 +109,16 @@ def region_countries(name: str, config=None) -> list[str]:
 
 # -- specs --------------------------------------------------------------------------------------
 
+def parse_capability(text: str, *, what: str = "--capability") -> str:
+    """A capability as a node can have it (nodes.inventory's rule): anything else would match no node."""
+    from edgectl.nodes.inventory import _CAPABILITY_CHARS
+
+    name = str(text).strip().lower()
+    if not name or len(name) > 64 or not set(name) <= _CAPABILITY_CHARS:
+        raise UsageError(f"{what} {text!r} is not a capability", hint="use names like http3, image-resize or waf")
+    return name
+
+
 def parse_jurisdiction(text: str) -> str:
     code = str(text).strip().lower()
     if not re.fullmatch(r"[a-z]{2,8}", code):
@@ -140,9 +150,7 @@ def build_spec(source: Source, target: str, values: dict[str, Any]) -> RuleSpec:
         if spec.failover == spec.target:
             raise UsageError(f"the failover node of a rule cannot be its target ({spec.target})")
     spec.jurisdictions = sorted(dict.fromkeys(parse_jurisdiction(j) for j in values.get("jurisdictions") or []))
-    spec.capabilities = sorted(dict.fromkeys(str(c).strip().lower() for c in values.get("capabilities") or []))
-    for capability in spec.capabilities:
-        check_text(capability, what="--capability", limit=64)
+    spec.capabilities = sorted(dict.fromkeys(parse_capability(c) for c in values.get("capabilities") or []))
     conditions = values.get("conditions") or {}
     if not isinstance(conditions, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                    for k, v in conditions.items()):

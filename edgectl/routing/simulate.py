@@ -63,6 +63,8 @@ def overrides(state, fail: list[str], drain: list[str]) -> tuple[dict[str, str],
     for item in fail:
         if item.startswith("region:"):
             region = item[len("region:"):].strip()
+            if not region:  # NodeFilter takes an empty region for none at all, which is every node
+                raise UsageError(f"--fail {item}: which region?", hint="give --fail region:R, e.g. region:eu-west")
             in_region = [n.name for n in list_nodes(state, NodeFilter(region=region))]
             if not in_region:
                 raise UsageError(f"--fail {item}: no nodes in region {region!r}",
