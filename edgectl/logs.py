@@ -30,13 +30,25 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_debug_logging(level: int = logging.DEBUG) -> None:
+def configure_debug_logging(level: int = logging.DEBUG):
+    """Every library's log lines on stderr, redacted; returns what puts logging back as it was.
+
+    A command run in-process (tests, a program embedding edgectl) must not leave the root logger
+    at DEBUG writing to a stream that is gone once the command has ended.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
+    before = (root.handlers[:], root.level)
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+    def restore() -> None:
+        root.handlers[:], level_before = before
+        root.setLevel(level_before)
+
+    return restore
 
 
 log = logging.getLogger("edgectl")

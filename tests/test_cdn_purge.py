@@ -894,12 +894,20 @@ def test_the_next_poll_is_the_providers_word_within_bounds(suggested, remaining,
 def test_wait_polls_cloudfront_until_the_invalidation_completes(cli, isolated, proxy, distribution):
     config = write_config(isolated / "c.toml", {"front": cloudfront(proxy, distribution)})
     proxy.hold = True
-    release = threading.Timer(1.0, proxy.release)
+
+    def release_once_both_are_held():
+        # bounded; a release before the purge has created its invalidations would hold them forever
+        deadline = time.monotonic() + 60
+        while proxy.in_progress(distribution) != (1, 1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # long enough for at least one poll to find them in progress
+        proxy.release()
+
+    release = threading.Thread(target=release_once_both_are_held, daemon=True)
     release.start()
-    try:
-        run = cli("--config", config, "cdn", "purge", "--url", f"{WWW}/a", "--prefix", "/b/", "--wait", "-o", "json")
-    finally:
-        release.cancel()
+    run = cli("--config", config, "cdn", "purge", "--url", f"{WWW}/a", "--prefix", "/b/", "--wait",
+              "--timeout", "2m", "-o", "json")
+    release.join(timeout=60)
 
     assert run.exit_code == 0, run.stderr
     assert run.json()["status"] == "completed"

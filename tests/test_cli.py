@@ -258,3 +258,13 @@ def test_one_call_renders_a_result_in_every_format(fmt, capsys):
     else:
         assert [line.split() for line in out.splitlines()] == [["NODE", "HITS"], ["n2", "3"], ["n10", "1"]]
         assert err.strip() == "run 7"  # the summary line for a person, under the table
+
+
+def test_debug_logging_is_put_back_when_the_command_ends(cli):
+    import logging
+
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    run = cli("--debug", "nodes", "list")
+    assert run.exit_code == 0
+    assert (list(root.handlers), root.level) == before  # no DEBUG handler left on a stream that is gone

@@ -285,7 +285,7 @@ def root(
 
         from edgectl.logs import configure_debug_logging
 
-        configure_debug_logging(logging.DEBUG)
+        ctx.obj._restore_logging = configure_debug_logging(logging.DEBUG)
 
 
 def _register() -> None:

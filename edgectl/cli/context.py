@@ -29,6 +29,7 @@ class AppContext:
     _config: "Config | None" = field(default=None, repr=False)
     _state: "State | None" = field(default=None, repr=False)
     _renderer: Renderer | None = field(default=None, repr=False)
+    _restore_logging: object = field(default=None, repr=False)  # set by --debug
 
     @property
     def output(self) -> str:
@@ -91,6 +92,9 @@ class AppContext:
         if self._state is not None:
             self._state.close()
             self._state = None
+        if self._restore_logging is not None:
+            self._restore_logging()
+            self._restore_logging = None
 
     @property
     def interactive(self) -> bool:
