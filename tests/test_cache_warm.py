@@ -535,3 +535,15 @@ def test_an_empty_source_is_a_clean_run_that_warms_nothing(cli, fleet, isolated)
             run = cli("cache", "warm", option, source, "--nodes", fleet.nodes[0].name, "-o", "json")
             assert run.exit_code == 0, run.stderr
             assert run.json()["requests"] == 0 and "error" not in run.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sitemap", "http://[::1"], "--sitemap 'http://[::1' is not valid"),
+    (["--url", "https://www.sandbox.test/", "--rate", "nan"], "--rate must be a number"),
+    (["--url", "https://www.sandbox.test/", "--rate", "inf"], "--rate must be a number"),
+])
+def test_bad_engine_and_source_options_are_refused_before_a_run_is_recorded(cli, args, message):
+    run = cli("cache", "warm", *args)
+    assert run.exit_code == 2 and message in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+    assert cli("cache", "runs", "-o", "json").json() == []

@@ -916,6 +916,26 @@ def test_wait_polls_cloudfront_until_the_invalidation_completes(cli, isolated, p
     assert len(proxy.requests("GET", "/invalidation/")) >= 2
 
 
+def test_a_throttled_status_check_waits_at_least_the_floor_before_asking_again(cli, isolated, proxy, distribution):
+    """`Retry-After: 0` on a completion poll must not become a loop of polls as fast as they answer."""
+    config = write_config(isolated / "c.toml", {"front": cloudfront(proxy, distribution)})
+    proxy.hold = True
+
+    def throttle_once_created():
+        deadline = time.monotonic() + 60
+        while proxy.in_progress(distribution) == (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proxy.inject("throttling", 10_000, retry_after="0", create_only=False)
+
+    thrower = threading.Thread(target=throttle_once_created, daemon=True)
+    thrower.start()
+    run = cli("--config", config, "cdn", "purge", "--url", f"{WWW}/a", "--wait", "--timeout", "4s", "-o", "json")
+    thrower.join(timeout=60)
+    assert run.exit_code == 1 and run.json()["status"] == "accepted"
+    polls = len(proxy.requests("GET", "/invalidation/"))
+    assert 1 <= polls <= 8, polls  # about one a second (the floor) over four seconds, not hundreds
+
+
 def test_a_wait_that_times_out_leaves_batches_accepted_and_resume_wait_finishes_them(cli, isolated, proxy,
                                                                                      distribution, admin):
     config = write_config(isolated / "c.toml", {"front": cloudfront(proxy, distribution)})
@@ -1085,3 +1105,28 @@ def test_an_http_provider_naming_an_unknown_node_is_a_config_error(cli, sandbox)
         "token": f"file:{box.token_file}"}})
     run = cli("--config", config, "cdn", "purge", "--url", f"http://{SANDBOX_HOST}/docs/page-0001.html")
     assert run.exit_code == 2 and "unknown node(s): ghost-node" in run.stderr
+
+
+def test_a_broken_provider_table_is_left_out_of_the_mapping_and_never_stops_the_others(cli, isolated, cf):
+    config = write_config(isolated / "c.toml", {"cf": cloudflare(cf), "typo": {"type": "cloudflare"},
+                                                "gone": {"kind": "cloudfrnt", "hosts": ["static.example.org"]}})
+    run = cli("--config", config, "cdn", "purge", "--url", f"{WWW}/a", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert [p["items"] for p in cf.purged] == [[f"{WWW}/a"]]
+    assert "provider typo is left out" in run.stderr and "provider gone is left out" in run.stderr
+    listed = {row["name"]: row for row in cli("--config", config, "providers", "list", "-o", "json").json()}
+    assert "kind: missing" in listed["typo"]["problem"] and listed["cf"].get("problem") is None
+    named = cli("--config", config, "cdn", "purge", "--url", f"{WWW}/a", "-p", "typo")
+    assert named.exit_code == 2 and "providers.typo.kind: missing" in named.stderr
+    everything = cli("--config", config, "cdn", "purge", "--url", f"{WWW}/a", "--all-providers")
+    assert everything.exit_code == 0, everything.stderr  # every provider that can purge: the broken cannot
+    assert "provider typo is left out" in everything.stderr
+
+
+def test_a_broken_provider_table_that_serves_a_host_the_purge_names_stops_it(cli, isolated, cf):
+    config = write_config(isolated / "c.toml", {"cf": cloudflare(cf),
+                                                "gone": {"kind": "cloudfrnt", "hosts": ["www.example.com"]}})
+    run = cli("--config", config, "cdn", "purge", "--url", f"{WWW}/a")
+    assert run.exit_code == 2
+    assert "provider gone: unknown provider kind 'cloudfrnt'" in run.stderr and "serves www.example.com" in run.stderr
+    assert cf.purged == []

@@ -148,3 +148,24 @@ def test_a_lock_held_past_the_busy_timeout_is_exit_4_with_its_hint(isolated, sta
     assert "state.busy_timeout" in run.stderr and "Traceback" not in run.stderr
     assert waited >= 0.3  # refused only once the timeout had passed
     assert _count(state_path, "SELECT count(*) FROM metrics WHERE source = 'heartbeat'") == 0
+
+
+def test_changes_to_one_record_at_once_all_land(cli, isolated, state_path):
+    """Writers that read a record and change part of it: each reads under the write lock, so none undoes another."""
+    assert cli("nodes", "add", "n1", "-e", "http://127.0.0.1:9").exit_code == 0
+    rule = cli("routing", "rules", "add", "--country", "DE", "--target", "n1", "-o", "json").json()
+    commands = [["nodes", "update", "n1", "--capability", c] for c in ("a", "b", "c", "d", "e", "f")]
+    commands += [["nodes", "heartbeat", "n1", option, value] for option, value in
+                 (("--cpu", "11"), ("--memory", "22"), ("--disk", "33"), ("--network", "44"))]
+    commands += [["routing", "rules", "update", str(rule["id"]), *change] for change in
+                 (["--weight", "77"], ["--latency-threshold", "777ms"], ["--capability", "zz"])]
+    for _ in range(2):
+        processes = [(args, _start(["--quiet", *args])) for args in commands]
+        assert _finish(processes) == []
+    node = cli("nodes", "show", "n1", "-o", "json").json()
+    assert node["capabilities"] == ["a", "b", "c", "d", "e", "f"]
+    assert {k: node["health_metrics"].get(k) for k in ("cpu_percent", "memory_percent", "disk_percent",
+                                                        "network_mbps")} == {
+        "cpu_percent": 11, "memory_percent": 22, "disk_percent": 33, "network_mbps": 44}
+    shown = cli("routing", "rules", "show", str(rule["id"]), "-o", "json").json()
+    assert (shown["weight"], shown["latency_threshold_ms"], shown["capabilities"]) == (77, 777, ["zz"])

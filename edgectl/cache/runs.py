@@ -60,19 +60,23 @@ def finished_keys(state, run_id: int) -> set[int]:
 
 
 def claim_run(state, run_id: int) -> dict[str, Any]:
-    """A run to resume: interrupted (or whose process died), never one still running."""
-    record = get_run(state, run_id)
-    if record["status"] == "running":
-        from edgectl.errors import LockHeld
+    """A run to resume: interrupted (or whose process died), never one still running.
 
-        raise LockHeld(f"warm run {run_id} is still running")
-    if record["status"] == "completed":
-        raise UsageError(f"warm run {run_id} completed; there is nothing to resume")
+    The check and the take are one transaction under the write lock, so of two resumes started
+    at once (`--no-lock`) exactly one gets the run.
+    """
     with state.db.atomic():
+        record = get_run(state, run_id)
+        if record["status"] == "running":
+            from edgectl.errors import LockHeld
+
+            raise LockHeld(f"warm run {run_id} is still running",
+                           hint="wait for it to finish; a run whose process has died can be resumed")
+        if record["status"] == "completed":
+            raise UsageError(f"warm run {run_id} completed; there is nothing to resume")
         state.db.conn.execute("UPDATE warm_runs SET status = 'running', owner_pid = ?, finished_at = NULL WHERE id = ?",
                               [os.getpid(), run_id])
     return record
-
 
 
 def start_run(state, options: dict[str, Any]) -> int:

@@ -80,7 +80,11 @@ def _open_sitemap(location: str, timeout: float):
         except OSError as exc:
             raise UsageError(f"cannot read sitemap {location}: {exc.strerror or exc}") from None
         return
-    if urlsplit(location).scheme not in ("http", "https"):
+    try:
+        scheme = urlsplit(location).scheme
+    except ValueError:  # e.g. an unclosed IPv6 bracket, from a robots.txt or an index
+        scheme = None
+    if scheme not in ("http", "https"):
         raise UsageError(f"sitemap {location!r} is not an http(s) URL or a file")
     import httpx
 
@@ -264,7 +268,11 @@ def open_sources(urls: list[str], urls_file: str | None, sitemaps: list[str], *,
             files.append((handle.buffer, os.fstat(handle.fileno()).st_size))
         parts.append(from_lines(handle, urls_file, warn, label=f"--urls-file {urls_file}"))
     for sitemap in sitemaps:
-        if "://" not in sitemap and sitemap != "-":
+        if "://" in sitemap:  # a malformed address is refused now, before a run is recorded
+            from edgectl.parse import parse_url
+
+            parse_url(sitemap, what="--sitemap")
+        elif sitemap != "-":
             try:
                 open(sitemap, "rb").close()
             except OSError as exc:

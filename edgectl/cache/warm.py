@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import chain
@@ -49,6 +50,8 @@ class EngineOptions:
         per_request = parse_duration(self.timeout, what="--timeout")
         if per_request <= 0:
             raise UsageError("--timeout must be more than zero")
+        if self.rate is not None and not (math.isfinite(self.rate) and self.rate > 0):
+            raise UsageError(f"--rate must be a number of requests a second, not {self.rate}")
         if self.max_error_rate is not None and not 0 <= self.max_error_rate <= 1:
             raise UsageError(f"--max-error-rate must be between 0 and 1, not {self.max_error_rate}")
         return engine.Settings(concurrency=self.concurrency, rate=self.rate, timeout=per_request,

@@ -326,11 +326,12 @@ class PurgeRun:
 
         batch = work.batch
         work.polls += 1
-        delay = min(POLL_MAX, POLL_FIRST * 2 ** work.polls)
+        # the exponent is bounded: a float overflows at 2 ** 1024, some 17 minutes of polls at the floor
+        delay = min(POLL_MAX, POLL_FIRST * 2 ** min(work.polls, 16))
         try:
             completion = future.result()
-        except RetryableError as exc:
-            self._later(name, work, exc.retry_after if exc.retry_after is not None else delay)
+        except RetryableError as exc:  # a refused status request waits as a poll does, floor and timeout kept
+            self._later(name, work, self._poll_delay(exc.retry_after, delay))
             return
         except ProviderError as exc:
             journal.record(self.state, batch.id, last_error=redact(f"completion unknown: {exc.message}"))

@@ -175,12 +175,14 @@ class PurgePlan:
     targets: list[Target]
     headers: dict[str, str]
     providers: list[ProviderPlan]
+    left_out: list[str] = field(default_factory=list)  # broken provider tables the mapping passed by
 
     def skipped(self) -> list[str]:
-        """One line per provider and target kind skipped with --skip-unsupported."""
-        return [f"{p.name} ({p.kind}) cannot purge by {kind}: {count} target(s) skipped"
-                + ("; nothing left for it to purge" if not p.batches else "")
-                for p in self.providers for kind, count in p.skipped.items()]
+        """One line per provider and target kind skipped with --skip-unsupported, and per provider
+        left out of the hostname mapping because its table is broken."""
+        return list(self.left_out) + [f"{p.name} ({p.kind}) cannot purge by {kind}: {count} target(s) skipped"
+                                      + ("; nothing left for it to purge" if not p.batches else "")
+                                      for p in self.providers for kind, count in p.skipped.items()]
 
     @property
     def calls(self) -> int:

@@ -10,6 +10,7 @@ from edgectl.cdn import journal
 from edgectl.cdn.execute import PurgeRun, RunStats, Settings
 from edgectl.cdn.plan import PurgePlan, Target, make_plan
 from edgectl.cdn.providers import build, configured, entry, select
+from edgectl.providers.config import broken
 from edgectl.errors import ConfigError, UsageError
 
 
@@ -18,19 +19,48 @@ def plan(config, state, targets: list[Target], *, provider_names: list[str] | No
          request_timeout: float = 30.0) -> tuple[PurgePlan, dict]:
     chosen = select(config, provider_names, all_providers)
     explicit = bool(chosen)
-    if not chosen:
-        chosen = configured(config)
-        if not chosen:
+    left_out: list[str] = []
+    providers = {}
+    if explicit:  # named ones are built or the purge stops; --all-providers says which it could not use
+        for item in chosen:
+            providers[item.name] = build(config, state, item, timeout=request_timeout)
+        if all_providers:
+            left_out += [f"provider {item.name} is left out: {item.problem}" for item in broken(config)]
+    else:
+        # Mapped by hostname: a broken table is left out with a warning, unless it claims a host
+        # the targets name, since then purging without it would leave that CDN serving stale copies.
+        wanted_hosts = {t.host for t in targets if t.host}
+        for item in broken(config):
+            _leave_out(item, item.problem, wanted_hosts, left_out)
+        for item in configured(config):
+            try:
+                providers[item.name] = build(config, state, item, timeout=request_timeout)
+            except ConfigError as exc:
+                _leave_out(item, exc.message, wanted_hosts, left_out)
+        if not providers:
+            if left_out:  # none left to map to: the broken ones are the reason
+                raise ConfigError(left_out[0].split(" is left out: ", 1)[1]
+                                  + (f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else ""),
+                                  hint="edgectl config validate lists every problem")
             raise ConfigError(f"no providers that purge are configured in {config.path}",
                               hint="add [providers.NAME] tables (see config/edgectl.example.toml)")
-    providers = {item.name: build(config, state, item, timeout=request_timeout) for item in chosen}
     result = make_plan(targets, list(providers.values()), explicit=explicit, headers=headers,
                        skip_unsupported=skip_unsupported)
+    result.left_out = left_out
     used = {p.name for p in result.providers if p.batches}
     for name in list(providers):
         if name not in used:
             providers.pop(name).close()
     return result, providers
+
+
+def _leave_out(item, problem: str, wanted_hosts: set[str], left_out: list[str]) -> None:
+    hosts = item.settings.get("hosts")
+    claimed = sorted(wanted_hosts & {str(h).lower().rstrip(".") for h in hosts}) if isinstance(hosts, list) else []
+    if claimed:
+        raise ConfigError(f"provider {item.name}: {problem} (and it serves {', '.join(claimed)}, which this purge names)",
+                          hint="fix its table, or name the providers to purge with --provider")
+    left_out.append(f"provider {item.name} is left out: {problem}")
 
 
 @dataclass

@@ -178,35 +178,37 @@ def nodes_update(
     from edgectl.parse import parse_labels
 
     ctx = current()
-    node = get_node(ctx.state, name)
-    if status is not None:
-        check_admin_status(status)
-    changes: dict = {}
-    for key, value in (("endpoint", endpoint), ("region", region), ("country", country), ("city", city),
-                       ("max_concurrent", max_concurrent), ("health_path", health_path), ("token", token)):
-        if value is not None:
-            changes[key] = value
-    if lat is not None or lon is not None:
-        changes["lat"] = lat if lat is not None else node.lat
-        changes["lon"] = lon if lon is not None else node.lon
-    clearable = {"region", "country", "city", "location", "max_concurrent", "health_path", "token"}
-    for item in clear or []:
-        if item not in clearable:
-            raise UsageError(f"--clear {item}: not a field that can be cleared", hint=f"fields: {', '.join(sorted(clearable))}")
-        if item == "location":
-            changes.update(lat=None, lon=None)
-        else:
-            changes[item] = None
-    if capability or remove_capability:
-        caps = [c for c in node.capabilities if c not in {x.lower() for x in remove_capability or []}]
-        changes["capabilities"] = caps + [c for c in capability or [] if c not in caps]
-    if label or remove_label:
-        labels = {k: v for k, v in node.labels.items() if k not in set(remove_label or [])}
-        labels.update(parse_labels(label))
-        changes["labels"] = labels
-    if not changes and status is None:
-        raise UsageError("nothing to update", hint="give at least one option, e.g. --region eu-west")
+    # everything read and written under one write lock: `--capability a` and `--capability b`
+    # run at once both land
     with ctx.state.db.atomic():
+        node = get_node(ctx.state, name)
+        if status is not None:
+            check_admin_status(status)
+        changes: dict = {}
+        for key, value in (("endpoint", endpoint), ("region", region), ("country", country), ("city", city),
+                           ("max_concurrent", max_concurrent), ("health_path", health_path), ("token", token)):
+            if value is not None:
+                changes[key] = value
+        if lat is not None or lon is not None:
+            changes["lat"] = lat if lat is not None else node.lat
+            changes["lon"] = lon if lon is not None else node.lon
+        clearable = {"region", "country", "city", "location", "max_concurrent", "health_path", "token"}
+        for item in clear or []:
+            if item not in clearable:
+                raise UsageError(f"--clear {item}: not a field that can be cleared", hint=f"fields: {', '.join(sorted(clearable))}")
+            if item == "location":
+                changes.update(lat=None, lon=None)
+            else:
+                changes[item] = None
+        if capability or remove_capability:
+            caps = [c for c in node.capabilities if c not in {x.lower() for x in remove_capability or []}]
+            changes["capabilities"] = caps + [c for c in capability or [] if c not in caps]
+        if label or remove_label:
+            labels = {k: v for k, v in node.labels.items() if k not in set(remove_label or [])}
+            labels.update(parse_labels(label))
+            changes["labels"] = labels
+        if not changes and status is None:
+            raise UsageError("nothing to update", hint="give at least one option, e.g. --region eu-west")
         node, diff = update_node(ctx.state, name, changes, reason=reason) if changes else (node, {})
         if status is not None:
             node = set_admin_status(ctx.state, name, status, reason=reason)

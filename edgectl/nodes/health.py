@@ -209,14 +209,23 @@ def next_status(status: str, fail_streak: int, ok_streak: int, fail_after: int, 
 
 def record_probe_results(state, nodes: list[Node], results: list[ProbeResult], *,
                          fail_after: int, recover_after: int) -> list[CheckOutcome]:
-    """Write every probe's result, metrics and any status change in one transaction."""
-    by_name = {n.name: n for n in nodes}
+    """Write every probe's result, metrics and any status change in one transaction.
+
+    Each node is read again once the write lock is held: a drain, a heartbeat or another check
+    that landed while the probes were out is built on, never written over.
+    """
+    from edgectl.nodes.inventory import nodes_by_id
+
+    ids = {n.name: n.id for n in nodes}
     now = utcnow()
     at = to_iso(now)
     outcomes = []
     with state.db.atomic():
+        current = nodes_by_id(state, list(ids.values()))
         for result in results:
-            node = by_name[result.name]
+            node = current.get(ids[result.name])
+            if node is None:  # removed while it was being probed: nothing of it to record
+                continue
             fail_streak = 0 if result.ok else node.fail_streak + 1
             ok_streak = node.ok_streak + 1 if result.ok else 0
             status = next_status(node.status, fail_streak, ok_streak, fail_after, recover_after)

@@ -155,6 +155,14 @@ def get_node(state, name: str, *, heartbeat_interval: float = 30.0) -> Node:
     return mark_stale([Node.from_row(rows[0])], heartbeat_interval)[0]
 
 
+def nodes_by_id(state, ids: list[int]) -> dict[int, Node]:
+    """Live nodes by id, read now (under the caller's transaction, where it holds one)."""
+    if not ids:
+        return {}
+    rows = _live_rows(state, f"id IN ({', '.join('?' for _ in ids)})", list(ids))
+    return {node.id: node for node in (Node.from_row(row) for row in rows)}
+
+
 def get_nodes(state, names: list[str]) -> list[Node]:
     """Several nodes by name; every unknown name is reported at once."""
     found = {n.name: n for n in list_nodes(state, NodeFilter(names=list(dict.fromkeys(names))))}
@@ -234,6 +242,19 @@ def spec_diff(old: NodeSpec, new: NodeSpec) -> dict[str, dict[str, Any]]:
     }
 
 
+def _in_one_transaction(fn):
+    """Read and write under one write lock: an overlapping change is built on, never written over."""
+    import functools
+
+    @functools.wraps(fn)
+    def locked(state, *args, **kwargs):
+        with state.db.atomic():
+            return fn(state, *args, **kwargs)
+
+    return locked
+
+
+@_in_one_transaction
 def update_node(state, name: str, changes: dict[str, Any], *, reason: str | None = None) -> tuple[Node, dict]:
     """Apply field changes (already merged into a full spec by the caller or here) and record them."""
     node = get_node(state, name)
@@ -268,6 +289,7 @@ def set_status(state, node: Node, new: str, *, kind: str, reason: str | None = N
     return node
 
 
+@_in_one_transaction
 def drain_node(state, name: str, reason: str | None = None) -> Node:
     node = get_node(state, name)
     if node.status in ("maintenance", "inactive"):
@@ -282,6 +304,7 @@ def _back_in_service(node: Node) -> str:
     return "failed" if node.last_check_ok is False and node.fail_streak else "active"
 
 
+@_in_one_transaction
 def undrain_node(state, name: str, reason: str | None = None) -> Node:
     node = get_node(state, name)
     if node.status in ("active", "failed"):
@@ -291,6 +314,7 @@ def undrain_node(state, name: str, reason: str | None = None) -> Node:
     return set_status(state, node, _back_in_service(node), kind="undrain", reason=reason)
 
 
+@_in_one_transaction
 def set_maintenance(state, name: str, on: bool, reason: str | None = None) -> Node:
     node = get_node(state, name)
     if on:
@@ -308,6 +332,7 @@ def check_admin_status(status: str) -> str:
     return status
 
 
+@_in_one_transaction
 def set_admin_status(state, name: str, status: str, reason: str | None = None) -> Node:
     """`nodes update --status active|inactive`: take a node out of service or put it back."""
     check_admin_status(status)
@@ -398,9 +423,9 @@ def record_metrics(state, node_id: int, metrics: dict[str, float], *, source: st
 
 
 def record_heartbeat(state, name: str, metrics: dict[str, float], resources: dict[str, Any]) -> Node:
-    node = get_node(state, name)
     now = to_iso(utcnow())
-    with state.db.atomic():
+    with state.db.atomic():  # read under the write lock: heartbeats at once each add their figures
+        node = get_node(state, name)
         merged_resources = {**node.resources, **resources}
         merged_health = {**node.health_metrics, **metrics}
         state.db.execute(

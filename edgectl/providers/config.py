@@ -25,24 +25,42 @@ class ProviderEntry:
     name: str
     kind: str
     settings: dict[str, Any]
+    problem: str | None = None  # why it cannot be used: no kind, or one that is not installed or will not load
 
     def provider_class(self):
         """The kind's class; ConfigError when the kind is unknown or cannot be loaded."""
+        if self.problem:
+            raise ConfigError(self.problem, hint="edgectl config validate lists every problem")
         return provider_class(self.kind)
 
     def has(self, capability: str | None) -> bool:
-        return capability is None or capability in self.provider_class().capabilities
+        return capability is None or (not self.problem and capability in self.provider_class().capabilities)
 
 
 def configured(config, capability: str | None = None) -> list[ProviderEntry]:
-    """Every `[providers.NAME]` table in file order; with a capability, those whose kind declares it."""
+    """Every `[providers.NAME]` table in file order; with a capability, those that can be used and declare it.
+
+    A broken table (no kind, or a kind that is not installed) never stops the others: without a
+    capability it is listed with its `problem`, with one it is left out (`broken` names it).
+    """
     entries = []
     for name, table in config.section("providers").items():
         if not isinstance(table, dict) or not isinstance(table.get("kind"), str):
-            raise ConfigError(f"{config.path}: providers.{name}.kind: missing: every provider names its kind",
-                              hint="edgectl config validate lists every problem")
+            entries.append(ProviderEntry(name, "", dict(table) if isinstance(table, dict) else {},
+                                         f"{config.path}: providers.{name}.kind: missing: every provider names its kind"))
+            continue
+        try:
+            provider_class(table["kind"])
+        except ConfigError as exc:
+            entries.append(ProviderEntry(name, table["kind"], dict(table), exc.message))
+            continue
         entries.append(ProviderEntry(name, table["kind"], dict(table)))
-    return [e for e in entries if e.has(capability)]
+    return entries if capability is None else [e for e in entries if e.has(capability)]
+
+
+def broken(config) -> list[ProviderEntry]:
+    """The provider tables that cannot be used, each with its problem."""
+    return [e for e in configured(config) if e.problem]
 
 
 def entry(config, name: str, capability: str | None = None) -> ProviderEntry:
@@ -58,6 +76,8 @@ def entry(config, name: str, capability: str | None = None) -> ProviderEntry:
             hint = f"add a [providers.{name}] table to {config.path}"
         raise NotFound(f"unknown provider {name!r}", hint=hint)
     found = entries[name]
+    if found.problem:
+        raise ConfigError(found.problem, hint="edgectl config validate lists every problem")
     if not found.has(capability):
         declared = ", ".join(in_order(found.provider_class().capabilities, CAPABILITIES)) or "none"
         raise UsageError(f"provider {name} (kind {found.kind}) has no {capability} capability; its capabilities: "
@@ -89,6 +109,9 @@ def _built(config, items: list[ProviderEntry], capability: str | None, nodes: No
     filtered to one capability still shows what is broken.
     """
     for item in items:
+        if item.problem:
+            yield item, None, item.problem
+            continue
         try:
             if not item.has(capability):
                 continue
@@ -134,6 +157,9 @@ def checks(config, items: list[ProviderEntry], *, capability: str | None = None,
             results.append(ProviderCheck(item.name, item.kind, True, provider.test()))
         except (ProviderError, UsageError) as exc:
             results.append(ProviderCheck(item.name, item.kind, False, redact(exc.message)))
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug fails its own row, not the others
+            results.append(ProviderCheck(item.name, item.kind, False,
+                                         redact(f"unexpected {exc.__class__.__name__}: {exc}")))
         finally:
             provider.close()
     return results

@@ -302,11 +302,13 @@ def replace_rule(state, rule: Rule, spec: RuleSpec, *, reason: str | None = None
 
 
 def update_rule(state, rule_id: int, changes: dict[str, Any], *, reason: str | None = None) -> tuple[Rule, dict]:
-    rule = get_rule(state, rule_id)
-    values = rule.values()
-    values.update({k: v for k, v in changes.items() if k != "target"})
-    spec = build_spec(rule.source, changes.get("target", rule.target), values)
-    return replace_rule(state, rule, spec, reason=reason)
+    """Change some fields of a rule; read under the write lock, so overlapping updates each land."""
+    with state.db.atomic():
+        rule = get_rule(state, rule_id)
+        values = rule.values()
+        values.update({k: v for k, v in changes.items() if k != "target"})
+        spec = build_spec(rule.source, changes.get("target", rule.target), values)
+        return replace_rule(state, rule, spec, reason=reason)
 
 
 def set_active(state, rule_ids: list[int], active: bool, *, reason: str | None = None) -> list[tuple[Rule, bool]]:
