@@ -205,8 +205,8 @@ def test_an_interrupted_warm_is_resumed_without_repeating_what_was_done(fleet, i
     done_before = recorded()
     assert 10 <= done_before < 60
 
-    resumed = subprocess.run(args[:5] + ["--resume", "1", "-o", "json"], env=env, capture_output=True, text=True,
-                             timeout=60)
+    resumed = subprocess.run(args[:5] + ["--resume", "1", "--retries", "3", "-o", "json"], env=env,
+                             capture_output=True, text=True, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads(resumed.stdout)
     assert report["requests_this_run"] == 60 - done_before
@@ -216,6 +216,9 @@ def test_an_interrupted_warm_is_resumed_without_repeating_what_was_done(fleet, i
         warmed = [row[0] for row in db.execute("SELECT url FROM warm_results WHERE run_id = 1")]
         status = db.execute("SELECT status FROM warm_runs WHERE id = 1").fetchone()[0]
     assert sorted(warmed) == sorted(urls) and status == "completed"
+    with sqlite3.connect(isolated / "state.db") as db:
+        engine = json.loads(db.execute("SELECT options FROM warm_runs WHERE id = 1").fetchone()[0])["engine"]
+    assert (engine["rate"], engine["retries"]) == (20, 3)  # its own rate kept, the option given on resume stored
 
 
 def test_two_workers_split_the_list_and_warm_each_url_once(cli, fleet, isolated):

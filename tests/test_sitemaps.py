@@ -295,12 +295,13 @@ def test_an_atom_feed_gives_each_entrys_alternate_links_and_never_the_feeds_own(
         '<link rel="enclosure" href="https://e.test/b.mp3"/><link rel="alternate" hreflang="fr" '
         'href="https://e.test/fr/b"/><updated>2026-11-03T00:00:00Z</updated></entry>'
         '<entry><link rel="http://www.iana.org/assignments/relation/alternate" href="https://e.test/c"/></entry>'
+        '<entry><link rel="Alternate" href="https://e.test/cased"/></entry>'
         '<entry><link rel="self" href="https://e.test/entry/d"/><link rel="related" href="https://e.test/d"/></entry>'
         '<entry><link href="/relative/e"/><link>https://e.test/text-is-not-href</link></entry>'))
     warnings = []
     entries = read(str(feed), warn=warnings.append)
     assert [e.url for e in entries] == ["https://e.test/a", "https://e.test/b", "https://e.test/fr/b",
-                                        "https://e.test/c"]
+                                        "https://e.test/c", "https://e.test/cased"]
     assert entries[0].lastmod.isoformat() == "2026-11-02T08:00:00+01:00" and entries[3].lastmod is None
     assert len(warnings) == 1 and "1 location(s)" in warnings[0] and "'/relative/e'" in warnings[0]
 

@@ -79,6 +79,13 @@ def claim_run(state, run_id: int) -> dict[str, Any]:
     return record
 
 
+def set_options(state, run_id: int, options: dict[str, Any]) -> None:
+    """A resumed run's options as it now runs, so the next resume starts from them."""
+    with state.db.atomic():
+        state.db.conn.execute("UPDATE warm_runs SET options = ?, updated_at = ? WHERE id = ?",
+                              [json.dumps(options), to_iso(utcnow()), run_id])
+
+
 def start_run(state, options: dict[str, Any]) -> int:
     now = to_iso(utcnow())
     with state.db.atomic():

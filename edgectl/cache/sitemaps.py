@@ -273,7 +273,8 @@ def _parse(stream: BinaryIO, name: str, blank_lines: int) -> Iterator[tuple[str,
             entry = {"locs": [], "date": None}
         elif entry is not None and depth == len(fmt.path) + 1:
             if open_elements[-1] == fmt.loc and fmt.href:
-                if attrs.get("rel", "alternate").strip() in _ALTERNATE and attrs.get("href", "").strip():
+                # RFC 4287 compares a rel as an IRI; link relation names are case-insensitive (RFC 8288)
+                if attrs.get("rel", "alternate").strip().lower() in _ALTERNATE and attrs.get("href", "").strip():
                     entry["locs"].append(attrs["href"].strip())
             elif open_elements[-1] in (fmt.loc, fmt.date):
                 capturing = "locs" if open_elements[-1] == fmt.loc else "date"

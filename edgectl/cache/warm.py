@@ -290,7 +290,11 @@ def run(state, request: WarmRequest, warn: Warn, *, resume: int | None = None,
         raise UsageError("--workers cannot share stdin", hint="write the URLs to a file and pass --urls-file FILE")
     planned = plan(state, request, warn)
     request = replace(request, engine=options, variants=tuple(v.name for v in planned.variants))
-    run_id = runs.start_run(state, request.to_record()) if resume is None else resume
+    if resume is None:
+        run_id = runs.start_run(state, request.to_record())
+    else:
+        run_id = resume
+        runs.set_options(state, run_id, request.to_record())  # engine options given now are the run's own
     before = runs.result_count(state, run_id)
     started = time.monotonic()
     try:

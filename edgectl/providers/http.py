@@ -105,7 +105,8 @@ class HttpProvider(PurgeProvider):
         except httpx.TransportError as exc:
             raise RetryableError(f"node {node.name}: {exc.__class__.__name__}: {exc}") from None
         status = response.status_code
-        if status == 429 or status >= 500:
+        # 501 and 505 say the node does not do this at all: sending again cannot help
+        if status == 429 or (status >= 500 and status not in (501, 505)):
             kind = RateLimited if status == 429 else RetryableError
             raise kind(f"node {node.name}: HTTP {status}", parse_retry_after(response.headers.get("Retry-After")))
         if status in (401, 403):
