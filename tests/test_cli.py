@@ -260,6 +260,19 @@ def test_one_call_renders_a_result_in_every_format(fmt, capsys):
         assert err.strip() == "run 7"  # the summary line for a person, under the table
 
 
+@pytest.mark.parametrize("fmt", ["table", "json", "csv"])
+def test_a_quiet_view_draws_no_table_with_quiet_but_machines_still_get_the_result(fmt, capsys):
+    from edgectl.output import Column, Renderer, View
+
+    view = View([Column("node")], notes=lambda r: ["a summary"], quiet=True)
+    Renderer(fmt, color=False, quiet=True).show([{"node": "n1"}], view)
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out == {"table": "", "json": '[\n  {\n    "node": "n1"\n  }\n]\n', "csv": "node\nn1\n"}[fmt]
+    Renderer(fmt, color=False).show([{"node": "n1"}], view)
+    assert "n1" in capsys.readouterr().out  # without --quiet it draws as any view does
+
+
 def test_debug_logging_is_put_back_when_the_command_ends(cli):
     import logging
 

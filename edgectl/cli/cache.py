@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Optional
 
 import typer
@@ -104,8 +105,7 @@ def warm(
                 max_sitemap_bytes=max_sitemap_bytes, nodes=pinned,
                 engine=service.EngineOptions.merged(engine_given))
         result = service.run(ctx.state, request, warn, resume=resume, progress=lambda read: _progress(ctx, read))
-    if not (ctx.quiet and ctx.out.fmt == "table"):  # cron mails whatever is printed: a good run says nothing
-        ctx.out.show(result.to_record(), SUMMARY_VIEW)
+    ctx.out.show(result.to_record(), WARM_VIEW)
     failure = result.failure()
     if failure is not None:
         raise failure
@@ -143,6 +143,7 @@ def _summary_lines(data: dict) -> list[str]:
 
 
 SUMMARY_VIEW = View(NODE_COLUMNS, rows=_node_rows, notes=_summary_lines, empty="no requests made")
+WARM_VIEW = replace(SUMMARY_VIEW, quiet=True)  # `cache show` draws a run's summary even with --quiet
 
 
 class _progress:
