@@ -195,7 +195,11 @@ class Renderer:
         if self.fmt == "table":
             self.records(rows, columns, empty=empty)
 
+    # ---- drawing primitives ----------------------------------------------
+    # `show`, `preview` and the `View.draw` functions draw with these; a command renders its
+    # result through `show`, so that its view is the one place that says how the result looks.
     def records(self, rows: Iterable[dict], columns: list[Column], *, empty: str = "nothing to show") -> None:
+        """Rows: a table of `columns` (or `empty` as a note, when there are none), a json list, jsonl or csv."""
         rows = list(rows)
         out = sys.stdout
         if self.fmt == "json":

@@ -273,6 +273,20 @@ def test_a_quiet_view_draws_no_table_with_quiet_but_machines_still_get_the_resul
     assert "n1" in capsys.readouterr().out  # without --quiet it draws as any view does
 
 
+def test_commands_render_their_results_through_show():
+    """record and records are what views draw with; a command's result goes through show and its View."""
+    import re
+    from pathlib import Path
+
+    import edgectl.cli
+
+    calls = [f"{path.name}:{number}: {line.strip()}"
+             for path in sorted(Path(edgectl.cli.__file__).parent.glob("*.py"))
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if re.search(r"\bctx\.out\.records?\(", line)]
+    assert calls == []
+
+
 def test_debug_logging_is_put_back_when_the_command_ends(cli):
     import logging
 

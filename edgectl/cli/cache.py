@@ -251,7 +251,7 @@ def policies_add(
     for t in tag or []:
         check_text(t, what="--tag", limit=200)
     policy = add_policy(ctx.state, match, parse_duration(ttl, what="--ttl"), list(tag or []))
-    ctx.out.record(_policy_row(policy), POLICY_COLUMNS)
+    ctx.out.show(_policy_row(policy), View(POLICY_COLUMNS))
 
 
 @policies_app.command("list")
@@ -260,7 +260,7 @@ def policies_list() -> None:
     from edgectl.cache.entries import policies
 
     ctx = current()
-    ctx.out.records([_policy_row(p) for p in policies(ctx.state)], POLICY_COLUMNS, empty="no cache policies")
+    ctx.out.show([_policy_row(p) for p in policies(ctx.state)], View(POLICY_COLUMNS, empty="no cache policies"))
 
 
 @policies_app.command("remove")
@@ -288,8 +288,8 @@ def entries_list(
         from edgectl.nodes.inventory import get_node
 
         get_node(ctx.state, node)  # an unknown name is an error with a suggestion, not an empty list
-    ctx.out.records(entries(ctx.state, node=node, tag=tag, expired=expired, limit=limit), ENTRY_COLUMNS,
-                    empty="no cache entries recorded (cache warm records them)")
+    ctx.out.show(entries(ctx.state, node=node, tag=tag, expired=expired, limit=limit),
+                 View(ENTRY_COLUMNS, empty="no cache entries recorded (cache warm records them)"))
 
 
 @app.command("stats")
@@ -298,7 +298,7 @@ def cache_stats() -> None:
     from edgectl.cache.entries import stats
 
     ctx = current()
-    ctx.out.records(stats(ctx.state), STATS_COLUMNS, empty="no cache entries or warm runs yet")
+    ctx.out.show(stats(ctx.state), View(STATS_COLUMNS, empty="no cache entries or warm runs yet"))
 
 
 @app.command("invalidate")
@@ -331,7 +331,7 @@ def invalidate(
             from edgectl.cli.purging import PLAN_COLUMNS, plan_rows
 
             close(plan[1])
-            ctx.out.records(plan_rows(plan[0].to_record()), PLAN_COLUMNS)
+            ctx.out.show(plan_rows(plan[0].to_record()), View(PLAN_COLUMNS))
         ctx.out.note(f"dry run: {len(found)} entr{'y' if len(found) == 1 else 'ies'} would be marked invalidated")
         return
     marked = mark_invalidated(ctx.state, urls=url or [], prefixes=prefix or [], tags=tag or [])
