@@ -315,51 +315,31 @@ def invalidate(
     CDN knows) besides the tags and prefixes given. It is planned before anything is marked, so a
     target no provider serves changes nothing.
     """
-    from edgectl.cache.entries import mark_invalidated, matching
-    from edgectl.cdn.plan import build_targets
+    from edgectl.cache import invalidate as service
 
     ctx = current()
     if not (tag or prefix or url):
         raise UsageError("nothing to invalidate", hint="give --url, --prefix or --tag")
-    found = matching(ctx.state, urls=url or [], prefixes=prefix or [], tags=tag or [])
-    known = sorted({f["url"] for f in found} | set(url or []))
-    targets = build_targets(known, [], prefix or [], tag or [], [], False)
-    plan = None if no_purge else _invalidate_plan(ctx, targets)
+    invalidation = service.plan_invalidation(ctx.config, ctx.state, url or [], prefix or [], tag or [],
+                                             purge=not no_purge)
+    for line in invalidation.skipped():
+        ctx.out.warn(line)
     if dry_run:
-        if plan is not None:
-            from edgectl.cdn.purge import close
+        invalidation.close()
+        if invalidation.plan is not None:
             from edgectl.cli.purging import PLAN_COLUMNS, plan_rows
 
-            close(plan[1])
-            ctx.out.show(plan_rows(plan[0].to_record()), View(PLAN_COLUMNS))
+            ctx.out.show(plan_rows(invalidation.plan.to_record()), View(PLAN_COLUMNS))
+        found = invalidation.entries
         ctx.out.note(f"dry run: {len(found)} entr{'y' if len(found) == 1 else 'ies'} would be marked invalidated")
         return
-    marked = mark_invalidated(ctx.state, urls=url or [], prefixes=prefix or [], tags=tag or [])
+    marked = service.mark_entries(ctx.state, invalidation)
     nodes = sorted({f["node"] or "(public)" for f in marked})
     ctx.out.note(f"{len(marked)} entr{'y' if len(marked) == 1 else 'ies'} marked invalidated"
                  + (f" at {', '.join(nodes)}" if nodes else ""))
-    if plan is not None:
-        _invalidate_purge(ctx, *plan)
+    record = service.journal_purge(ctx.state, invalidation)
+    if record is not None:
+        from edgectl.cdn.execute import Settings
+        from edgectl.cli import purging
 
-
-def _invalidate_plan(ctx, targets):
-    """The purge, planned as `cdn purge` plans it, with the providers mapped by hostname."""
-    from edgectl.cdn import purge as service
-
-    plan, providers = service.plan(ctx.config, ctx.state, targets, provider_names=None, all_providers=False,
-                                   skip_unsupported=True)
-    for line in plan.skipped():
-        ctx.out.warn(line)
-    return plan, providers
-
-
-def _invalidate_purge(ctx, plan, providers) -> None:
-    """The same journal and executor as `cdn purge`."""
-    from edgectl.cdn import journal
-    from edgectl.cdn import purge as service
-    from edgectl.cdn.execute import Settings
-    from edgectl.cli import purging
-
-    service.prepare(providers)
-    record = journal.create(ctx.state, plan, reason="cache invalidate")
-    purging.run(ctx, record, providers, Settings())
+        purging.run(ctx, record, invalidation.providers, Settings())
