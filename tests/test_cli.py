@@ -197,6 +197,28 @@ def test_a_group_lists_every_command_in_the_order_they_were_written(cli):
     assert listed == [info.name for info in app.registered_commands] + ["policies"]
 
 
+def test_help_text_loses_nothing_to_rich_markup():
+    """Help is rich markup: a bracketed [routing.regions] or [default: 64] vanishes unless escaped as \\[."""
+    import importlib
+
+    import typer.main
+    from rich.markup import render
+
+    from edgectl.cli import GROUPS
+
+    def texts(command, path):
+        yield path, command.help or ""
+        for param in command.params:
+            yield f"{path} {param.name}", getattr(param, "help", None) or ""
+        for name in getattr(command, "list_commands", lambda ctx: [])(None):
+            yield from texts(command.get_command(None, name), f"{path} {name}")
+
+    eaten = [(where, text) for name, (module, _) in GROUPS.items()
+             for where, text in texts(typer.main.get_group(importlib.import_module(module).app), name)
+             if render(text).plain != text.replace("\\[", "[")]
+    assert eaten == []
+
+
 def test_a_locked_state_is_exit_4(cli, state_path, isolated):
     import sqlite3
 
