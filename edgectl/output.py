@@ -70,7 +70,9 @@ class View:
     record draws as a two-column table); `body=False` draws nothing, the result being only for
     machines. `notes` are the lines under it that sum it up for a person, on stderr; json and
     csv carry the same in the result. csv takes `rows` too. A message about what was done (not
-    a summary of the result) is the command's own `note`, shown whatever the format.
+    a summary of the result) is the command's own `note`, shown whatever the format. `quiet`:
+    with --quiet, a table of this result is not drawn; json and csv still carry it (cron mails
+    whatever is printed, so a good run of a scheduled command can say nothing).
     """
 
     columns: Sequence[Column] = ()
@@ -80,6 +82,7 @@ class View:
     text: Callable[[Any], str] | None = None
     draw: Callable[["Renderer", Any], None] | None = field(default=None, compare=False)
     body: bool = True
+    quiet: bool = False
 
 
 def _plain(value: Any) -> Any:
@@ -172,7 +175,7 @@ class Renderer:
             rows = list(view.rows(result)) if view.rows else result if isinstance(result, list) else [result]
             self._csv(rows, list(view.columns))
             sys.stdout.flush()
-        else:
+        elif not (view.quiet and self.quiet):
             if view.text is not None:
                 sys.stdout.write(view.text(result) + "\n")
                 sys.stdout.flush()
@@ -192,7 +195,11 @@ class Renderer:
         if self.fmt == "table":
             self.records(rows, columns, empty=empty)
 
+    # ---- drawing primitives ----------------------------------------------
+    # `show`, `preview` and the `View.draw` functions draw with these; a command renders its
+    # result through `show`, so that its view is the one place that says how the result looks.
     def records(self, rows: Iterable[dict], columns: list[Column], *, empty: str = "nothing to show") -> None:
+        """Rows: a table of `columns` (or `empty` as a note, when there are none), a json list, jsonl or csv."""
         rows = list(rows)
         out = sys.stdout
         if self.fmt == "json":

@@ -197,6 +197,28 @@ def test_a_group_lists_every_command_in_the_order_they_were_written(cli):
     assert listed == [info.name for info in app.registered_commands] + ["policies"]
 
 
+def test_help_text_loses_nothing_to_rich_markup():
+    """Help is rich markup: a bracketed [routing.regions] or [default: 64] vanishes unless escaped as \\[."""
+    import importlib
+
+    import typer.main
+    from rich.markup import render
+
+    from edgectl.cli import GROUPS
+
+    def texts(command, path):
+        yield path, command.help or ""
+        for param in command.params:
+            yield f"{path} {param.name}", getattr(param, "help", None) or ""
+        for name in getattr(command, "list_commands", lambda ctx: [])(None):
+            yield from texts(command.get_command(None, name), f"{path} {name}")
+
+    eaten = [(where, text) for name, (module, _) in GROUPS.items()
+             for where, text in texts(typer.main.get_group(importlib.import_module(module).app), name)
+             if render(text).plain != text.replace("\\[", "[")]
+    assert eaten == []
+
+
 def test_a_locked_state_is_exit_4(cli, state_path, isolated):
     import sqlite3
 
@@ -258,6 +280,33 @@ def test_one_call_renders_a_result_in_every_format(fmt, capsys):
     else:
         assert [line.split() for line in out.splitlines()] == [["NODE", "HITS"], ["n2", "3"], ["n10", "1"]]
         assert err.strip() == "run 7"  # the summary line for a person, under the table
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv"])
+def test_a_quiet_view_draws_no_table_with_quiet_but_machines_still_get_the_result(fmt, capsys):
+    from edgectl.output import Column, Renderer, View
+
+    view = View([Column("node")], notes=lambda r: ["a summary"], quiet=True)
+    Renderer(fmt, color=False, quiet=True).show([{"node": "n1"}], view)
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out == {"table": "", "json": '[\n  {\n    "node": "n1"\n  }\n]\n', "csv": "node\nn1\n"}[fmt]
+    Renderer(fmt, color=False).show([{"node": "n1"}], view)
+    assert "n1" in capsys.readouterr().out  # without --quiet it draws as any view does
+
+
+def test_commands_render_their_results_through_show():
+    """record and records are what views draw with; a command's result goes through show and its View."""
+    import re
+    from pathlib import Path
+
+    import edgectl.cli
+
+    calls = [f"{path.name}:{number}: {line.strip()}"
+             for path in sorted(Path(edgectl.cli.__file__).parent.glob("*.py"))
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if re.search(r"\bctx\.out\.records?\(", line)]
+    assert calls == []
 
 
 def test_debug_logging_is_put_back_when_the_command_ends(cli):

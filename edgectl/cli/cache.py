@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Optional
 
 import typer
@@ -55,15 +56,15 @@ def warm(
     header: Annotated[Optional[list[str]], typer.Option("--header", "-H", metavar="'K: V'", help="Sent with every request; repeatable.")] = None,
     accept_encoding: Annotated[Optional[str], typer.Option("--accept-encoding", metavar="LIST", help="One request per encoding, e.g. gzip,br.")] = None,
     user_agent: Annotated[Optional[str], typer.Option("--user-agent", metavar="LIST", help="desktop, mobile or literal strings; one request each.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option("--concurrency", "-c", min=1, max=4096, help="Requests in flight. [default: 64]")] = None,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", "-c", min=1, max=4096, help="Requests in flight. \\[default: 64]")] = None,
     per_host: Annotated[Optional[int], typer.Option("--per-host", min=0, max=4096, metavar="N", help="Requests in flight to one host or node (0, the default: no bound beyond --concurrency).")] = None,
     rate: Annotated[Optional[float], typer.Option("--rate", min=0.1, metavar="N", help="At most N requests a second.")] = None,
-    timeout: Annotated[Optional[str], typer.Option("--timeout", metavar="DURATION", help="Per request, all of it. [default: 10s]")] = None,
-    retries: Annotated[Optional[int], typer.Option("--retries", min=0, max=10, help="Retries on 429, 5xx, timeouts. [default: 2]")] = None,
+    timeout: Annotated[Optional[str], typer.Option("--timeout", metavar="DURATION", help="Per request, all of it. \\[default: 10s]")] = None,
+    retries: Annotated[Optional[int], typer.Option("--retries", min=0, max=10, help="Retries on 429, 5xx, timeouts. \\[default: 2]")] = None,
     hash_body: Annotated[bool, typer.Option("--hash", help="Hash each body (SHA-256).")] = False,
     max_error_rate: Annotated[Optional[float], typer.Option("--max-error-rate", metavar="0..1", help="Exit 1 above this share of errors.")] = None,
     max_sitemap_bytes: Annotated[int, typer.Option("--max-sitemap-bytes", min=1024, help="Decompressed size bound per sitemap.")] = 200 * 1024 * 1024,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, max=64, help="Processes, each warming its share. [default: 1]")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, max=64, help="Processes, each warming its share. \\[default: 1]")] = None,
     lock: Annotated[bool, typer.Option("--lock/--no-lock", help="One warm at a time per state file (exit 4 if held).")] = True,
     resume: Annotated[Optional[int], typer.Option("--resume", metavar="RUN", min=1, max=2**62, help="Continue an interrupted run with its own options.")] = None,
 ) -> None:
@@ -104,8 +105,7 @@ def warm(
                 max_sitemap_bytes=max_sitemap_bytes, nodes=pinned,
                 engine=service.EngineOptions.merged(engine_given))
         result = service.run(ctx.state, request, warn, resume=resume, progress=lambda read: _progress(ctx, read))
-    if not (ctx.quiet and ctx.out.fmt == "table"):  # cron mails whatever is printed: a good run says nothing
-        ctx.out.show(result.to_record(), SUMMARY_VIEW)
+    ctx.out.show(result.to_record(), WARM_VIEW)
     failure = result.failure()
     if failure is not None:
         raise failure
@@ -143,6 +143,7 @@ def _summary_lines(data: dict) -> list[str]:
 
 
 SUMMARY_VIEW = View(NODE_COLUMNS, rows=_node_rows, notes=_summary_lines, empty="no requests made")
+WARM_VIEW = replace(SUMMARY_VIEW, quiet=True)  # `cache show` draws a run's summary even with --quiet
 
 
 class _progress:
@@ -250,7 +251,7 @@ def policies_add(
     for t in tag or []:
         check_text(t, what="--tag", limit=200)
     policy = add_policy(ctx.state, match, parse_duration(ttl, what="--ttl"), list(tag or []))
-    ctx.out.record(_policy_row(policy), POLICY_COLUMNS)
+    ctx.out.show(_policy_row(policy), View(POLICY_COLUMNS))
 
 
 @policies_app.command("list")
@@ -259,7 +260,7 @@ def policies_list() -> None:
     from edgectl.cache.entries import policies
 
     ctx = current()
-    ctx.out.records([_policy_row(p) for p in policies(ctx.state)], POLICY_COLUMNS, empty="no cache policies")
+    ctx.out.show([_policy_row(p) for p in policies(ctx.state)], View(POLICY_COLUMNS, empty="no cache policies"))
 
 
 @policies_app.command("remove")
@@ -287,8 +288,8 @@ def entries_list(
         from edgectl.nodes.inventory import get_node
 
         get_node(ctx.state, node)  # an unknown name is an error with a suggestion, not an empty list
-    ctx.out.records(entries(ctx.state, node=node, tag=tag, expired=expired, limit=limit), ENTRY_COLUMNS,
-                    empty="no cache entries recorded (cache warm records them)")
+    ctx.out.show(entries(ctx.state, node=node, tag=tag, expired=expired, limit=limit),
+                 View(ENTRY_COLUMNS, empty="no cache entries recorded (cache warm records them)"))
 
 
 @app.command("stats")
@@ -297,7 +298,7 @@ def cache_stats() -> None:
     from edgectl.cache.entries import stats
 
     ctx = current()
-    ctx.out.records(stats(ctx.state), STATS_COLUMNS, empty="no cache entries or warm runs yet")
+    ctx.out.show(stats(ctx.state), View(STATS_COLUMNS, empty="no cache entries or warm runs yet"))
 
 
 @app.command("invalidate")
@@ -314,51 +315,31 @@ def invalidate(
     CDN knows) besides the tags and prefixes given. It is planned before anything is marked, so a
     target no provider serves changes nothing.
     """
-    from edgectl.cache.entries import mark_invalidated, matching
-    from edgectl.cdn.plan import build_targets
+    from edgectl.cache import invalidate as service
 
     ctx = current()
     if not (tag or prefix or url):
         raise UsageError("nothing to invalidate", hint="give --url, --prefix or --tag")
-    found = matching(ctx.state, urls=url or [], prefixes=prefix or [], tags=tag or [])
-    known = sorted({f["url"] for f in found} | set(url or []))
-    targets = build_targets(known, [], prefix or [], tag or [], [], False)
-    plan = None if no_purge else _invalidate_plan(ctx, targets)
+    invalidation = service.plan_invalidation(ctx.config, ctx.state, url or [], prefix or [], tag or [],
+                                             purge=not no_purge)
+    for line in invalidation.skipped():
+        ctx.out.warn(line)
     if dry_run:
-        if plan is not None:
-            from edgectl.cdn.purge import close
+        invalidation.close()
+        if invalidation.plan is not None:
             from edgectl.cli.purging import PLAN_COLUMNS, plan_rows
 
-            close(plan[1])
-            ctx.out.records(plan_rows(plan[0].to_record()), PLAN_COLUMNS)
+            ctx.out.show(plan_rows(invalidation.plan.to_record()), View(PLAN_COLUMNS))
+        found = invalidation.entries
         ctx.out.note(f"dry run: {len(found)} entr{'y' if len(found) == 1 else 'ies'} would be marked invalidated")
         return
-    marked = mark_invalidated(ctx.state, urls=url or [], prefixes=prefix or [], tags=tag or [])
+    marked = service.mark_entries(ctx.state, invalidation)
     nodes = sorted({f["node"] or "(public)" for f in marked})
     ctx.out.note(f"{len(marked)} entr{'y' if len(marked) == 1 else 'ies'} marked invalidated"
                  + (f" at {', '.join(nodes)}" if nodes else ""))
-    if plan is not None:
-        _invalidate_purge(ctx, *plan)
+    record = service.journal_purge(ctx.state, invalidation)
+    if record is not None:
+        from edgectl.cdn.execute import Settings
+        from edgectl.cli import purging
 
-
-def _invalidate_plan(ctx, targets):
-    """The purge, planned as `cdn purge` plans it, with the providers mapped by hostname."""
-    from edgectl.cdn import purge as service
-
-    plan, providers = service.plan(ctx.config, ctx.state, targets, provider_names=None, all_providers=False,
-                                   skip_unsupported=True)
-    for line in plan.skipped():
-        ctx.out.warn(line)
-    return plan, providers
-
-
-def _invalidate_purge(ctx, plan, providers) -> None:
-    """The same journal and executor as `cdn purge`."""
-    from edgectl.cdn import journal
-    from edgectl.cdn import purge as service
-    from edgectl.cdn.execute import Settings
-    from edgectl.cli import purging
-
-    service.prepare(providers)
-    record = journal.create(ctx.state, plan, reason="cache invalidate")
-    purging.run(ctx, record, providers, Settings())
+        purging.run(ctx, record, invalidation.providers, Settings())

@@ -109,7 +109,7 @@ def purge(
         service.check_resumable(record, wait)
         if dry_run:
             left = journal.batches(ctx.state, purge_id, journal.UNFINISHED)
-            ctx.out.records([b.to_record() for b in left], BATCH_COLUMNS, empty="nothing left to send")
+            ctx.out.show([b.to_record() for b in left], View(BATCH_COLUMNS, empty="nothing left to send"))
             return
         providers = service.resume_providers(ctx.config, ctx.state, record, request_timeout=_request_timeout(limit))
         ctx.out.note(f"resuming purge {purge_id}")
@@ -164,7 +164,7 @@ def history(
 
         start = utcnow() - timedelta(seconds=parse_duration(since, what="--since"))
     rows = [p.to_record() for p in journal.history(ctx.state, start, limit)]
-    ctx.out.records(rows, HISTORY_COLUMNS, empty="no purges yet")
+    ctx.out.show(rows, View(HISTORY_COLUMNS, empty="no purges yet"))
 
 
 @app.command("show")

@@ -54,6 +54,8 @@ CHECK_COLUMNS = [
     Column("error"),
 ]
 PLAN_COLUMNS = [Column("action", kind="status"), Column("node"), Column("summary", "CHANGES")]
+DETAIL_VIEW = View(DETAIL_COLUMNS)  # a node just added or changed, in full
+CHECK_VIEW = View(CHECK_COLUMNS)
 
 # Options of `nodes add` that `nodes update` shares.
 Region = Annotated[Optional[str], typer.Option("--region", help="Region name, e.g. eu-west.")]
@@ -107,7 +109,7 @@ def nodes_add(
     })
     node = add_node(ctx.state, spec, reason=reason)
     ctx.out.note(f"added node {node.name}")
-    ctx.out.record(node.to_record(), DETAIL_COLUMNS)
+    ctx.out.show(node.to_record(), DETAIL_VIEW)
 
 
 @app.command("list")
@@ -125,7 +127,7 @@ def nodes_list(
     ctx = current()
     flt = NodeFilter(status=status, region=region, country=country, capability=capability, labels=parse_labels(label))
     nodes = list_nodes(ctx.state, flt, heartbeat_interval=_heartbeat_interval())
-    ctx.out.records([n.to_record() for n in nodes], NODE_COLUMNS, empty="no nodes match")
+    ctx.out.show([n.to_record() for n in nodes], View(NODE_COLUMNS, empty="no nodes match"))
 
 
 @app.command("show")
@@ -213,7 +215,7 @@ def nodes_update(
         if status is not None:
             node = set_admin_status(ctx.state, name, status, reason=reason)
     ctx.out.note(f"updated node {name}: {', '.join(diff) or 'no field changed'}" + (f"; status {node.status}" if status else ""))
-    ctx.out.record(get_node(ctx.state, name).to_record(), DETAIL_COLUMNS)
+    ctx.out.show(get_node(ctx.state, name).to_record(), DETAIL_VIEW)
 
 
 @app.command("remove")
@@ -230,8 +232,8 @@ def nodes_remove(
     ctx.out.note(f"removed node {name}")
     for rule in disabled:
         ctx.out.warn(f"routing rule {rule.id} ({rule.source} -> {rule.target}) disabled: it used node {name}")
-    ctx.out.record({"name": node.name, "removed": True, "removed_at": node.removed_at,
-                    "disabled_rules": [rule.id for rule in disabled]})
+    ctx.out.show({"name": node.name, "removed": True, "removed_at": node.removed_at,
+                  "disabled_rules": [rule.id for rule in disabled]}, View())
 
 
 def _status_command(action, name: str, reason: Optional[str], verb: str) -> None:
@@ -290,7 +292,7 @@ def nodes_events(
     ctx = current()
     cutoff = ago(parse_duration(since, what="--since")) if since else None
     events = node_events(ctx.state, name, since=cutoff, limit=limit)
-    ctx.out.records([e.to_record() for e in events], EVENT_COLUMNS, empty="no events")
+    ctx.out.show([e.to_record() for e in events], View(EVENT_COLUMNS, empty="no events"))
 
 
 @app.command("check")
@@ -344,7 +346,7 @@ def nodes_check(
 
     if not watch:
         outcomes = one_round()
-        ctx.out.records([o.to_record() for o in outcomes], CHECK_COLUMNS)
+        ctx.out.show([o.to_record() for o in outcomes], CHECK_VIEW)
         failed = [o.node for o in outcomes if o.status == "failed"]
         if failed:
             raise OperationFailed(f"{len(failed)} of {len(outcomes)} node(s) failed: {', '.join(failed[:10])}"
@@ -372,7 +374,7 @@ def _watch(one_round, pause: float) -> None:
                 live.update(ctx.out.table(rows, CHECK_COLUMNS, caption=caption), refresh=True)
                 time.sleep(pause)
     while True:
-        ctx.out.records([o.to_record() for o in one_round()], CHECK_COLUMNS)
+        ctx.out.show([o.to_record() for o in one_round()], CHECK_VIEW)
         time.sleep(pause)
 
 
@@ -411,8 +413,8 @@ def nodes_heartbeat(
     metrics, resources = parse_health_report(report, json_file or "heartbeat")
     node = record_heartbeat(ctx.state, name, metrics, resources)
     ctx.out.note(f"heartbeat recorded for {name}")
-    ctx.out.record({"name": node.name, "last_heartbeat": node.last_heartbeat, "health_metrics": node.health_metrics},
-                   [Column("last_heartbeat", kind="time"), Column("health_metrics", kind="map")])
+    ctx.out.show({"name": node.name, "last_heartbeat": node.last_heartbeat, "health_metrics": node.health_metrics},
+                 View([Column("last_heartbeat", kind="time"), Column("health_metrics", kind="map")]))
 
 
 @app.command("export")

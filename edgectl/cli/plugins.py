@@ -6,7 +6,7 @@ import typer
 
 from edgectl.cli import group_help
 from edgectl.cli.context import current
-from edgectl.output import Column
+from edgectl.output import Column, View
 
 app = typer.Typer(help=group_help("plugins"), no_args_is_help=True, add_completion=False)
 
@@ -17,6 +17,6 @@ def plugins_list() -> None:
     from edgectl.providers.registry import registrations
 
     ctx = current()
-    ctx.out.records(registrations(), [Column("name", "KIND"), Column("package"), Column("builtin", kind="bool"),
-                                      Column("capabilities", kind="list"), Column("purge_kinds", "PURGES", kind="list"),
-                                      Column("status", kind="status"), Column("target"), Column("error")])
+    ctx.out.show(registrations(), View([Column("name", "KIND"), Column("package"), Column("builtin", kind="bool"),
+                                        Column("capabilities", kind="list"), Column("purge_kinds", "PURGES", kind="list"),
+                                        Column("status", kind="status"), Column("target"), Column("error")]))

@@ -185,9 +185,9 @@ def sandbox_fetch(
     path = parse_path(path)
     names = node or [n.name for n in box.nodes]
     rows = [fetch(box, name, path) for name in names]
-    ctx.out.records(rows, [Column("node"), Column("url"), Column("status", justify="right"),
-                           Column("x_cache", "X-CACHE", kind="status"), Column("age", justify="right"),
-                           Column("cache_status", "CACHE-STATUS")])
+    ctx.out.show(rows, View([Column("node"), Column("url"), Column("status", justify="right"),
+                             Column("x_cache", "X-CACHE", kind="status"), Column("age", justify="right"),
+                             Column("cache_status", "CACHE-STATUS")]))
 
 
 @app.command("down")
