@@ -299,3 +299,30 @@ def unknown_setting(key: str, known, synonyms=None, *, where: str = "", meant: s
     if meant is not None:
         return f"unknown setting {key!r} (did you mean {meant!r}?)"
     return f"unknown setting {key!r}{where} (known: {', '.join(sorted(known))})"
+
+
+def parse_address(text: str, *, what: str = "--address") -> str:
+    """A node's published address: an IPv4 or IPv6 address (brackets optional), or a hostname."""
+    import ipaddress
+
+    raw = str(text).strip()
+    bare = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+    try:
+        return str(ipaddress.ip_address(bare))  # IPv6 in its compressed form, so plans compare alike
+    except ValueError:
+        pass
+    host = ascii_host(raw.rstrip("."), what=what).lower()
+    if not host or not _valid_host(host) or host.replace(".", "").isdigit():
+        raise UsageError(f"{what} {text!r} is not an IP address or a hostname",
+                         hint="e.g. 192.0.2.10, 2001:db8::10 or edge-fra-1.example.net")
+    return host
+
+
+def address_record_type(address: str) -> str:
+    """The DNS record a published address takes: A, AAAA or CNAME."""
+    import ipaddress
+
+    try:
+        return "A" if ipaddress.ip_address(address).version == 4 else "AAAA"
+    except ValueError:
+        return "CNAME"

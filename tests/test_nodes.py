@@ -3,6 +3,8 @@
 import json
 from datetime import timedelta
 
+import pytest
+
 from edgectl.state import open_state
 from edgectl.timeutil import to_iso, utcnow
 
@@ -176,3 +178,38 @@ def test_natural_order_compares_numbers_as_numbers_and_breaks_ties_by_name():
 
     names = ["pop-10b", "pop-9", "POP-2", "pop-2", "pop-02", "pop", "pop-10a"]
     assert sorted(names, key=natural_key) == ["pop", "POP-2", "pop-02", "pop-2", "pop-9", "pop-10a", "pop-10b"]
+
+
+@pytest.mark.parametrize("given, stored, record", [
+    ("192.0.2.10", "192.0.2.10", "A"),
+    ("[2001:DB8:0::10]", "2001:db8::10", "AAAA"),
+    ("Edge-FRA-1.Example.NET.", "edge-fra-1.example.net", "CNAME"),
+    ("bücher.example", "xn--bcher-kva.example", "CNAME"),
+])
+def test_a_node_publishes_its_address_or_its_endpoints_host(cli, given, stored, record):
+    from edgectl.parse import address_record_type
+
+    assert cli("nodes", "add", "n1", "-e", "https://origin-1.example.net:8443", "--address", given).exit_code == 0
+    shown = cli("nodes", "show", "n1", "-o", "json").json()
+    assert (shown["address"], shown["published_address"]) == (stored, stored)
+    assert address_record_type(shown["published_address"]) == record
+    assert cli("nodes", "update", "n1", "--clear", "address").exit_code == 0
+    shown = cli("nodes", "show", "n1", "-o", "json").json()
+    assert (shown["address"], shown["published_address"]) == (None, "origin-1.example.net")
+
+
+def test_the_address_is_carried_by_export_and_apply_and_bad_ones_are_refused(cli, isolated):
+    assert cli("nodes", "add", "n1", "-e", "http://127.0.0.1:9", "--address", "198.51.100.7").exit_code == 0
+    exported = cli("nodes", "export").stdout
+    assert 'address = "198.51.100.7"' in exported
+    path = isolated / "inventory.toml"
+    path.write_text(exported)
+    assert cli("nodes", "apply", "-f", str(path), "--yes", "-o", "json").json()["counts"] == {
+        "create": 0, "update": 0, "remove": 0}
+    path.write_text(exported.replace("198.51.100.7", "2001:db8::7"))
+    applied = cli("nodes", "apply", "-f", str(path), "--yes", "-o", "json").json()
+    assert applied["changes"][0]["changes"] == {"address": {"old": "198.51.100.7", "new": "2001:db8::7"}}
+    for bad in ("not a host", "999.1.1.1", "-bad-.example", "a..b"):
+        run = cli("nodes", "update", "n1", "--address", bad)
+        assert run.exit_code == 2 and run.stderr.startswith("error: ") and "Traceback" not in run.stderr, (bad, run.stderr)
+    assert cli("nodes", "show", "n1", "-o", "json").json()["address"] == "2001:db8::7"

@@ -67,6 +67,7 @@ Capabilities = Annotated[Optional[list[str]], typer.Option("--capability", "-c",
 MaxConcurrent = Annotated[Optional[int], typer.Option("--max-concurrent", metavar="N")]
 HealthPath = Annotated[Optional[str], typer.Option("--health-path", metavar="PATH", help="Default: nodes.health_path.")]
 Token = Annotated[Optional[str], typer.Option("--token", metavar="REF", help="Bearer token as env:VAR or file:PATH.")]
+Address = Annotated[Optional[str], typer.Option("--address", metavar="IP|HOST", help="Where DNS and load balancers point for it (IPv4: A, IPv6: AAAA, a hostname: CNAME). Default: the endpoint's host.")]
 
 
 def _interval(name: str, option: Optional[str], key: str) -> float:
@@ -85,6 +86,7 @@ def _heartbeat_interval() -> float:
 def nodes_add(
     name: Annotated[str, typer.Argument(help="Node name: lower-case letters, digits, '.', '_', '-'.")],
     endpoint: Annotated[str, typer.Option("--endpoint", "-e", help="Base URL, e.g. https://edge-fra-1.example.net.")],
+    address: Address = None,
     region: Region = None,
     country: Country = None,
     city: City = None,
@@ -103,7 +105,7 @@ def nodes_add(
 
     ctx = current()
     spec = build_spec({
-        "name": name, "endpoint": endpoint, "region": region, "country": country, "city": city,
+        "name": name, "endpoint": endpoint, "address": address, "region": region, "country": country, "city": city,
         "lat": lat, "lon": lon, "capabilities": capability or [], "labels": parse_labels(label),
         "max_concurrent": max_concurrent, "health_path": health_path, "token": token,
     })
@@ -158,6 +160,7 @@ SHOW_VIEW = View(draw=_draw_node)
 def nodes_update(
     name: Annotated[str, typer.Argument()],
     endpoint: Annotated[Optional[str], typer.Option("--endpoint", "-e")] = None,
+    address: Address = None,
     region: Region = None,
     country: Country = None,
     city: City = None,
@@ -171,7 +174,7 @@ def nodes_update(
     label: Annotated[Optional[list[str]], typer.Option("--label", "-l", metavar="K=V", help="Set a label; repeatable.")] = None,
     remove_label: Annotated[Optional[list[str]], typer.Option("--remove-label", metavar="K")] = None,
     clear: Annotated[Optional[list[str]], typer.Option("--clear", metavar="FIELD",
-                                                       help="Unset a field: region, country, city, location, max_concurrent, health_path, token.")] = None,
+                                                       help="Unset a field: address, region, country, city, location, max_concurrent, health_path, token.")] = None,
     status: Annotated[Optional[str], typer.Option("--status", help="active or inactive: take a node out of service or back.")] = None,
     reason: Reason = None,
 ) -> None:
@@ -187,14 +190,15 @@ def nodes_update(
         if status is not None:
             check_admin_status(status)
         changes: dict = {}
-        for key, value in (("endpoint", endpoint), ("region", region), ("country", country), ("city", city),
+        for key, value in (("endpoint", endpoint), ("address", address), ("region", region), ("country", country),
+                           ("city", city),
                            ("max_concurrent", max_concurrent), ("health_path", health_path), ("token", token)):
             if value is not None:
                 changes[key] = value
         if lat is not None or lon is not None:
             changes["lat"] = lat if lat is not None else node.lat
             changes["lon"] = lon if lon is not None else node.lon
-        clearable = {"region", "country", "city", "location", "max_concurrent", "health_path", "token"}
+        clearable = {"address", "region", "country", "city", "location", "max_concurrent", "health_path", "token"}
         for item in clear or []:
             if item not in clearable:
                 raise UsageError(f"--clear {item}: not a field that can be cleared", hint=f"fields: {', '.join(sorted(clearable))}")

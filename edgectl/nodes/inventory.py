@@ -11,6 +11,7 @@ from typing import Any
 from edgectl.errors import NotFound, UsageError
 from edgectl.nodes.model import SPEC_FIELDS, STATUSES, Node, NodeEvent, NodeSpec
 from edgectl.parse import (
+    parse_address,
     parse_coordinates,
     parse_country,
     parse_label,
@@ -52,6 +53,7 @@ def build_spec(raw: dict[str, Any]) -> NodeSpec:
     if raw.get("endpoint") is None:
         raise UsageError(f"node {name!r} needs an endpoint", hint="e.g. --endpoint https://edge-fra-1.example.net")
     endpoint = parse_url(raw["endpoint"], what="endpoint", base=True)
+    address = parse_address(raw["address"], what="address") if raw.get("address") is not None else None
     coords = parse_coordinates(_number(raw.get("lat"), "latitude"), _number(raw.get("lon"), "longitude"))
     capabilities = raw.get("capabilities") if raw.get("capabilities") is not None else []
     if isinstance(capabilities, str) or not isinstance(capabilities, (list, tuple)):
@@ -76,6 +78,7 @@ def build_spec(raw: dict[str, Any]) -> NodeSpec:
     return NodeSpec(
         name=name,
         endpoint=endpoint,
+        address=address,
         region=parse_name(raw["region"], what="region") if raw.get("region") is not None else None,
         country=parse_country(raw["country"]) if raw.get("country") is not None else None,
         city=_text(raw.get("city"), "city"),

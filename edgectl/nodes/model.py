@@ -16,7 +16,7 @@ HELD_STATUSES = ("draining", "maintenance", "inactive")
 
 # The fields a spec sets, in the order they show in plans, exports and `nodes show`.
 SPEC_FIELDS = (
-    "endpoint", "region", "country", "city", "lat", "lon",
+    "endpoint", "address", "region", "country", "city", "lat", "lon",
     "capabilities", "labels", "max_concurrent", "health_path", "token",
 )
 
@@ -27,6 +27,7 @@ class NodeSpec:
 
     name: str
     endpoint: str
+    address: str | None = None  # where DNS points for it; unset, its endpoint's host
     region: str | None = None
     country: str | None = None
     city: str | None = None
@@ -71,6 +72,7 @@ class Node:
     updated_at: datetime
     removed_at: datetime | None = None
     stale: bool = False
+    address: str | None = None
 
     @classmethod
     def from_row(cls, row: dict) -> "Node":
@@ -102,10 +104,20 @@ class Node:
             created_at=from_iso(row["created_at"]),
             updated_at=from_iso(row["updated_at"]),
             removed_at=from_iso(row["removed_at"]),
+            address=row.get("address"),
         )
 
     def spec(self) -> NodeSpec:
         return NodeSpec(self.name, **{f: getattr(self, f) for f in SPEC_FIELDS})
+
+    @property
+    def published_address(self) -> str:
+        """The address steering publishes for the node: its `address`, else its endpoint's host."""
+        if self.address:
+            return self.address
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.endpoint).hostname or ""
 
     def health_url(self, default_path: str) -> str:
         return self.endpoint.rstrip("/") + (self.health_path or default_path)
@@ -120,6 +132,8 @@ class Node:
             "name": self.name,
             "status": self.status,
             "endpoint": self.endpoint,
+            "address": self.address,
+            "published_address": self.published_address,
             "region": self.region,
             "country": self.country,
             "city": self.city,

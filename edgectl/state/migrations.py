@@ -321,3 +321,9 @@ def m007_create_geographic_routes(db: Database) -> None:
     db.execute("CREATE INDEX idx_route_events_route_at ON route_events(route_id, at)")
     # the round_robin strategy's position per rule set, shared by every process
     db.execute("CREATE TABLE routing_counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+
+
+@migration
+def m008_add_node_address(db: Database) -> None:
+    # where steering (DNS records, load-balancer pools) points for a node; unset, its endpoint's host
+    db.execute("ALTER TABLE nodes ADD COLUMN address TEXT")
