@@ -447,10 +447,11 @@ def nodes_apply(
     dry_run: DryRun = False,
 ) -> None:
     """Make the inventory match a file: the plan is shown first, then applied."""
-    from edgectl.nodes.declarative import apply_inventory, parse_inventory, plan_inventory, read_inventory
+    from edgectl.declarative import read_file
+    from edgectl.nodes.declarative import apply_inventory, parse_inventory, plan_inventory
 
     ctx = current()
-    text, source = read_inventory(file)
+    text, source = read_file(file)
     specs = parse_inventory(text, source)
     plan = plan_inventory(ctx.state, specs, prune=prune)
     if prune and not specs and plan.steps and not force:

@@ -277,11 +277,11 @@ def rules_apply(
     dry_run: DryRun = False,
 ) -> None:
     """Make the rules match a file, in one transaction: the plan is shown first, then applied."""
-    from edgectl.nodes.declarative import read_inventory
+    from edgectl.declarative import read_file
     from edgectl.routing.declarative import apply_rules, parse_rules, plan_rules
 
     ctx = current()
-    text, source = read_inventory(file, what="rules file")
+    text, source = read_file(file, what="rules file")
     plan = plan_rules(ctx.state, parse_rules(text, source, ctx.config), prune=prune)
     plan.raise_if_unsafe(force=force)
     ctx.out.preview(plan.rows(), PLAN_COLUMNS, empty="no changes: the rules match the file")

@@ -4,45 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from edgectl.declarative import load_document
 from edgectl.errors import UsageError
 from edgectl.nodes.inventory import add_node, build_spec, list_nodes, remove_node, replace_spec, spec_diff
 from edgectl.nodes.model import SPEC_FIELDS, Node, NodeSpec
 from edgectl.timeutil import to_iso, utcnow
 
 
-def read_inventory(path: str, *, what: str = "inventory file") -> tuple[str, str]:
-    """(text, label) of a declarative file (an inventory, a rules file), or of stdin for '-'."""
-    import sys
-
-    if path == "-":
-        return sys.stdin.read(), "<stdin>"
-    try:
-        return Path(path).expanduser().read_text(encoding="utf-8"), path
-    except FileNotFoundError:
-        raise UsageError(f"{what} {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {what} {path}: {exc}") from None
-
-
 def parse_inventory(text: str, label: str) -> list[NodeSpec]:
     """TOML (`[nodes.NAME]` tables) or JSON (`{"nodes": {NAME: {...}}}`); every bad entry is named."""
-    stripped = text.lstrip()
-    if label.endswith(".json") or stripped.startswith("{"):
-        try:
-            data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-        except ValueError as exc:
-            raise UsageError(f"{label}: not valid JSON: {exc}") from None
-    else:
-        import tomlkit
-        from tomlkit.exceptions import ParseError
-
-        try:
-            data = tomlkit.parse(text).unwrap()
-        except ParseError as exc:
-            raise UsageError(f"{label}: not valid TOML: {exc}") from None
+    data = load_document(text, label)
     if not isinstance(data, dict) or not isinstance(data.get("nodes", {}), dict):
         raise UsageError(f"{label}: expected [nodes.NAME] tables", hint="edgectl nodes export shows the format")
     extra = set(data) - {"nodes"}
@@ -64,19 +37,6 @@ def parse_inventory(text: str, label: str) -> list[NodeSpec]:
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
         raise UsageError(f"{label}: {problems[0]}{more}")
     return specs
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    seen: dict = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"duplicate key {key!r}")
-        seen[key] = value
-    return seen
-
-
-def _no_constants(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
 
 
 @dataclass

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgectl.declarative import load_document
 from edgectl.errors import UsageError
 from edgectl.routing.model import DEFAULT_LATENCY_THRESHOLD_MS, DEFAULT_WEIGHT, SOURCE_KINDS, Rule, RuleSpec
 from edgectl.timeutil import to_iso, utcnow
@@ -20,7 +21,7 @@ def parse_rules(text: str, label: str, config=None) -> list[RuleSpec]:
     """TOML (`[[rules]]` tables) or JSON (`{"rules": [...]}`); every bad entry is named."""
     from edgectl.routing.rules import build_spec, parse_source
 
-    data = _load(text, label)
+    data = load_document(text, label)
     if not isinstance(data, dict) or not isinstance(data.get("rules", []), list):
         raise UsageError(f"{label}: expected [[rules]] tables", hint="edgectl routing rules export shows the format")
     extra = set(data) - {"rules"}
@@ -62,23 +63,6 @@ def parse_rules(text: str, label: str, config=None) -> list[RuleSpec]:
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
         raise UsageError(f"{label}: {problems[0]}{more}")
     return specs
-
-
-def _load(text: str, label: str) -> Any:
-    from edgectl.nodes.declarative import _no_constants, _no_duplicates
-
-    if label.endswith(".json") or text.lstrip().startswith("{"):
-        try:
-            return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-        except ValueError as exc:
-            raise UsageError(f"{label}: not valid JSON: {exc}") from None
-    import tomlkit
-    from tomlkit.exceptions import ParseError
-
-    try:
-        return tomlkit.parse(text).unwrap()
-    except ParseError as exc:
-        raise UsageError(f"{label}: not valid TOML: {exc}") from None
 
 
 def _threshold(value: Any) -> float | None:
