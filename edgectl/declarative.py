@@ -9,6 +9,35 @@ from typing import Any
 from edgectl.errors import UsageError
 
 
+class DeclaredPlan:
+    """What a declarative plan is besides its steps: counted, summed up, shown row by row, checked.
+
+    Subclasses are dataclasses with `steps` (each with `action`, `to_record()` and `summary()`),
+    `prune`, `listed` (entries the file lists) and `what` (what the entries are, for messages).
+    """
+
+    @property
+    def empty(self) -> bool:
+        return not self.steps
+
+    def counts(self) -> dict[str, int]:
+        return {a: sum(1 for s in self.steps if s.action == a) for a in ("create", "update", "remove")}
+
+    def summary(self) -> str:
+        counts = self.counts()
+        return f"{counts['create']} to create, {counts['update']} to update, {counts['remove']} to remove"
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{**s.to_record(), "summary": s.summary()} for s in self.steps]
+
+    def raise_if_unsafe(self, *, force: bool, source: str = "the file") -> None:
+        """An empty file with --prune would remove everything: refused unless forced."""
+        removes = self.counts()["remove"]
+        if self.prune and not self.listed and removes and not force:
+            raise UsageError(f"{source} lists no {self.what}: --prune would remove all {removes}",
+                             hint="pass --force if that is really what you want")
+
+
 def read_file(path: str, *, what: str = "inventory file") -> tuple[str, str]:
     """(text, label) of a declarative file, or of stdin for '-'."""
     import sys

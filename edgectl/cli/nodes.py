@@ -8,7 +8,7 @@ import typer
 
 from edgectl.cli import group_help
 from edgectl.cli.context import current
-from edgectl.cli.options import DryRun, Labels, Reason, Since, Yes, confirm
+from edgectl.cli.options import DryRun, Labels, Reason, Since, Yes, apply_declared
 from edgectl.errors import OperationFailed, UsageError
 from edgectl.output import Column, View
 
@@ -454,19 +454,6 @@ def nodes_apply(
     text, source = read_file(file)
     specs = parse_inventory(text, source)
     plan = plan_inventory(ctx.state, specs, prune=prune)
-    if prune and not specs and plan.steps and not force:
-        raise UsageError(f"{source} lists no nodes: --prune would remove all {len(plan.steps)}",
-                         hint="pass --force if that is really what you want")
-    rows = [{**s.to_record(), "summary": s.summary()} for s in plan.steps]
-    counts = plan.counts()
-    summary = f"{counts['create']} to create, {counts['update']} to update, {counts['remove']} to remove"
-    ctx.out.preview(rows, PLAN_COLUMNS, empty="no changes: the inventory matches the file")
-    applied = False
-    if not plan.empty and not dry_run:
-        confirm(f"apply this plan ({summary})?", yes)
-        apply_inventory(ctx.state, ctx.config, plan, source=source)
-        applied = True
-    ctx.out.show({"changes": [s.to_record() for s in plan.steps], "counts": counts, "applied": applied,
-                  "dry_run": dry_run}, View(body=False))
-    if not plan.empty:
-        ctx.out.note(("applied: " if applied else "not applied (dry run): ") + summary)
+    plan.raise_if_unsafe(force=force, source=source)
+    apply_declared(plan, PLAN_COLUMNS, empty="no changes: the inventory matches the file", yes=yes, dry_run=dry_run,
+                   apply=lambda: apply_inventory(ctx.state, ctx.config, plan, source=source))

@@ -32,3 +32,24 @@ def confirm(question: str, yes: bool) -> None:
         raise UsageError(f"{question} needs confirmation", hint="pass --yes to go ahead without a terminal")
     if not typer.confirm(question, default=False, err=True):
         raise OperationFailed("nothing changed: not confirmed")
+
+
+def apply_declared(plan, columns, *, empty: str, apply, yes: bool, dry_run: bool) -> None:
+    """A declarative plan at the command line: drawn first, confirmed, applied, then its record.
+
+    `apply()` makes the change; json and csv get the plan and whether it was applied.
+    """
+    from edgectl.cli.context import current
+    from edgectl.output import View
+
+    ctx = current()
+    ctx.out.preview(plan.rows(), columns, empty=empty)
+    applied = False
+    if not plan.empty and not dry_run:
+        confirm(f"apply this plan ({plan.summary()})?", yes)
+        apply()
+        applied = True
+    ctx.out.show({"changes": [s.to_record() for s in plan.steps], "counts": plan.counts(), "applied": applied,
+                  "dry_run": dry_run}, View(body=False))
+    if not plan.empty:
+        ctx.out.note(("applied: " if applied else "not applied (dry run): ") + plan.summary())

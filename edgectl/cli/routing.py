@@ -8,7 +8,7 @@ import typer
 
 from edgectl.cli import group_help
 from edgectl.cli.context import current
-from edgectl.cli.options import DryRun, Reason, Yes, confirm
+from edgectl.cli.options import DryRun, Reason, Yes, apply_declared
 from edgectl.errors import UsageError
 from edgectl.output import Column, View
 
@@ -284,16 +284,8 @@ def rules_apply(
     text, source = read_file(file, what="rules file")
     plan = plan_rules(ctx.state, parse_rules(text, source, ctx.config), prune=prune)
     plan.raise_if_unsafe(force=force)
-    ctx.out.preview(plan.rows(), PLAN_COLUMNS, empty="no changes: the rules match the file")
-    applied = False
-    if not plan.empty and not dry_run:
-        confirm(f"apply this plan ({plan.summary()})?", yes)
-        apply_rules(ctx.state, plan, source=source)
-        applied = True
-    ctx.out.show({"changes": [s.to_record() for s in plan.steps], "counts": plan.counts(), "applied": applied,
-                  "dry_run": dry_run}, View(body=False))
-    if not plan.empty:
-        ctx.out.note(("applied: " if applied else "not applied (dry run): ") + plan.summary())
+    apply_declared(plan, PLAN_COLUMNS, empty="no changes: the rules match the file", yes=yes, dry_run=dry_run,
+                   apply=lambda: apply_rules(ctx.state, plan, source=source))
 
 
 # -- resolve and simulate -----------------------------------------------------------------------

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgectl.declarative import load_document
+from edgectl.declarative import DeclaredPlan, load_document
 from edgectl.errors import UsageError
 from edgectl.nodes.inventory import add_node, build_spec, list_nodes, remove_node, replace_spec, spec_diff
 from edgectl.nodes.model import SPEC_FIELDS, Node, NodeSpec
@@ -65,17 +65,13 @@ def _show(value: Any) -> str:
 
 
 @dataclass
-class InventoryPlan:
+class InventoryPlan(DeclaredPlan):
     steps: list[PlanStep]
     specs: dict[str, NodeSpec]
     nodes: dict[str, Node]
-
-    @property
-    def empty(self) -> bool:
-        return not self.steps
-
-    def counts(self) -> dict[str, int]:
-        return {a: sum(1 for s in self.steps if s.action == a) for a in ("create", "update", "remove")}
+    prune: bool = False
+    listed: int = 0  # nodes the file lists
+    what: str = "nodes"
 
 
 def plan_inventory(state, specs: list[NodeSpec], *, prune: bool) -> InventoryPlan:
@@ -92,7 +88,7 @@ def plan_inventory(state, specs: list[NodeSpec], *, prune: bool) -> InventoryPla
                 steps.append(PlanStep("update", name, diff))
     if prune:
         steps.extend(PlanStep("remove", name) for name in current if name not in wanted)
-    return InventoryPlan(steps, wanted, current)
+    return InventoryPlan(steps, wanted, current, prune, len(specs))
 
 
 def apply_inventory(state, config, plan: InventoryPlan, *, source: str) -> None:

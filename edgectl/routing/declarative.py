@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgectl.declarative import load_document
+from edgectl.declarative import DeclaredPlan, load_document
 from edgectl.errors import UsageError
 from edgectl.routing.model import DEFAULT_LATENCY_THRESHOLD_MS, DEFAULT_WEIGHT, SOURCE_KINDS, Rule, RuleSpec
 from edgectl.timeutil import to_iso, utcnow
@@ -102,31 +102,11 @@ class PlanStep:
 
 
 @dataclass
-class RulesPlan:
+class RulesPlan(DeclaredPlan):
     steps: list[PlanStep]
     prune: bool
     listed: int  # rules the file lists
-
-    @property
-    def empty(self) -> bool:
-        return not self.steps
-
-    def counts(self) -> dict[str, int]:
-        return {a: sum(1 for s in self.steps if s.action == a) for a in ("create", "update", "remove")}
-
-    def summary(self) -> str:
-        counts = self.counts()
-        return f"{counts['create']} to create, {counts['update']} to update, {counts['remove']} to remove"
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [{**s.to_record(), "summary": s.summary()} for s in self.steps]
-
-    def raise_if_unsafe(self, *, force: bool) -> None:
-        """An empty file with --prune would remove every rule: refused unless forced."""
-        removes = self.counts()["remove"]
-        if self.prune and not self.listed and removes and not force:
-            raise UsageError(f"the file lists no rules: --prune would remove all {removes}",
-                             hint="pass --force if that is really what you want")
+    what: str = "rules"
 
 
 def plan_rules(state, specs: list[RuleSpec], *, prune: bool) -> RulesPlan:
