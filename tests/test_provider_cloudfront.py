@@ -312,7 +312,7 @@ def test_check_settings():
     assert cls.check_settings({"kind": "cloudfront", "distribution_id": "E2QWRUHAPOMQZL"}) == []
     problems = cls.check_settings({"kind": "cloudfront", "distribution_id": "e2qwruhapomqzl", "poll_interval": 0,
                                    "endpoint_url": "localhost:5000", "aws_secret_access_key": "env:X"})
-    assert [p.split(":")[0] for p in problems] == ["aws_secret_access_key", "distribution_id", "endpoint_url",
+    assert [p.split(":")[0] for p in problems] == ["aws_secret_access_key", "endpoint_url", "distribution_id",
                                                    "poll_interval"]
     assert "credential chain" in problems[0]
     assert cls.check_settings({"kind": "cloudfront"}) == ["distribution_id: required for kind 'cloudfront'"]

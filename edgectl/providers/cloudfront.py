@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import re
 import string
-import threading
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from edgectl.providers.base import (AuthError, Backpressure, Batch, Bucket, Completion, InvalidTarget, Limits,
-                                    ProviderError, PurgeAccepted, PurgeProvider, RateLimited, RetryableError,
-                                    parse_retry_after, percent_encode)
+from edgectl.providers import aws
+from edgectl.providers.base import (Backpressure, Batch, Bucket, Completion, InvalidTarget, Limits, ProviderError,
+                                    PurgeAccepted, PurgeProvider, percent_encode)
 
 FILE_PATHS_IN_PROGRESS = 3000  # per distribution; also the most one request may carry
 WILDCARD_PATHS_IN_PROGRESS = 15  # per distribution, counted apart from file paths
@@ -49,19 +48,6 @@ _DISTRIBUTION_ID = re.compile(r"[A-Z0-9]+")
 # guide says to encode non-ASCII and RFC 1738 "unsafe" characters (space " < > # % { } | \ ^ ~ [ ] `)
 # and nothing else, or the old object is not invalidated.
 _KEEP = frozenset(string.ascii_letters + string.digits + "$-_.+!*'()," + ";/?:@=&")
-
-_THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
-              "RequestThrottled", "RequestThrottledException", "SlowDown"}
-_TRANSIENT = {"ServiceUnavailable", "InternalError", "InternalFailure", "InternalServerError", "RequestTimeout",
-              "RequestTimeoutException"}
-_REFUSED = {"AccessDenied", "AccessDeniedException", "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken",
-            "ExpiredTokenException", "UnrecognizedClientException", "InvalidAccessKeyId", "MissingAuthenticationToken",
-            "IncompleteSignature", "AuthFailure", "RequestExpired", "InvalidSignatureException"}
-_CREDENTIAL_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "access_key_id",
-                    "secret_access_key", "access_key", "secret_key")
-_CHAIN = ("environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE), ~/.aws/credentials and "
-          "~/.aws/config, SSO, or a container or instance role")
-
 
 def encode_path(path: str) -> str:
     """Percent-encode what CloudFront wants encoded (non-ASCII, RFC 1738 unsafe), keeping %XX escapes.
@@ -86,36 +72,22 @@ class CloudFrontProvider(PurgeProvider):
     purge_kinds = frozenset({"url", "prefix", "everything"})
     async_completion = True
     required_settings = ("distribution_id",)
-    optional_settings = ("profile", "region", "endpoint_url", "poll_interval")
+    optional_settings = (*aws.SETTINGS, "poll_interval")
 
     def __init__(self, name: str, settings: Mapping[str, Any], context):
         super().__init__(name, settings, context)
-        self._lock = threading.Lock()
-        self._cf = None
+        self._api = aws.AwsApi("cloudfront", "CloudFront", self.settings, context.timeout,
+                               lambda: f" on {self.distribution_id}", self._special)
         self._waiter_delay: float | None = None
 
     # -- configuration ---------------------------------------------------------
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any]) -> list[str]:
-        problems = super().check_settings(settings)
-        for key in settings:
-            if key.lower() in _CREDENTIAL_KEYS:
-                problems = [p for p in problems if not p.startswith(f"{key}:")]
-                problems.append(f"{key}: credentials never go in the edgectl config; CloudFront uses the AWS "
-                                f"credential chain: {_CHAIN} (choose a profile with `profile`)")
+        problems = aws.check_settings(settings, super().check_settings(settings), "CloudFront")
         dist = settings.get("distribution_id")
         if dist not in ("", None) and not (isinstance(dist, str) and _DISTRIBUTION_ID.fullmatch(dist)):
             problems.append("distribution_id: must be a CloudFront distribution ID, uppercase letters and digits "
                             "(like E2QWRUHAPOMQZL)")
-        for key in ("profile", "region"):
-            value = settings.get(key)
-            if value is not None and not (isinstance(value, str) and value.strip()):
-                problems.append(f"{key}: must be a non-empty string")
-        endpoint = settings.get("endpoint_url")
-        if endpoint is not None:
-            parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
-            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-                problems.append("endpoint_url: must be an http(s) URL")
         poll = settings.get("poll_interval")
         if poll is not None and not (isinstance(poll, (int, float)) and not isinstance(poll, bool)
                                      and 0 < poll <= 3600):
@@ -194,75 +166,15 @@ class CloudFrontProvider(PurgeProvider):
 
     # -- calls -----------------------------------------------------------------
     def _client(self):
-        with self._lock:
-            if self._cf is None:
-                import boto3
-                from botocore.config import Config
-                from botocore.exceptions import ProfileNotFound
-
-                from edgectl import __version__
-
-                region = self.settings.get("region") or "us-east-1"  # CloudFront is global; us-east-1 signs it
-                try:
-                    session = boto3.session.Session(profile_name=self.settings.get("profile") or None,
-                                                    region_name=region)
-                except ProfileNotFound as exc:
-                    raise AuthError(f"{exc}; set `profile` to one defined in ~/.aws/config or "
-                                    f"~/.aws/credentials, or remove it to use {_CHAIN}") from None
-                config = Config(
-                    region_name=region,
-                    retries={"total_max_attempts": 1, "mode": "standard"},  # the executor retries, and counts
-                    connect_timeout=self.context.timeout,
-                    read_timeout=self.context.timeout,
-                    user_agent_extra=f"edgectl/{__version__}",
-                )
-                self._cf = session.client("cloudfront", endpoint_url=self.settings.get("endpoint_url") or None,
-                                          config=config)
-            return self._cf
+        return self._api.client()
 
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
-        from botocore import exceptions as bx
+        return self._api.call(operation, **params)
 
-        api = "".join(part.title() for part in operation.split("_"))
-        client = self._client()
-        try:
-            return getattr(client, operation)(**params)
-        except bx.ClientError as exc:
-            raise self._from_client_error(api, exc) from exc
-        except (bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError,
-                bx.TokenRetrievalError, bx.SSOError) as exc:
-            raise AuthError(f"CloudFront {api}: no usable AWS credentials ({exc}); edgectl looks in {_CHAIN}") from exc
-        except bx.SSLError as exc:
-            raise ProviderError(f"CloudFront {api}: TLS failed: {exc}") from exc
-        except (bx.ConnectionError, bx.HTTPClientError) as exc:
-            raise RetryableError(f"CloudFront {api}: {exc.__class__.__name__}: {exc}") from exc
-        except bx.BotoCoreError as exc:
-            raise ProviderError(f"CloudFront {api}: {exc}") from exc
-
-    def _from_client_error(self, api: str, exc) -> ProviderError:
-        response = exc.response or {}
-        error = response.get("Error") or {}
-        code = str(error.get("Code") or "")
-        message = str(error.get("Message") or "").strip()
-        meta = response.get("ResponseMetadata") or {}
-        status = int(meta.get("HTTPStatusCode") or 0)
-        headers = {k.lower(): v for k, v in (meta.get("HTTPHeaders") or {}).items()}
-        retry_after = parse_retry_after(headers.get("retry-after"))
-        text = f"CloudFront {api} on {self.distribution_id}: {code or f'HTTP {status}'}"
-        if message:
-            text += f": {message}"
+    def _special(self, code: str, text: str, retry_after: float | None) -> ProviderError | None:
         if code == "TooManyInvalidationsInProgress":
-            err: ProviderError = Backpressure(text, max(retry_after or 0.0, self.poll_interval()))
-        elif code in _THROTTLED or status == 429:
-            err = RateLimited(text, retry_after)
-        elif code in _TRANSIENT or status >= 500:
-            err = RetryableError(text, retry_after)
-        elif code in _REFUSED or status in (401, 403):
-            err = AuthError(text)
-        else:
-            err = ProviderError(text)
-        err.aws_code = code  # type: ignore[attr-defined]
-        return err
+            return Backpressure(text, max(retry_after or 0.0, self.poll_interval()))
+        return None
 
     def prepare(self) -> None:
         self._client()
@@ -316,7 +228,4 @@ class CloudFrontProvider(PurgeProvider):
                 f"reachable; {count} in progress")
 
     def close(self) -> None:
-        with self._lock:
-            client, self._cf = self._cf, None
-        if client is not None and hasattr(client, "close"):
-            client.close()
+        self._api.close()

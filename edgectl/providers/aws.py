@@ -1,0 +1,137 @@
+"""What the AWS kinds share: a boto3 client from the standard credential chain, and AWS errors as provider errors.
+
+Credentials come only from the standard AWS chain (environment, shared config and credentials
+files, an optional `profile`, SSO, container and instance roles), never from the edgectl config.
+botocore's own retries are off (one attempt): edgectl retries, and counts and journals each try.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from edgectl.providers.base import AuthError, ProviderError, RateLimited, RetryableError, parse_retry_after
+
+THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
+             "RequestThrottled", "RequestThrottledException", "SlowDown"}
+TRANSIENT = {"ServiceUnavailable", "InternalError", "InternalFailure", "InternalServerError", "RequestTimeout",
+             "RequestTimeoutException"}
+REFUSED = {"AccessDenied", "AccessDeniedException", "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken",
+           "ExpiredTokenException", "UnrecognizedClientException", "InvalidAccessKeyId", "MissingAuthenticationToken",
+           "IncompleteSignature", "AuthFailure", "RequestExpired", "InvalidSignatureException"}
+CREDENTIAL_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "access_key_id",
+                   "secret_access_key", "access_key", "secret_key")
+CHAIN = ("environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE), ~/.aws/credentials and "
+         "~/.aws/config, SSO, or a container or instance role")
+SETTINGS = ("profile", "region", "endpoint_url")
+
+# an AWS error code -> the provider error to raise, for what a service means by its own codes
+Special = Callable[[str, str, "float | None"], "ProviderError | None"]
+
+
+def check_settings(settings: Mapping[str, Any], problems: list[str], service: str) -> list[str]:
+    """The AWS settings' problems added to `problems`: no credentials in the config, a usable profile, region, endpoint."""
+    for key in settings:
+        if key.lower() in CREDENTIAL_KEYS:
+            problems = [p for p in problems if not p.startswith(f"{key}:")]
+            problems.append(f"{key}: credentials never go in the edgectl config; {service} uses the AWS "
+                            f"credential chain: {CHAIN} (choose a profile with `profile`)")
+    for key in ("profile", "region"):
+        value = settings.get(key)
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            problems.append(f"{key}: must be a non-empty string")
+    endpoint = settings.get("endpoint_url")
+    if endpoint is not None:
+        parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append("endpoint_url: must be an http(s) URL")
+    return problems
+
+
+class AwsApi:
+    """One boto3 client, built on first use (thread-safe), and calls whose errors are provider errors."""
+
+    def __init__(self, service: str, label: str, settings: Mapping[str, Any], timeout: float,
+                 where: Callable[[], str], special: Special | None = None):
+        self.service = service
+        self.label = label  # "CloudFront", "Route 53"
+        self.settings = settings
+        self.timeout = timeout
+        self.where = where  # " on E2QW..." for messages
+        self.special = special
+        self._lock = threading.Lock()
+        self._client = None
+
+    def client(self):
+        with self._lock:
+            if self._client is None:
+                import boto3
+                from botocore.config import Config
+                from botocore.exceptions import ProfileNotFound
+
+                from edgectl import __version__
+
+                region = self.settings.get("region") or "us-east-1"  # CloudFront and Route 53 are global
+                try:
+                    session = boto3.session.Session(profile_name=self.settings.get("profile") or None,
+                                                    region_name=region)
+                except ProfileNotFound as exc:
+                    raise AuthError(f"{exc}; set `profile` to one defined in ~/.aws/config or "
+                                    f"~/.aws/credentials, or remove it to use {CHAIN}") from None
+                config = Config(region_name=region, retries={"total_max_attempts": 1, "mode": "standard"},
+                                connect_timeout=self.timeout, read_timeout=self.timeout,
+                                user_agent_extra=f"edgectl/{__version__}")
+                self._client = session.client(self.service, endpoint_url=self.settings.get("endpoint_url") or None,
+                                              config=config)
+            return self._client
+
+    def call(self, operation: str, **params: Any) -> dict[str, Any]:
+        from botocore import exceptions as bx
+
+        api = "".join(part.title() for part in operation.split("_"))
+        client = self.client()
+        try:
+            return getattr(client, operation)(**params)
+        except bx.ClientError as exc:
+            raise self.error(api, exc) from exc
+        except (bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError,
+                bx.TokenRetrievalError, bx.SSOError) as exc:
+            raise AuthError(f"{self.label} {api}: no usable AWS credentials ({exc}); edgectl looks in {CHAIN}") from exc
+        except bx.SSLError as exc:
+            raise ProviderError(f"{self.label} {api}: TLS failed: {exc}") from exc
+        except (bx.ConnectionError, bx.HTTPClientError) as exc:
+            raise RetryableError(f"{self.label} {api}: {exc.__class__.__name__}: {exc}") from exc
+        except bx.BotoCoreError as exc:
+            raise ProviderError(f"{self.label} {api}: {exc}") from exc
+
+    def error(self, api: str, exc) -> ProviderError:
+        response = exc.response or {}
+        error = response.get("Error") or {}
+        code = str(error.get("Code") or "")
+        message = str(error.get("Message") or "").strip()
+        meta = response.get("ResponseMetadata") or {}
+        status = int(meta.get("HTTPStatusCode") or 0)
+        headers = {k.lower(): v for k, v in (meta.get("HTTPHeaders") or {}).items()}
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        text = f"{self.label} {api}{self.where()}: {code or f'HTTP {status}'}"
+        if message:
+            text += f": {message}"
+        err = self.special(code, text, retry_after) if self.special else None
+        if err is None:
+            if code in THROTTLED or status == 429:
+                err = RateLimited(text, retry_after)
+            elif code in TRANSIENT or status >= 500:
+                err = RetryableError(text, retry_after)
+            elif code in REFUSED or status in (401, 403):
+                err = AuthError(text)
+            else:
+                err = ProviderError(text)
+        err.aws_code = code  # type: ignore[attr-defined]
+        return err
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None and hasattr(client, "close"):
+            client.close()
