@@ -8,7 +8,7 @@ import typer
 
 from edgectl.cli import group_help
 from edgectl.cli.context import current
-from edgectl.cli.options import DryRun, Reason, Yes, apply_declared
+from edgectl.cli.options import DryRun, Reason, Yes, apply_declared, confirm
 from edgectl.errors import UsageError
 from edgectl.output import Column, View
 
@@ -394,3 +394,170 @@ def _simulation_lines(record: dict) -> list[str]:
     if any(m["latency_estimated"] for m in record["moves"]):
         lines.append("latency marked estimated: no probes recorded, so 5 ms + 0.015 ms per km of distance")
     return lines
+
+
+# -- plan and apply: the rules published at steering providers ----------------------------------
+
+STEERING_COLUMNS = [Column("provider"), Column("action", kind="status"), Column("type"), Column("key", "OBJECT"),
+                    Column("summary", "CHANGES")]
+APPLY_HISTORY_COLUMNS = [Column("id", justify="right"), Column("status", kind="status"),
+                         Column("created_at", "STARTED", kind="time"), Column("finished_at", "FINISHED", kind="time"),
+                         Column("providers", kind="list"), Column("counts", "CHANGES", kind="map"),
+                         Column("actor"), Column("reason")]
+STEP_COLUMNS = [Column("seq", "#", justify="right"), Column("provider"), Column("summary", "STEP"),
+                Column("state", kind="status"), Column("attempts", justify="right"),
+                Column("provider_ref", "PROVIDER ID"), Column("last_error", "LAST ERROR")]
+
+Providers = Annotated[Optional[list[str]], typer.Option("--provider", "-p", metavar="NAME", help="This steering provider; repeatable.")]
+AllProviders = Annotated[bool, typer.Option("--all-providers", help="Every provider with the routing capability.")]
+
+
+def _plan_lines(record: dict) -> list[str]:
+    lines = []
+    for provider in record["providers"]:
+        counts = provider["counts"]
+        head = (f"{provider['provider']} ({provider['kind']}, {provider['where']}, owner {provider['owner']}): "
+                + (", ".join(f"{n} to {a}" for a, n in counts.items() if n) or "no changes")
+                + f"; {provider['existing']} managed now")
+        if provider["not_managed"]:
+            head += f", {len(provider['not_managed'])} not managed (left alone)"
+        lines.append(head)
+        lines += [f"  note: {w}" for w in provider["warnings"]]
+        if provider["unsafe"]:
+            lines.append(f"  unsafe: {provider['unsafe']}")
+    return lines
+
+
+PLAN_VIEW = View(STEERING_COLUMNS, rows=lambda r: r["rows"], empty="no changes: the providers publish the rules",
+                 notes=_plan_lines)
+
+
+def _plan_record(plan) -> dict:
+    return {**plan.to_record(), "rows": plan.rows()}
+
+
+@app.command("plan")
+def routing_plan(provider: Providers = None, all_providers: AllProviders = False) -> None:
+    """What publishing the rules would change at each steering provider. Changes nothing.
+
+    Creates, updates field by field and deletes; what is there and not edgectl's; what the provider
+    can only approximate, and how.
+    """
+    from edgectl.routing.plan import plan_routing
+
+    ctx = current()
+    plan = plan_routing(ctx.state, ctx.config, provider, all_providers=all_providers)
+    ctx.out.show(_plan_record(plan), PLAN_VIEW)
+
+
+def _apply_report_lines(record: dict) -> list[str]:
+    return [f"routing apply {record['apply']}: {record['status']}"
+            + (f"; failed at {', '.join(record['failed_providers'])}" if record["failed_providers"] else "")]
+
+
+@app.command("apply")
+def routing_apply(
+    provider: Providers = None,
+    all_providers: AllProviders = False,
+    yes: Yes = False,
+    force: Annotated[bool, typer.Option("--force", help="Apply a plan that changes more than the unsafe thresholds allow.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each change has propagated (Route 53: INSYNC).")] = False,
+    timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION", help="Give up sending and waiting after this long.")] = "10m",
+    resume: Annotated[Optional[str], typer.Option("--resume", metavar="ID", help="Send what apply ID left unfinished.")] = None,
+    dry_run: DryRun = False,
+    reason: Reason = None,
+) -> None:
+    """Publish the rules: show the plan, ask (or --yes), then apply it step by step, journaled.
+
+    Exit 0 when every step was applied; 1 when one failed, with the command that resumes it; 2 for
+    an unsafe plan without --force.
+    """
+    from edgectl.errors import Interrupted, OperationFailed
+    from edgectl.parse import parse_duration
+    from edgectl.routing import journal
+    from edgectl.routing.apply import ApplyOptions, providers_for, run
+    from edgectl.routing.plan import plan_routing
+    from edgectl.routing.rules import actor
+
+    ctx = current()
+    limit = parse_duration(timeout, what="--timeout")
+    if limit <= 0:
+        raise UsageError("--timeout must be more than zero")
+    providers: dict = {}
+    if resume is not None:
+        if provider or all_providers or force:
+            raise UsageError("--resume takes no providers or --force", hint="it sends what the journal holds")
+        record = journal.get(ctx.state, journal.parse_id(resume))
+        left = [s for s in journal.steps(ctx.state, record.id) if s.state not in journal.DONE]
+        if dry_run or not left:
+            ctx.out.show([s.to_record() for s in left], View(STEP_COLUMNS, empty=f"apply {record.id}: nothing left to send"))
+            return
+        journal.claim(ctx.state, record)
+        providers = providers_for(ctx.state, ctx.config, record)
+        ctx.out.note(f"resuming routing apply {record.id}")
+    else:
+        plan = plan_routing(ctx.state, ctx.config, provider, all_providers=all_providers, providers=providers)
+        try:
+            ctx.out.preview(plan.rows(), STEERING_COLUMNS, empty="no changes: the providers publish the rules")
+            for line in _plan_lines(plan.to_record()):
+                ctx.out.note(line)
+            if plan.empty or dry_run:
+                ctx.out.show({**_plan_record(plan), "applied": False, "dry_run": dry_run}, View(body=False))
+                return
+            plan.raise_if_unsafe(force=force)
+            counts = ", ".join(f"{n} to {a}" for a, n in plan.counts().items() if n)
+            confirm(f"apply this plan ({counts})?", yes)
+        except BaseException:
+            for built in providers.values():
+                built.close()
+            raise
+        record = journal.create(ctx.state, plan, actor=actor(), reason=reason)
+        journal.claim(ctx.state, record)
+        ctx.out.info(f"routing apply {record.id}: {sum(len(p.steps) for p in plan.providers)} step(s) journaled")
+    resume_hint = f"resume it: edgectl routing apply --resume {record.id}"
+    try:
+        report = run(ctx.state, record, providers, ApplyOptions(wait=wait, timeout=limit), progress=ctx.out.info)
+    except KeyboardInterrupt:
+        raise Interrupted(f"routing apply {record.id} interrupted; what was sent is journaled", hint=resume_hint) from None
+    finally:
+        for built in providers.values():
+            built.close()
+    data = report.to_record()
+    ctx.out.show(data, View(STEP_COLUMNS, rows=lambda r: r["steps"], notes=_apply_report_lines))
+    if not report.ok:
+        failed = [s for s in report.steps if s["state"] not in journal.DONE]
+        first = next((s for s in failed if s["last_error"]), failed[0] if failed else None)
+        why = f": {first['provider']}: {first['last_error'] or first['state']}" if first else ""
+        raise OperationFailed(f"routing apply {record.id}: {len(failed)} step(s) not applied{why}", hint=resume_hint)
+    if wait and report.status != "synced":
+        raise OperationFailed(f"routing apply {record.id}: applied, not yet in sync when the wait ended",
+                              hint=f"check it: edgectl routing show {record.id}")
+
+
+@app.command("history")
+def routing_history(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="At most this many.")] = 50,
+) -> None:
+    """Recent routing applies, newest first."""
+    from edgectl.routing import journal
+
+    ctx = current()
+    ctx.out.show([a.to_record() for a in journal.history(ctx.state, limit)],
+                 View(APPLY_HISTORY_COLUMNS, empty="no routing applies yet"))
+
+
+def _draw_apply(out, data: dict) -> None:
+    out.record({k: v for k, v in data.items() if k not in ("steps", "plan")}, APPLY_HISTORY_COLUMNS)
+    out.records(data["steps"], STEP_COLUMNS, empty="no steps")
+
+
+@app.command("show")
+def routing_show(apply_id: Annotated[str, typer.Argument(metavar="ID", help="Apply id, from routing history.")]) -> None:
+    """One routing apply: the plan it applied and every step's state, provider id, attempts and last error."""
+    from edgectl.routing import journal
+
+    ctx = current()
+    record = journal.get(ctx.state, journal.parse_id(apply_id))
+    data = {**record.to_record(), "plan": record.plan,
+            "steps": [s.to_record() for s in journal.steps(ctx.state, record.id)]}
+    ctx.out.show(data, View(draw=_draw_apply))

@@ -2,8 +2,9 @@
 
 A kind declares `capabilities`, a subset of CAPABILITIES, and implements only those parts: every
 kind has settings, hosts and `test`; a kind with `purge` is a `PurgeProvider` and also states what
-it purges and its limits, and makes one call per request. `routing` and `analytics` are names a
-kind may declare already; their parts of the contract come with the commands that use them.
+it purges and its limits, and makes one call per request; a kind with `routing` is a
+`RoutingProvider` (providers/steering.py). `analytics` is a name a kind may declare already; its
+part of the contract comes with the commands that use it.
 
 The planner batches and paces from `Limits` alone and knows nothing provider-specific. A provider
 imports nothing from edgectl's domain packages: what it needs from the state (the `http` kind's
@@ -261,6 +262,11 @@ class Provider:
         if not agree:
             return ("the purge part of the contract and its declaration disagree: a kind that purges subclasses "
                     "PurgeProvider and declares capabilities = frozenset({'purge'})")
+        from edgectl.providers.steering import RoutingProvider
+
+        if ("routing" in cls.capabilities) != issubclass(cls, RoutingProvider):
+            return ("the routing part of the contract and its declaration disagree: a kind that steers subclasses "
+                    "RoutingProvider and declares 'routing' in its capabilities")
         return None
 
     def secret(self, key: str) -> str:

@@ -327,3 +327,52 @@ def m007_create_geographic_routes(db: Database) -> None:
 def m008_add_node_address(db: Database) -> None:
     # where steering (DNS records, load-balancer pools) points for a node; unset, its endpoint's host
     db.execute("ALTER TABLE nodes ADD COLUMN address TEXT")
+
+
+@migration
+def m009_create_routing_applies(db: Database) -> None:
+    # `routing apply`: the plan as it was approved, and each provider request (a step) written
+    # before it is sent and after it answers, so an interrupted apply resumes where it stopped
+    db.execute(
+        """
+        CREATE TABLE routing_applies (
+            id INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL
+                CHECK (status IN ('planned', 'running', 'applied', 'synced', 'failed', 'interrupted')),
+            actor TEXT NOT NULL,
+            reason TEXT,
+            providers TEXT NOT NULL DEFAULT '[]',
+            plan TEXT NOT NULL DEFAULT '{}',
+            owner_pid INTEGER
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE routing_apply_steps (
+            id INTEGER PRIMARY KEY,
+            apply_id INTEGER NOT NULL REFERENCES routing_applies(id),
+            seq INTEGER NOT NULL,
+            provider TEXT NOT NULL,
+            provider_kind TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            changes TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'sent', 'applied', 'synced', 'failed')),
+            provider_ref TEXT,
+            detail TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            sent_at TEXT,
+            applied_at TEXT,
+            synced_at TEXT,
+            updated_at TEXT NOT NULL,
+            UNIQUE (apply_id, seq)
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_routing_applies_created ON routing_applies(created_at)")
