@@ -245,7 +245,8 @@ class Route53Provider(RoutingProvider):
 
     def check_conflicts(self, desired: list[Resource], found: Found) -> None:
         names = {(r.fields["name"], r.fields["type"]) for r in desired if r.type == "record"}
-        for other in found.unmanaged:
+        # the TXT record saying who steers the name speaks first: it names the owner
+        for other in sorted(found.unmanaged, key=lambda r: r.type != "ownership"):
             if other.type == "ownership":
                 owner = re.search(r"edgectl/owner=([^,\"]+)", " ".join(other.fields.get("values", [])))
                 raise SteeringRefused(
