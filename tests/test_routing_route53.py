@@ -330,3 +330,55 @@ def test_no_default_rule_is_refused(cli, config):
     add_rule(cli, "--country", "DE", "--target", "fra-1")
     run = cli("routing", "plan")
     assert run.exit_code == 2 and "no default rule" in run.stderr
+
+
+# -- batches -------------------------------------------------------------------------------------
+
+def test_a_large_plan_is_cut_into_batches_within_route53_limits(cli, config, admin, zone, isolated):
+    from edgectl.providers.route53 import MAX_RECORDS_PER_BATCH, batch_cost, change_batches
+    from edgectl.providers.steering import Change
+    from edgectl.routing.geo import geo_data
+
+    add_nodes(cli, "fra-1", "ams-1", "iad-1")
+    countries = sorted(geo_data().countries)
+    rules = ["[[rules]]\ndefault = true\ntarget = \"iad-1\"\n"]
+    for code in countries:
+        rules += [f'[[rules]]\ncountry = "{code}"\ntarget = "fra-1"\nweight = 60\n',
+                  f'[[rules]]\ncountry = "{code}"\ntarget = "ams-1"\nweight = 40\n']
+    (isolated / "rules.toml").write_text("\n".join(rules))
+    assert cli("routing", "rules", "apply", "-f", isolated / "rules.toml", "--yes", "-q").exit_code == 0
+    shown = plan(cli)["providers"][0]
+    batches = [s for s in shown["steps"] if s["summary"].startswith("change batch")]
+    assert len(batches) >= 2  # about 750 records, 1,500 elements once UPSERT counts twice
+    report = apply(cli)  # moto refuses a batch over 1,000 records itself
+    assert report["status"] == "synced"
+    assert len(geo_records(admin, zone)) == len(countries) + 1
+    assert plan(cli)["empty"]
+
+    # each batch within the limits, and the weighted sets written before the aliases that point at them
+    def change(name: str, values: list[str], action: str = "create", **extra) -> Change:
+        fields = {"name": name, "type": "A", "set_identifier": f"edgectl:t:{name}:{len(values)}", "ttl": 60,
+                  "values": values, **extra}
+        return Change(action, "record", name, None if action == "create" else fields,
+                      fields if action == "create" else None)
+
+    aliases = [change(f"www{i}.example.com.", [], alias=f"_edgectl-p{i}-w.www.example.com.") for i in range(300)]
+    targets = [change(f"_edgectl-p{i}-w.www.example.com.", ["198.51.100.1", "198.51.100.2"]) for i in range(300)]
+    long_values = [change(f"_edgectl-long{i}-w.www.example.com.", ["x" * 4000], action="delete") for i in range(10)]
+    steps = change_batches(targets + aliases + long_values)
+    for step in steps:
+        assert sum(batch_cost(c)[0] for c in step.changes) <= MAX_RECORDS_PER_BATCH
+        assert sum(batch_cost(c)[1] for c in step.changes) <= 32000
+    flat = [c.key for s in steps for c in s.changes]
+    assert flat == [c.key for c in targets + aliases + long_values]
+    assert len(steps) >= 3
+
+
+def test_a_kind_declaring_routing_must_keep_its_contract():
+    from edgectl.providers.base import Provider
+
+    class Loose(Provider):
+        kind = "loose"
+        capabilities = frozenset({"routing"})
+
+    assert "routing part of the contract" in Loose.contract_problem()

@@ -271,7 +271,7 @@ class Route53Provider(RoutingProvider):
         records = [c for c in changes if c.type in ("record", "ownership")]
         upserts = sorted((c for c in records if c.action != "delete"), key=lambda c: (_rank(c), c.key))
         deletes = sorted((c for c in records if c.action == "delete"), key=lambda c: (-_rank(c), c.key))
-        steps += _batches(upserts + deletes)
+        steps += change_batches(upserts + deletes)
         for change in changes:
             if change.type == "health_check" and change.action == "delete":
                 steps.append(Step(f"delete health check {change.key}", (change,)))
@@ -521,7 +521,7 @@ def _rank(change: Change) -> int:
     return 500 - int(match.group(1)) if match else 100  # later pairs are pointed at by earlier ones
 
 
-def _cost(change: Change) -> tuple[int, int]:
+def batch_cost(change: Change) -> tuple[int, int]:
     """(ResourceRecord elements, characters of values) a change counts against a batch's limits."""
     fields = change.old if change.action == "delete" else change.new
     values = fields.get("values") or []
@@ -530,7 +530,7 @@ def _cost(change: Change) -> tuple[int, int]:
     return elements, chars
 
 
-def _batches(changes: list[Change]) -> list[Step]:
+def change_batches(changes: list[Change]) -> list[Step]:
     """The changes in order, cut into ChangeBatches within Route 53's limits."""
     steps, current, elements, chars = [], [], 0, 0
 
@@ -541,7 +541,7 @@ def _batches(changes: list[Change]) -> list[Step]:
             steps.append(Step(f"change batch of {len(current)} records ({shown})", tuple(current)))
 
     for change in changes:
-        e, c = _cost(change)
+        e, c = batch_cost(change)
         if current and (elements + e > MAX_RECORDS_PER_BATCH or chars + c > MAX_VALUE_CHARS_PER_BATCH):
             close()
             current, elements, chars = [], 0, 0

@@ -16,7 +16,7 @@ from edgectl.errors import ConfigError, UsageError
 from edgectl.providers.steering import Change, Found, Resource, Step
 
 ORDER = {"create": 0, "update": 1, "delete": 2}
-KEY_FIELDS = ("name", "type", "set_identifier")
+KEY_FIELDS = ("name", "type", "set_identifier")  # what a record's key already says, not said again
 
 
 def field_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -93,8 +93,10 @@ class ProviderPlan:
         rows = []
         for change in sorted(self.changes, key=lambda c: (ORDER[c.action], c.type, c.key)):
             fields = field_changes(change.old, change.new)
+            shown = fields if change.type not in ("record", "ownership") else \
+                {k: v for k, v in fields.items() if k not in KEY_FIELDS or change.action == "update"}
             rows.append({"provider": self.name, "action": change.action, "type": change.type, "key": change.key,
-                         "changes": fields, "summary": _summary(change.action, fields)})
+                         "changes": fields, "summary": _summary(change.action, shown)})
         for resource in self.unmanaged:
             rows.append({"provider": self.name, "action": "not managed", "type": resource.type,
                          "key": resource.key, "changes": {}, "summary": "left alone"})
@@ -120,9 +122,7 @@ def _summary(action: str, fields: dict[str, dict[str, Any]]) -> str:
     if action == "update":
         return "; ".join(f"{k}: {shown(v['old'])} -> {shown(v['new'])}" for k, v in fields.items())
     values = {k: v["new" if action == "create" else "old"] for k, v in fields.items()}
-    # what the key already says (a record's name, type and SetIdentifier) is not said again
-    return ", ".join(f"{k}={shown(v)}" for k, v in values.items()
-                     if v not in (None, [], {}) and k not in KEY_FIELDS)
+    return ", ".join(f"{k}={shown(v)}" for k, v in values.items() if v not in (None, [], {}))
 
 
 @dataclass
