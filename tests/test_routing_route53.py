@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import boto3
@@ -161,8 +162,9 @@ def test_apply_publishes_what_resolve_says_and_a_second_plan_is_empty(cli, estat
     # ownership as external-dns writes it, and health checks marked as ours
     txt = records(admin, zone)[("_edgectl.www.example.com.", "TXT", None)]
     assert txt["ResourceRecords"] == [{"Value": '"heritage=edgectl,edgectl/owner=default,edgectl/record=www.example.com."'}]
-    ours = [hc for hc in checks.values() if hc["CallerReference"].startswith("edgectl:default:")]
-    assert len(ours) == 3
+    prefix = f"edgectl:default:{hashlib.sha256(f'{zone} www.example.com.'.encode()).hexdigest()[:8]}:"
+    ours = [hc for hc in checks.values() if hc["CallerReference"].startswith(prefix)]
+    assert len(ours) == 3 and all(len(hc["CallerReference"]) <= 64 for hc in ours)
     tags = admin.list_tags_for_resources(ResourceType="healthcheck", ResourceIds=[hc["Id"] for hc in ours])
     assert sorted(dict((t["Key"], t["Value"]) for t in s["Tags"])["edgectl:node"]
                   for s in tags["ResourceTagSets"]) == ["ams-1", "fra-1", "iad-1"]
@@ -382,3 +384,13 @@ def test_a_kind_declaring_routing_must_keep_its_contract():
         capabilities = frozenset({"routing"})
 
     assert "routing part of the contract" in Loose.contract_problem()
+
+
+def test_one_owner_steering_two_names_keeps_each_names_health_checks(cli, estate, admin, zone, moto, isolated):
+    apply(cli)
+    second = write_config(isolated / "api.toml", zone, moto.url, record="api.example.com")
+    assert cli("--config", second, "routing", "apply", "--yes").exit_code == 0
+    # health checks belong to the account: each name's plan sees only its own
+    assert plan(cli)["empty"] and cli("--config", second, "routing", "plan", "-o", "json").json()["empty"]
+    ours = [hc for hc in admin.list_health_checks()["HealthChecks"] if hc["CallerReference"].startswith("edgectl:")]
+    assert len({hc["CallerReference"].split(":")[2] for hc in ours}) >= 2

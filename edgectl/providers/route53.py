@@ -14,7 +14,8 @@ A place whose records all fail their health checks falls back to the next larger
 (country, continent, `*`), as `routing resolve` falls back to less specific rules.
 
 Ownership: every record edgectl writes carries a SetIdentifier starting `edgectl:OWNER:`, and
-health checks a CallerReference starting the same way and tags naming the node. Records
+health checks a CallerReference starting the same way and naming the zone and record
+(health checks belong to the account, not the zone), and tags naming the node. Records
 without that prefix are listed as not managed and never changed; a record name claimed by
 another owner's TXT record, or holding records of the same type edgectl does not own, is refused.
 
@@ -130,6 +131,12 @@ class Route53Provider(RoutingProvider):
     def _prefix(self) -> str:
         return f"edgectl:{self.owner}:"
 
+    def _health_prefix(self) -> str:
+        """Health checks are the account's, not the zone's: theirs also name the zone and record they serve
+        (a public and a private zone may share a name)."""
+        served = f"{self.zone_id} {self.record_name}"
+        return f"{self._prefix()}{hashlib.sha256(served.encode()).hexdigest()[:8]}:"
+
     def _special(self, code: str, text: str, retry_after: float | None) -> ProviderError | None:
         # Route 53 rate-limits each account with a token bucket (five requests a second) and refuses a
         # change while an earlier one from the same account is still being applied: both only need time.
@@ -214,7 +221,8 @@ class Route53Provider(RoutingProvider):
     def found(self) -> Found:
         owned: list[Resource] = []
         unmanaged: list[Resource] = []
-        mine = [hc for hc in self._list_health_checks() if str(hc.get("CallerReference", "")).startswith(self._prefix())]
+        mine = [hc for hc in self._list_health_checks()
+                if str(hc.get("CallerReference", "")).startswith(self._health_prefix())]
         tags = self._health_tags([hc["Id"] for hc in mine]) if mine else {}
         by_id: dict[str, str] = {}
         for hc in mine:
@@ -265,7 +273,8 @@ class Route53Provider(RoutingProvider):
         steps: list[Step] = []
         for change in changes:
             if change.type == "health_check" and change.action == "create":
-                reference = f"{self._prefix()}{_digest(change.new)}:{uuid.uuid4().hex[:8]}"
+                # at most 64 characters: "edgectl:" 8, owner 20, record 9, settings 9, unique 8
+                reference = f"{self._health_prefix()}{_digest(change.new)}:{uuid.uuid4().hex[:8]}"
                 steps.append(Step(f"create health check {change.key}", (Change(
                     "create", change.type, change.key, None, change.new, reference),)))
         records = [c for c in changes if c.type in ("record", "ownership")]
@@ -315,7 +324,7 @@ class Route53Provider(RoutingProvider):
         node = change.key.split("@", 1)[0]
         self._api.call("change_tags_for_resource", ResourceType="healthcheck", ResourceId=created["Id"], AddTags=[
             {"Key": "Name", "Value": f"edgectl {self.owner} {node}"}, {"Key": "edgectl:owner", "Value": self.owner},
-            {"Key": "edgectl:node", "Value": node}])
+            {"Key": "edgectl:record", "Value": self.record_name}, {"Key": "edgectl:node", "Value": node}])
         self._health_ids[change.key] = created["Id"]
         return StepResult(None, True, f"health check {created['Id']} for {node}")
 

@@ -154,9 +154,9 @@ class RoutingProvider(Provider):
     def check_settings(cls, settings: Mapping[str, Any]) -> list[str]:
         problems = super().check_settings(settings)
         owner = settings.get("owner")
-        if owner is not None and not (isinstance(owner, str) and owner and len(owner) <= 32
+        if owner is not None and not (isinstance(owner, str) and owner and len(owner) <= 20
                                       and all(c.isascii() and (c.isalnum() or c in "-_") for c in owner)):
-            problems.append("owner: up to 32 letters, digits, '-' or '_'")
+            problems.append("owner: up to 20 letters, digits, '-' or '_'")
         for key in ("unsafe_update_share", "unsafe_delete_share"):
             value = settings.get(key)
             if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
