@@ -83,6 +83,22 @@ def moto():
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def _route53_faults(moto):
+    from tests.fakes.route53_faults import Route53Faults
+
+    with Route53Faults(moto.url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def route53_faults(_route53_faults):
+    """The Route 53 fault proxy in front of the module's moto, with no faults, changes or log left over."""
+    _route53_faults.reset()
+    yield _route53_faults
+    _route53_faults.reset()
+
+
 @pytest.fixture
 def site(tmp_path, monkeypatch) -> Path:
     """A folder on sys.path for this test, where tests.fakes.plugins.install puts distributions."""

@@ -21,44 +21,27 @@ Error bodies copy CloudFront's shape and wording as seen in the wild:
 
 from __future__ import annotations
 
-import http.client
 import re
-import socket
-import struct
-import threading
-import time
-import uuid
 import xml.etree.ElementTree as ET
-from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+
+from tests.fakes.aws_proxy import THROTTLING, AwsProxy, Exchange, access_denied
 
 NAMESPACE = "http://cloudfront.amazonaws.com/doc/2020-05-31/"
 
 # kind -> (HTTP status, error Type, Code, Message)
 ERRORS = {
-    "throttling": (400, "Sender", "Throttling", "Rate exceeded"),
+    "throttling": THROTTLING,
     "unavailable": (503, "Receiver", "ServiceUnavailable",
                     "CloudFront encountered an internal error. Please try again."),
     "too_many": (400, "Sender", "TooManyInvalidationsInProgress",
                  "Processing your request will cause you to exceed the maximum number of in-progress invalidations."),
-    "denied": (403, "Sender", "AccessDenied",
-               "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: cloudfront:CreateInvalidation"),
+    "denied": access_denied("cloudfront:CreateInvalidation"),
     "already_exists": (400, "Sender", "InvalidationBatchAlreadyExists", "Invalidation batch specified already exists."),
 }
 FAULT_KINDS = ("throttling", "unavailable", "too_many", "denied", "reset")
 
-_CREATE = re.compile(r"^/[\d-]+/distribution/(?P<dist>[^/?]+)/invalidation/?(?:\?.*)?$")
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "proxy-connection",
-               "te", "trailer", "upgrade"}
-
-
-@dataclass
-class Fault:
-    kind: str
-    retry_after: str | None = None
-    create_only: bool = False
+_DISTRIBUTION = re.compile(r"^/[\d-]+/distribution/(?P<dist>[^/?]+)/")
 
 
 @dataclass
@@ -78,34 +61,26 @@ class Created:
 
 @dataclass
 class _State:
-    faults: deque = field(default_factory=deque)
     held: dict[str, Held] = field(default_factory=dict)  # invalidation id -> what it holds
     by_reference: dict[tuple[str, str], Created] = field(default_factory=dict)
-    requests: list[tuple[str, str, float]] = field(default_factory=list)  # method, path, time.monotonic()
 
 
-class CloudFrontFaults:
-    """The proxy; start() returns it with `url` set, stop() ends it."""
+class CloudFrontFaults(AwsProxy):
+    service = "cloudfront"
+    namespace = NAMESPACE
+    errors = ERRORS
+    fault_kinds = FAULT_KINDS
 
     def __init__(self, upstream: str, *, file_cap: int = 3000, wildcard_cap: int = 15):
-        parts = urlsplit(upstream)
-        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        super().__init__(upstream)
         self.file_cap = file_cap
         self.wildcard_cap = wildcard_cap
         self.hold = False
-        self.url = ""
         self._state = _State()
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- control ---------------------------------------------------------------
     def inject(self, kind: str, times: int = 1, *, retry_after: str | None = None, create_only: bool = True) -> None:
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault {kind!r}; one of {', '.join(FAULT_KINDS)}")
-        with self._lock:
-            for _ in range(times):
-                self._state.faults.append(Fault(kind, retry_after, create_only))
+        super().inject(kind, times, only="CreateInvalidation" if create_only else None, retry_after=retry_after)
 
     def release(self) -> None:
         """Every held invalidation completes."""
@@ -118,59 +93,54 @@ class CloudFrontFaults:
             held = [h for h in self._state.held.values() if h.distribution == distribution]
         return sum(h.files for h in held), sum(h.wildcards for h in held)
 
-    def requests(self, method: str | None = None, contains: str = "") -> list[tuple[str, str]]:
-        with self._lock:
-            return [(m, p) for m, p, _ in self._state.requests
-                    if (method is None or m == method) and contains in p]
-
-    def request_times(self, method: str | None = None, contains: str = "") -> list[float]:
-        """When the matching requests arrived, on the time.monotonic() clock."""
-        with self._lock:
-            return [at for m, p, at in self._state.requests
-                    if (method is None or m == method) and contains in p]
-
     def reset(self) -> None:
+        super().reset()
         with self._lock:
             self._state = _State()
         self.hold = False
 
-    # -- lifecycle -------------------------------------------------------------
-    def start(self) -> "CloudFrontFaults":
-        proxy = self
+    # -- requests --------------------------------------------------------------
+    def handle(self, exchange: Exchange) -> None:
+        if exchange.operation == "CreateInvalidation":
+            self._create(exchange, _DISTRIBUTION.match(exchange.path).group("dist"))
+            return
+        status, headers, response = exchange.forward()
+        if "/invalidation" in exchange.path:
+            response = self._rewrite_status(response)
+        exchange.send(status, headers, response)
 
-        class Handler(_Handler):
-            owner = proxy
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        host, port = self._server.server_address[:2]
-        self.url = f"http://{host}:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="cloudfront-faults", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> "CloudFrontFaults":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    # -- what the handler asks -------------------------------------------------
-    def _next_fault(self, is_create: bool) -> Fault | None:
+    def _create(self, exchange: Exchange, distribution: str) -> None:
+        try:
+            paths, reference = _parse_batch(exchange.body)
+        except ET.ParseError:
+            exchange.send(*exchange.forward())
+            return
+        key = (distribution, reference)
         with self._lock:
-            if self._state.faults and (is_create or not self._state.faults[0].create_only):
-                return self._state.faults.popleft()
-        return None
+            earlier = self._state.by_reference.get(key)
+            if earlier is None:
+                files_held = sum(h.files for h in self._state.held.values() if h.distribution == distribution)
+                wild_held = sum(h.wildcards for h in self._state.held.values() if h.distribution == distribution)
+        if earlier is not None:
+            if earlier.paths == paths:
+                exchange.send(earlier.status, earlier.headers, self._rewrite_status(earlier.body))
+            else:
+                exchange.send_error_response(*ERRORS["already_exists"])
+            return
+        wildcards = sum(1 for p in paths if p.endswith("*"))
+        files = len(paths) - wildcards
+        if files_held + files > self.file_cap or wild_held + wildcards > self.wildcard_cap:
+            exchange.send_error_response(*ERRORS["too_many"])
+            return
+        status, headers, response = exchange.forward()
+        if status == 201:
+            found = re.search(rb"<Id>([^<]+)</Id>", response)
+            with self._lock:
+                if found and self.hold:
+                    self._state.held[found.group(1).decode()] = Held(distribution, files, wildcards)
+                self._state.by_reference[key] = Created(paths, status, headers, response)
+            response = self._rewrite_status(response)
+        exchange.send(status, headers, response)
 
     def _rewrite_status(self, body: bytes) -> bytes:
         """Show held invalidations as InProgress wherever their status appears."""
@@ -188,131 +158,3 @@ def _parse_batch(body: bytes) -> tuple[tuple[str, ...], str]:
     paths = tuple(el.text or "" for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Path")
     reference = next((el.text or "" for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "CallerReference"), "")
     return paths, reference
-
-
-def _error_body(code: str, error_type: str, message: str) -> bytes:
-    return (f'<?xml version="1.0"?>\n<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{error_type}</Type>'
-            f"<Code>{code}</Code><Message>{message}</Message></Error><RequestId>{uuid.uuid4()}</RequestId>"
-            f"</ErrorResponse>").encode()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    owner: CloudFrontFaults
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass
-
-    def do_GET(self):
-        self._handle()
-
-    def do_POST(self):
-        self._handle()
-
-    def do_PUT(self):
-        self._handle()
-
-    def do_DELETE(self):
-        self._handle()
-
-    def _handle(self) -> None:
-        owner = self.owner
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        with owner._lock:
-            owner._state.requests.append((self.command, self.path, time.monotonic()))
-        match = _CREATE.match(self.path)
-        is_create = self.command == "POST" and match is not None
-
-        fault = owner._next_fault(is_create)
-        if fault is not None:
-            if fault.kind == "reset":
-                self._reset()
-                return
-            status, error_type, code, message = ERRORS[fault.kind]
-            self._send_error(status, error_type, code, message, fault.retry_after)
-            return
-
-        if is_create:
-            self._create(match.group("dist"), body)
-            return
-        status, headers, response = self._forward(body)
-        if "/invalidation" in self.path:
-            response = owner._rewrite_status(response)
-        self._send(status, headers, response)
-
-    def _create(self, distribution: str, body: bytes) -> None:
-        owner = self.owner
-        try:
-            paths, reference = _parse_batch(body)
-        except ET.ParseError:
-            status, headers, response = self._forward(body)
-            self._send(status, headers, response)
-            return
-        key = (distribution, reference)
-        with owner._lock:
-            earlier = owner._state.by_reference.get(key)
-            if earlier is None:
-                files_held = sum(h.files for h in owner._state.held.values() if h.distribution == distribution)
-                wild_held = sum(h.wildcards for h in owner._state.held.values() if h.distribution == distribution)
-        if earlier is not None:
-            if earlier.paths == paths:
-                self._send(earlier.status, earlier.headers, owner._rewrite_status(earlier.body))
-            else:
-                self._send_error(*ERRORS["already_exists"])
-            return
-        wildcards = sum(1 for p in paths if p.endswith("*"))
-        files = len(paths) - wildcards
-        if files_held + files > owner.file_cap or wild_held + wildcards > owner.wildcard_cap:
-            self._send_error(*ERRORS["too_many"])
-            return
-        status, headers, response = self._forward(body)
-        if status == 201:
-            found = re.search(rb"<Id>([^<]+)</Id>", response)
-            with owner._lock:
-                if found and owner.hold:
-                    owner._state.held[found.group(1).decode()] = Held(distribution, files, wildcards)
-                owner._state.by_reference[key] = Created(paths, status, headers, response)
-            response = owner._rewrite_status(response)
-        self._send(status, headers, response)
-
-    def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-        conn = http.client.HTTPConnection(*self.owner.upstream, timeout=10)
-        try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-            headers["Host"] = f"{self.owner.upstream[0]}:{self.owner.upstream[1]}"
-            conn.request(self.command, self.path, body=body or None, headers=headers)
-            upstream = conn.getresponse()
-            data = upstream.read()
-            kept = [(k, v) for k, v in upstream.getheaders() if k.lower() not in _HOP_BY_HOP]
-            return upstream.status, kept, data
-        finally:
-            conn.close()
-
-    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.send_response(status)
-        for key, value in headers:
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _send_error(self, status: int, error_type: str, code: str, message: str,
-                    retry_after: str | None = None) -> None:
-        headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", str(uuid.uuid4()))]
-        if retry_after is not None:
-            headers.append(("Retry-After", retry_after))
-        self._send(status, headers, _error_body(code, error_type, message))
-
-    def _reset(self) -> None:
-        # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.close_connection = True
-        self.rfile.close()  # its reference would otherwise keep the socket open past close()
-        self.connection.close()
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
