@@ -110,6 +110,8 @@ class AwsApi:
         error = response.get("Error") or {}
         code = str(error.get("Code") or "")
         message = str(error.get("Message") or "").strip()
+        if not code and response.get("Messages"):  # Route 53's <InvalidChangeBatch><Messages> body
+            code, message = "InvalidChangeBatch", "; ".join(map(str, response["Messages"]))
         meta = response.get("ResponseMetadata") or {}
         status = int(meta.get("HTTPStatusCode") or 0)
         headers = {k.lower(): v for k, v in (meta.get("HTTPHeaders") or {}).items()}

@@ -289,7 +289,7 @@ class Route53Provider(RoutingProvider):
     def apply(self, step: Step, *, resend: bool = False) -> StepResult:
         first = step.changes[0]
         if first.type == "health_check":
-            return self._apply_health_check(first)
+            return self._apply_health_check(first, resend)
         changes = list(step.changes)
         if resend:  # the first attempt may have landed: delete only what is still there
             present = {(_fqdn(r["Name"]), r["Type"], r.get("SetIdentifier")) for r in self._list_records()}
@@ -309,7 +309,7 @@ class Route53Provider(RoutingProvider):
             "Comment": f"edgectl {self.owner}: {step.summary}"[:256], "Changes": batch})["ChangeInfo"]
         return StepResult(info["Id"], info.get("Status") == "INSYNC", f"change {info['Id']} {info.get('Status')}")
 
-    def _apply_health_check(self, change: Change) -> StepResult:
+    def _apply_health_check(self, change: Change, resend: bool) -> StepResult:
         if change.action == "delete":
             hc_id = change.ref or self._health_ids.get(change.key)
             try:
@@ -319,8 +319,13 @@ class Route53Provider(RoutingProvider):
                     raise
             self._health_ids.pop(change.key, None)
             return StepResult(None, True, f"health check {hc_id} deleted")
-        created = self._api.call("create_health_check", CallerReference=change.ref,
-                                 HealthCheckConfig=_health_config(change.new))["HealthCheck"]
+        # Route 53 answers a CallerReference it has seen with the health check it made then; a resend
+        # looks first all the same, as not every implementation does (moto makes another)
+        created = next((hc for hc in self._list_health_checks() if hc.get("CallerReference") == change.ref),
+                       None) if resend else None
+        if created is None:
+            created = self._api.call("create_health_check", CallerReference=change.ref,
+                                     HealthCheckConfig=_health_config(change.new))["HealthCheck"]
         node = change.key.split("@", 1)[0]
         self._api.call("change_tags_for_resource", ResourceType="healthcheck", ResourceId=created["Id"], AddTags=[
             {"Key": "Name", "Value": f"edgectl {self.owner} {node}"}, {"Key": "edgectl:owner", "Value": self.owner},
