@@ -319,7 +319,8 @@ def test_mixed_address_types_and_private_health_targets_are_refused(cli, config)
     add_rule(cli, "--country", "DE", "--target", "v6-1")
     run = cli("routing", "plan")
     assert run.exit_code == 2 and "mix record types (A: fra-1; AAAA: v6-1)" in run.stderr
-    assert cli("nodes", "add", "lo-1", "-e", "http://127.0.0.1:9", "--country", "FR", "-q").exit_code == 0
+    assert cli("nodes", "add", "lo-1", "-e", "http://127.0.0.1:9", "--country", "FR", "--address", "198.51.100.99",
+               "-q").exit_code == 0
     rules = {(r["source"], r["target"]): r["id"] for r in cli("routing", "rules", "list", "-o", "json").json()}
     cli("routing", "rules", "remove", rules[("country:DE", "v6-1")])
     add_rule(cli, "--country", "FR", "--target", "lo-1")
@@ -394,3 +395,12 @@ def test_one_owner_steering_two_names_keeps_each_names_health_checks(cli, estate
     assert plan(cli)["empty"] and cli("--config", second, "routing", "plan", "-o", "json").json()["empty"]
     ours = [hc for hc in admin.list_health_checks()["HealthChecks"] if hc["CallerReference"].startswith("edgectl:")]
     assert len({hc["CallerReference"].split(":")[2] for hc in ours}) >= 2
+
+
+def test_a_node_publishing_an_address_no_client_can_reach_is_refused(cli, config):
+    assert cli("nodes", "add", "lo-1", "-e", "http://127.0.0.1:9", "--country", "DE", "-q").exit_code == 0
+    add_rule(cli, "--default", "--target", "lo-1")
+    run = cli("routing", "plan")
+    assert run.exit_code == 2
+    assert "node lo-1 publishes 127.0.0.1, which no client can reach" in run.stderr
+    assert "edgectl nodes update lo-1 --address ADDRESS" in run.stderr

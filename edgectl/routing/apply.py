@@ -59,14 +59,16 @@ def retrying(call: Callable[[], Any], *, deadline: float, what: str, on_retry: C
     """
     from edgectl.providers.base import RateLimited, RetryableError
 
-    attempt = 0
+    attempt = throttled = 0
     while True:
         try:
             return call()
         except RetryableError as exc:
-            if not isinstance(exc, RateLimited):
+            if isinstance(exc, RateLimited):
+                throttled += 1
+            else:
                 attempt += 1
-            delay = exc.retry_after if exc.retry_after is not None else backoff(max(attempt, 1))
+            delay = exc.retry_after if exc.retry_after is not None else backoff(max(attempt, throttled))
             if attempt >= MAX_ATTEMPTS or time.monotonic() + delay > deadline:
                 raise
             log.info("%s: %s; again in %.1fs", what, exc.message, delay)

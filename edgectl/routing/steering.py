@@ -42,6 +42,19 @@ def pool_name(group: Iterable[Source]) -> str:
     return name
 
 
+def _reachable(address: str) -> bool:
+    """Whether clients could use the address at all: not loopback, unspecified, link-local or multicast.
+
+    Private addresses pass: a private DNS zone (a VPC's) answers with them."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address not in ("localhost",) and not address.endswith(".localhost")
+    return not (ip.is_loopback or ip.is_unspecified or ip.is_link_local or ip.is_multicast)
+
+
 def _record_type(address: str) -> str:
     from edgectl.parse import address_record_type
 
@@ -110,9 +123,10 @@ class _Builder:
     def target(self, name: str) -> Target:
         node = self.nodes[name]
         address = node.published_address
-        if not address:
-            raise UsageError(f"node {name} has no address to publish",
-                             hint=f"give it one: edgectl nodes update {name} --address ADDRESS")
+        if not address or not _reachable(address):
+            shown = f"publishes {address}, which no client can reach" if address else "has no address to publish"
+            raise UsageError(f"node {name} {shown}",
+                             hint=f"give it the address clients use: edgectl nodes update {name} --address ADDRESS")
         return Target(name, address, _record_type(address), node.health_url(self.health_path), node.lat, node.lon)
 
 
