@@ -488,8 +488,10 @@ def routing_apply(
         if provider or all_providers or force:
             raise UsageError("--resume takes no providers or --force", hint="it sends what the journal holds")
         record = journal.get(ctx.state, journal.parse_id(resume))
-        left = [s for s in journal.steps(ctx.state, record.id) if s.state not in journal.DONE]
-        if dry_run or not left:
+        steps = journal.steps(ctx.state, record.id)
+        left = [s for s in steps if s.state not in journal.DONE]
+        unsynced = wait and any(s.state == "applied" for s in steps)
+        if dry_run or not (left or unsynced):
             ctx.out.show([s.to_record() for s in left], View(STEP_COLUMNS, empty=f"apply {record.id}: nothing left to send"))
             return
         journal.claim(ctx.state, record)
@@ -497,6 +499,7 @@ def routing_apply(
         ctx.out.note(f"resuming routing apply {record.id}")
     else:
         plan = plan_routing(ctx.state, ctx.config, provider, all_providers=all_providers, providers=providers)
+        go_on = False
         try:
             ctx.out.preview(plan.rows(), STEERING_COLUMNS, empty="no changes: the providers publish the rules")
             for line in _plan_lines(plan.to_record()):
@@ -507,10 +510,11 @@ def routing_apply(
             plan.raise_if_unsafe(force=force)
             counts = ", ".join(f"{n} to {a}" for a, n in plan.counts().items() if n)
             confirm(f"apply this plan ({counts})?", yes)
-        except BaseException:
-            for built in providers.values():
-                built.close()
-            raise
+            go_on = True
+        finally:
+            if not go_on:
+                for built in providers.values():
+                    built.close()
         record = journal.create(ctx.state, plan, actor=actor(), reason=reason)
         journal.claim(ctx.state, record)
         ctx.out.info(f"routing apply {record.id}: {sum(len(p.steps) for p in plan.providers)} step(s) journaled")
