@@ -404,3 +404,35 @@ def test_a_node_publishing_an_address_no_client_can_reach_is_refused(cli, config
     assert run.exit_code == 2
     assert "node lo-1 publishes 127.0.0.1, which no client can reach" in run.stderr
     assert "edgectl nodes update lo-1 --address ADDRESS" in run.stderr
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"geo": "country:XX"}, "country code 'XX' is not one Route 53 accepts"),
+    ({"geo": "continent:EUR"}, "continent code 'EUR' is not one Route 53 accepts"),
+    ({"geo": "subdivision:DE-BY"}, "subdivision code 'DE-BY' is not one Route 53 accepts"),
+    ({"weight": 256}, "weight 256 is outside Route 53's 0-255"),
+    ({"values": ["2001:db8::1"]}, "2001:db8::1 is not a value for a A record"),
+])
+def test_what_route53_or_moto_would_take_wrongly_is_refused_before_sending(change, message):
+    from edgectl.providers.route53 import validate
+    from edgectl.providers.steering import Resource, SteeringRefused
+
+    fields = {"name": "www.example.com.", "type": "A", "set_identifier": "edgectl:t:x", "ttl": 60,
+              "values": ["198.51.100.1"], **({"geo": "country:DE"} if "weight" not in change else {}), **change}
+    with pytest.raises(SteeringRefused, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate([Resource("record", "r", fields)])
+
+
+def test_mixed_policies_and_a_repeated_set_identifier_are_refused():
+    from edgectl.providers.route53 import validate
+    from edgectl.providers.steering import Resource, SteeringRefused
+
+    base = {"name": "www.example.com.", "type": "A", "ttl": 60, "values": ["198.51.100.1"]}
+    geo = Resource("record", "a", {**base, "set_identifier": "edgectl:t:a", "geo": "country:DE"})
+    weighted = Resource("record", "b", {**base, "set_identifier": "edgectl:t:b", "weight": 10})
+    with pytest.raises(SteeringRefused, match="mixes routing policies"):
+        validate([geo, weighted])
+    again = Resource("record", "c", {**base, "set_identifier": "edgectl:t:a", "geo": "country:FR"})
+    with pytest.raises(SteeringRefused, match="the SetIdentifier is used twice"):
+        validate([geo, again])
+    validate([geo, Resource("record", "d", {**base, "set_identifier": "edgectl:t:d", "geo": "continent:EU"})])
