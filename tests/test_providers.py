@@ -47,7 +47,7 @@ def test_providers_list_shows_every_provider_with_its_capabilities(cli, config):
     assert run.exit_code == 0, run.stderr
     rows = {row["name"]: row for row in run.json()}
     assert rows["lb"] == {"name": "lb", "kind": "steer", "capabilities": ["routing", "analytics"],
-                          "hosts": ["www.example.com"], "owner": "default", "geo_units": ["country", "default"],
+                          "hosts": ["www.example.com"], "steers": None, "owner": "default", "geo_units": ["country", "default"],
                           "unsafe": {"update_share": 0.3, "delete_share": 0.3, "min_existing": 10}}
     assert rows["cf"]["capabilities"] == ["purge"]
     assert rows["cf"]["purge_kinds"] == ["url", "prefix", "tag", "host", "everything"]

@@ -20,11 +20,14 @@ PROVIDER_COLUMNS = [
     Column("hosts", kind="list"),
     Column("batch_size", "PER REQUEST", kind="map"),
     Column("rates", "RATE"),
+    Column("steers"),
     Column("problem", kind="status"),
 ]
 SHOW_COLUMNS = [Column("capabilities", kind="list"), Column("purge_kinds", "purges", kind="list"),
                 Column("hosts", kind="list"), Column("async_completion", kind="bool"), Column("settings", kind="map"),
-                Column("batch_size", kind="map"), Column("notes", kind="list"), Column("nodes", kind="list")]
+                Column("batch_size", kind="map"), Column("notes", kind="list"), Column("nodes", kind="list"),
+                Column("steers"), Column("owner"), Column("geo_units", "steers by", kind="list"),
+                Column("unsafe", kind="map")]
 TEST_COLUMNS = [Column("name"), Column("kind"), Column("result", kind="status"), Column("detail")]
 # the limits are spread into the fields above for a person; json carries them whole
 SHOW_VIEW = View(draw=lambda out, record: out.record({k: v for k, v in record.items() if k != "limits"}, SHOW_COLUMNS))

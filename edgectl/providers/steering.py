@@ -206,6 +206,10 @@ class RoutingProvider(Provider):
 
     def describe(self) -> dict[str, Any]:
         update, delete, minimum = self.unsafe_thresholds()
-        return {**super().describe(), "owner": self.owner, "geo_units": list(self.geo_units),
+        try:
+            steers = self.where()
+        except (KeyError, ValueError, NotImplementedError):  # settings too broken to say; check_settings names why
+            steers = None
+        return {**super().describe(), "steers": steers, "owner": self.owner, "geo_units": list(self.geo_units),
                 "unsafe": {"update_share": update, "delete_share": delete, "min_existing": minimum}}
 
