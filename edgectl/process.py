@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 
 def alive(pid: int | None) -> bool:
@@ -40,3 +41,30 @@ def open_file_allowance(wanted: int, reserve: int = 256) -> int:
     if soft != resource.RLIM_INFINITY and wanted > soft - reserve:
         return max(1, soft - reserve)
     return wanted
+
+
+@contextmanager
+def held_lock(path: str, *, what: str, hint: str):
+    """An flock on `path` for the life of the block, or LockHeld (exit 4) naming its holder.
+
+    The kernel releases it when the holder dies, so a killed run never leaves a stale lock behind.
+    """
+    import fcntl
+
+    from edgectl.errors import LockHeld
+
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise LockHeld(f"{what} holds the lock ({holder})", hint=hint) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import sqlite3
-from contextlib import contextmanager
 from typing import Any, Iterator
 
 from edgectl.cache import engine
@@ -18,35 +17,12 @@ from edgectl.process import alive
 from edgectl.timeutil import from_iso, to_iso, utcnow
 
 
-@contextmanager
 def warm_lock(state_path):
-    """One warm at a time per state file (cron runs overlap when one is slow); exit 4 otherwise.
+    """One warm at a time per state file (cron runs overlap when one is slow); exit 4 otherwise."""
+    from edgectl.process import held_lock
 
-    An flock on a file beside the state: the kernel releases it when the holder dies, so a killed
-    run never leaves a stale lock behind.
-    """
-    import fcntl
-
-    from edgectl.errors import LockHeld
-
-    path = f"{state_path}.warm.lock"
-    handle = open(path, "a+")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise LockHeld(f"another cache warm holds the lock ({holder})",
-                           hint="wait for it, or pass --no-lock to run beside it") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        yield
-    finally:
-        handle.close()
-
+    return held_lock(f"{state_path}.warm.lock", what="another cache warm",
+                     hint="wait for it, or pass --no-lock to run beside it")
 
 
 def result_count(state, run_id: int) -> int:

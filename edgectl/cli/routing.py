@@ -472,17 +472,27 @@ def routing_apply(
     Exit 0 when every step was applied; 1 when one failed, with the command that resumes it; 2 for
     an unsafe plan without --force.
     """
-    from edgectl.errors import Interrupted, OperationFailed
     from edgectl.parse import parse_duration
-    from edgectl.routing import journal
-    from edgectl.routing.apply import ApplyOptions, providers_for, run
-    from edgectl.routing.plan import plan_routing
-    from edgectl.routing.rules import actor
+    from edgectl.process import held_lock
 
     ctx = current()
     limit = parse_duration(timeout, what="--timeout")
     if limit <= 0:
         raise UsageError("--timeout must be more than zero")
+    # one apply at a time per state file, from its plan to its last step: two at once would both
+    # create what neither saw, and leak what only one records
+    with held_lock(f"{ctx.state_path()}.routing.lock", what="another routing apply",
+                   hint="wait for it to finish; edgectl routing history shows it"):
+        _apply(ctx, provider, all_providers, yes, force, wait, limit, resume, dry_run, reason)
+
+
+def _apply(ctx, provider, all_providers, yes, force, wait, limit, resume, dry_run, reason) -> None:
+    from edgectl.errors import Interrupted, OperationFailed
+    from edgectl.routing import journal
+    from edgectl.routing.apply import ApplyOptions, check_resumable, providers_for, run
+    from edgectl.routing.plan import plan_routing
+    from edgectl.routing.rules import actor
+
     providers: dict = {}
     if resume is not None:
         if provider or all_providers or force:
@@ -494,8 +504,14 @@ def routing_apply(
         if dry_run or not (left or unsynced):
             ctx.out.show([s.to_record() for s in left], View(STEP_COLUMNS, empty=f"apply {record.id}: nothing left to send"))
             return
-        journal.claim(ctx.state, record)
         providers = providers_for(ctx.state, ctx.config, record)
+        try:
+            check_resumable(ctx.state, record, providers)
+        except BaseException:
+            for built in providers.values():
+                built.close()
+            raise
+        journal.claim(ctx.state, record)
         ctx.out.note(f"resuming routing apply {record.id}")
     else:
         plan = plan_routing(ctx.state, ctx.config, provider, all_providers=all_providers, providers=providers)

@@ -229,13 +229,17 @@ class Route53Provider(RoutingProvider):
             fields = _health_fields(hc.get("HealthCheckConfig", {}))
             node = tags.get(hc["Id"], {}).get("edgectl:node")
             key = f"{node}@{_digest(fields)}" if node else f"untagged@{hc['Id']}"
+            if key in by_id.values():  # two made for one (two applies at once): the extra is deleted
+                key = f"{key}#{hc['Id']}"
             by_id[hc["Id"]] = key
             owned.append(Resource("health_check", key, fields, hc["Id"]))
         self._health_ids = {key: hc_id for hc_id, key in by_id.items()}
         record, ownership = self.record_name, f"{_OWNERSHIP_LABEL}.{self.record_name}"
         for rrset in self._list_records():
             name = _fqdn(rrset["Name"])
-            if name != record and not (name.startswith(_OWNERSHIP_LABEL) and name.endswith("." + record)):
+            # the name itself, and the helper names directly under it (never a child name's own helpers)
+            label, _, parent = name.partition(".")
+            if name != record and not (label.startswith(_OWNERSHIP_LABEL) and parent == record):
                 continue
             fields = _record_fields(rrset, by_id)
             set_id = rrset.get("SetIdentifier")
@@ -297,7 +301,8 @@ class Route53Provider(RoutingProvider):
                        or (c.old["name"], c.old["type"], c.old.get("set_identifier")) in present]
             if not changes:
                 return StepResult(None, True, "already applied")
-        need = {c.new.get("health_check") for c in changes if c.new and c.new.get("health_check")}
+        need = {f.get("health_check") for c in changes for f in (c.old, c.new) if f and f.get("health_check")}
+        need = {key for key in need if not _foreign_id(key)}
         if need - set(self._health_ids):
             self.found()  # health checks created by earlier steps (or an earlier run)
         missing = sorted(need - set(self._health_ids))
@@ -358,7 +363,8 @@ class Route53Provider(RoutingProvider):
             rrset["TTL"] = fields["ttl"]
             rrset["ResourceRecords"] = [{"Value": v} for v in fields["values"]]
         if fields.get("health_check"):
-            rrset["HealthCheckId"] = self._health_ids[fields["health_check"]]
+            key = fields["health_check"]
+            rrset["HealthCheckId"] = _foreign_id(key) or self._health_ids[key]
         return rrset
 
 
@@ -516,6 +522,12 @@ def _record_fields(rrset: Mapping[str, Any], health_keys: Mapping[str, str]) -> 
     return fields
 
 
+def _foreign_id(key: str) -> str | None:
+    """The id in a health check key read back as `foreign@ID` or `untagged@ID` (one edgectl did not name)."""
+    kind, _, hc_id = key.partition("@")
+    return hc_id if kind in ("foreign", "untagged") else None
+
+
 def _record_key(fields: Mapping[str, Any]) -> str:
     return f"{fields['name']} {fields['type']} {fields.get('set_identifier') or '-'}"
 
@@ -531,8 +543,11 @@ def _rank(change: Change) -> int:
     label = name.split(".", 1)[0]
     if label.endswith("-w"):
         return 0
+    # pair i's SECONDARY points at pair i + 1: later pairs first; a pair ending at another pool's
+    # records (-then-) after every pool's own
     match = re.search(r"-f(\d+)$", label)
-    return 500 - int(match.group(1)) if match else 100  # later pairs are pointed at by earlier ones
+    index = int(match.group(1)) if match else 0
+    return (700 if "-then-" in label else 500) - index
 
 
 def batch_cost(change: Change) -> tuple[int, int]:

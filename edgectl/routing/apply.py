@@ -94,11 +94,20 @@ def run(state, apply, providers: dict, options: ApplyOptions, progress: Callable
             if step.provider in failed:
                 continue
             provider = providers[step.provider]
-            resend = step.state == "sent"
+            # a step sent before (its answer lost, or refused after it may have landed) is resent as such,
+            # and so is every attempt after a first one that failed
+            resend = [step.state in ("sent", "failed")]
+
+            def send(provider=provider, step=step, resend=resend):
+                try:
+                    return provider.apply(step.step, resend=resend[0])
+                finally:
+                    resend[0] = True
+
             journal.record(state, step.id, state="sent", attempts=step.attempts + 1, sent_at=utcnow())
             say(f"{step.provider}: {step.summary}")
             try:
-                result = retrying(lambda: provider.apply(step.step, resend=resend), deadline=deadline,
+                result = retrying(send, deadline=deadline,
                                   what=f"{step.provider} step {step.seq}",
                                   on_retry=lambda m, s=step: journal.record(state, s.id, last_error=redact(m)))
             except ProviderError as exc:
@@ -173,3 +182,24 @@ def providers_for(state, config, apply) -> dict:
             raise UsageError(f"routing apply {apply.id} needs provider {name}: {exc.message}", hint=exc.hint) from None
         providers[name] = build_provider(config, item)
     return providers
+
+
+def check_resumable(state, apply, providers: dict) -> None:
+    """Refuse to resume an apply whose plan no longer holds.
+
+    Its steps are absolute intents from when it was planned: sent to a provider that now steers
+    another name, or after a later apply changed the same provider, they would undo newer work.
+    """
+    planned = {p["provider"]: p for p in apply.plan.get("providers", [])}
+    hint = "plan again: edgectl routing apply"
+    for name, provider in providers.items():
+        was = planned.get(name, {})
+        for key, now in (("kind", provider.kind), ("where", provider.where()), ("owner", provider.owner)):
+            if was.get(key) != now:
+                raise UsageError(f"routing apply {apply.id} was planned for provider {name} with {key} "
+                                 f"{was.get(key)}; the config now says {now}", hint=hint)
+    later = [a for a in journal.history(state, limit=10_000) if a.id > apply.id and set(a.providers) & set(providers)]
+    if later:
+        newest = later[0]
+        raise UsageError(f"routing apply {newest.id} changed {', '.join(sorted(set(newest.providers) & set(providers)))} "
+                         f"after apply {apply.id}: resuming {apply.id} would undo it", hint=hint)

@@ -72,6 +72,7 @@ class _Builder:
         self.health_path = config.setting("nodes.health_path")
         self.pools: dict[str, Pool] = {}
         self.groups: dict[frozenset, str | None] = {}
+        self.named: dict[str, frozenset] = {}
         self.notes: list[str] = []
         self.used_rules: list = []
 
@@ -94,8 +95,9 @@ class _Builder:
         for rule in rules:
             if rule.weight > 0 and self.in_service(rule.target) and self.capable(rule.target, rule):
                 weights[rule.target] = weights.get(rule.target, 0) + rule.weight
-        failover = [r.failover for r in rules if r.failover and self.in_service(r.failover)
-                    and r.failover not in weights]
+        # in resolve's order: the failover of the heaviest rule first (sorted is stable: then by id)
+        failover = [r.failover for r in sorted(rules, key=lambda r: -r.weight)
+                    if r.failover and self.in_service(r.failover) and r.failover not in weights]
         failover = list(dict.fromkeys(failover))
         if not weights and failover:  # every target out of service: the failover nodes serve, as resolve does
             weights[failover.pop(0)] = 100
@@ -104,6 +106,9 @@ class _Builder:
             from edgectl.names import natural_key
 
             name = pool_name(group)
+            if self.named.setdefault(name, group) != group:  # {WEU, dach} and a set named weu-dach
+                name = f"{name}-{hashlib.sha1(repr(sorted((x.kind, x.value) for x in group)).encode()).hexdigest()[:6]}"
+                self.named[name] = group
             targets = tuple(sorted(weights.items(), key=lambda kv: (-kv[1], natural_key(kv[0]))))
             self.pools[name] = Pool(name, targets, tuple(failover))
             self.used_rules += rules
