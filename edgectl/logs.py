@@ -8,6 +8,8 @@ import sys
 
 _secrets: set[str] = set()
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
+# an AWS session token in a logged header, wherever it came from
+_AMZ_TOKEN = re.compile(r"(?i)(x-amz-security-token'?\"?\s*[:=]\s*b?['\"]?)[^\s'\",}]+")
 _REDACTED = "********"
 
 
@@ -20,6 +22,7 @@ def register_secret(value: str) -> None:
 def redact(text: str) -> str:
     for secret in _secrets:
         text = text.replace(secret, _REDACTED)
+    text = _AMZ_TOKEN.sub(lambda m: m.group(1) + _REDACTED, text)
     return _BEARER.sub(lambda m: m.group(1) + _REDACTED, text)
 
 

@@ -18,6 +18,8 @@ NODES = {
     "par-1": ("FR", "198.51.100.30"),
     "iad-1": ("US", "198.51.100.40"),
     "sfo-1": ("US", "198.51.100.50"),
+    "zrh-1": ("CH", "198.51.100.60"),
+    "lon-1": ("GB", "198.51.100.70"),
 }
 
 
@@ -436,3 +438,115 @@ def test_mixed_policies_and_a_repeated_set_identifier_are_refused():
     with pytest.raises(SteeringRefused, match="the SetIdentifier is used twice"):
         validate([geo, again])
     validate([geo, Resource("record", "d", {**base, "set_identifier": "edgectl:t:d", "geo": "continent:EU"})])
+
+
+def test_aws_secrets_never_reach_debug_output_or_the_state(cli, estate, monkeypatch, state_path):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SecretKey0123456789")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "TokSecret0123456789")
+    run = cli("--debug", "routing", "apply", "--yes")
+    assert run.exit_code == 0, run.stderr
+    assert "X-Amz-Security-Token" in run.stderr  # botocore did log the header
+    assert "TokSecret0123456789" not in run.stderr and "SecretKey0123456789" not in run.stderr
+    data = state_path.read_bytes() + b"".join(p.read_bytes() for p in state_path.parent.glob("state.db-wal"))
+    assert b"TokSecret0123456789" not in data and b"SecretKey0123456789" not in data
+
+
+def test_a_record_name_outside_the_zone_is_refused_before_anything_is_sent(cli, estate, isolated, zone, moto,
+                                                                          monkeypatch, admin):
+    monkeypatch.setenv("EDGECTL_CONFIG", write_config(isolated / "edgectl.toml", zone, moto.url,
+                                                      record="www.other.org"))
+    before = len(admin.list_health_checks()["HealthChecks"])
+    run = cli("routing", "apply", "--yes")
+    assert run.exit_code == 2 and "record_name www.other.org. is not in zone example.com." in run.stderr
+    assert len(admin.list_health_checks()["HealthChecks"]) == before
+    (isolated / "edgectl.toml").write_text('[providers.dns]\nkind = "route53"\nhosted_zone_id = "Z1"\nrecord_name = 5\n')
+    run = cli("routing", "plan")
+    assert run.exit_code == 2 and "record_name: a DNS name" in run.stderr
+
+
+def test_an_unknown_kind_is_named_when_no_routing_provider_is_left(cli, isolated, monkeypatch):
+    (isolated / "edgectl.toml").write_text('[providers.lb]\nkind = "cloudflare_lbb"\n')
+    monkeypatch.setenv("EDGECTL_CONFIG", str(isolated / "edgectl.toml"))
+    run = cli("routing", "plan")
+    assert run.exit_code == 2 and "unknown provider kind 'cloudflare_lbb'" in run.stderr
+
+
+
+# -- what Route 53 answers is what resolve says -------------------------------------------------
+
+def test_a_rule_for_part_of_a_split_country_becomes_state_records(cli, config, admin, zone):
+    add_nodes(cli, "iad-1", "sfo-1")
+    add_rule(cli, "--default", "--target", "iad-1")
+    add_rule(cli, "--region", "WNAM", "--target", "sfo-1")  # Cloudflare's western North America: part of the US
+    assert cli("routing", "resolve", "US-CA", "-o", "json").json()["node"] == "sfo-1"
+    assert cli("routing", "resolve", "US-NY", "-o", "json").json()["node"] == "iad-1"
+    apply(cli)
+    geo = geo_records(admin, zone)
+    assert geo["subdivision:US-CA"]["ResourceRecords"][0]["Value"] == "198.51.100.50"
+    assert "subdivision:US-NY" not in geo and geo["*"]["ResourceRecords"][0]["Value"] == "198.51.100.40"
+    assert plan(cli)["empty"]
+
+
+def test_a_country_falls_back_to_its_region_set_before_its_continent(cli, config, admin, zone):
+    with open(config, "a") as handle:
+        handle.write('\n[routing.regions]\ndach = ["DE", "AT", "CH"]\n')
+    add_nodes(cli, "fra-1", "zrh-1", "ams-1", "iad-1")
+    add_rule(cli, "--default", "--target", "iad-1")
+    add_rule(cli, "--country", "DE", "--target", "fra-1")
+    add_rule(cli, "--region", "dach", "--target", "zrh-1")
+    add_rule(cli, "--continent", "EU", "--target", "ams-1")
+    moved = cli("routing", "simulate", "--fail", "fra-1", "--locations", "-", "-o", "json", input="DE\n").json()
+    assert moved["moves"][0]["after"] == "zrh-1"
+    apply(cli)
+    geo = geo_records(admin, zone)
+    # DE: fra-1, then the dach set's zrh-1 (not Europe's ams-1, which Route 53 would fall back to by itself)
+    pair_name = geo["country:DE"]["AliasTarget"]["DNSName"].rstrip(".") + "."
+    assert "-then-" in pair_name
+    pair = {r["Failover"]: r for (name, _, _), r in records(admin, zone).items() if name == pair_name}
+    assert pair["PRIMARY"]["ResourceRecords"][0]["Value"] == "198.51.100.10"
+    assert pair["SECONDARY"]["ResourceRecords"][0]["Value"] == "198.51.100.60"
+    # AT has no rule of its own: the dach set, falling back to Europe by itself
+    assert geo["country:AT"]["ResourceRecords"][0]["Value"] == "198.51.100.60"
+    assert plan(cli)["empty"]
+
+
+def test_failover_nodes_come_in_resolve_order(cli, config, admin, zone):
+    add_nodes(cli, "fra-1", "par-1", "ams-1", "lon-1", "iad-1")
+    add_rule(cli, "--default", "--target", "iad-1")
+    add_rule(cli, "--continent", "EU", "--target", "fra-1", "--weight", "10", "--failover", "ams-1")
+    add_rule(cli, "--continent", "EU", "--target", "par-1", "--weight", "90", "--failover", "lon-1")
+    for node in ("fra-1", "par-1"):
+        assert cli("nodes", "drain", node, "-q").exit_code == 0
+    assert cli("routing", "resolve", "DE", "-o", "json").json()["node"] == "lon-1"
+    apply(cli)
+    geo = geo_records(admin, zone)
+    pair_name = geo["continent:EU"]["AliasTarget"]["DNSName"].rstrip(".") + "."
+    pair = {r["Failover"]: r for (name, _, _), r in records(admin, zone).items() if name == pair_name}
+    assert pair["PRIMARY"]["ResourceRecords"][0]["Value"] == "198.51.100.70"  # lon-1, the heavier rule's
+    assert pair["SECONDARY"]["ResourceRecords"][0]["Value"] == "198.51.100.20"
+    assert plan(cli)["empty"]
+
+
+def test_a_parent_name_never_claims_a_child_names_records(cli, estate, admin, zone, moto, isolated):
+    apply(cli)
+    before = records(admin, zone)
+    apex = write_config(isolated / "apex.toml", zone, moto.url, record="example.com")
+    shown = cli("--config", apex, "routing", "plan", "-o", "json").json()["providers"][0]
+    assert shown["counts"]["delete"] == 0 and shown["existing"] == 0
+    assert cli("--config", apex, "routing", "apply", "--yes").exit_code == 0
+    assert all(records(admin, zone).get(key) == value for key, value in before.items())
+    assert plan(cli)["empty"]
+
+
+def test_a_chain_of_failover_nodes_is_written_targets_first(cli, config, admin, zone):
+    add_nodes(cli, "fra-1", "ams-1", "par-1", "iad-1")
+    add_rule(cli, "--default", "--target", "iad-1")
+    add_rule(cli, "--continent", "EU", "--target", "fra-1", "--weight", "60", "--failover", "ams-1")
+    add_rule(cli, "--continent", "EU", "--target", "par-1", "--weight", "40", "--failover", "ams-1")
+    add_rule(cli, "--country", "DE", "--target", "fra-1", "--failover", "par-1")
+    add_rule(cli, "--country", "DE", "--target", "ams-1", "--weight", "50", "--failover", "iad-1")
+    shown = plan(cli)["providers"][0]
+    order = [line.split(" ")[1] for step in shown["steps"] for line in step["order"]]
+    # the pairs of country-de: _edgectl-country-de-f1 (par-1, then iad-1) before _edgectl-country-de
+    assert order.index("_edgectl-country-de-f1.www.example.com.") < order.index("_edgectl-country-de.www.example.com.")
+    assert apply(cli)["status"] == "synced" and plan(cli)["empty"]

@@ -49,6 +49,20 @@ def check_settings(settings: Mapping[str, Any], problems: list[str], service: st
     return problems
 
 
+def _redact_credentials(session) -> None:
+    """The chain's secret key and session token, as --debug logs must never show them (botocore logs headers)."""
+    from edgectl.logs import register_secret
+
+    try:
+        credentials = session.get_credentials()
+        frozen = credentials.get_frozen_credentials() if credentials is not None else None
+    except Exception:  # noqa: BLE001 - no credentials yet: the call that needs them says so
+        return
+    if frozen is not None:
+        register_secret(frozen.secret_key or "")
+        register_secret(frozen.token or "")
+
+
 class AwsApi:
     """One boto3 client, built on first use (thread-safe), and calls whose errors are provider errors."""
 
@@ -79,6 +93,7 @@ class AwsApi:
                 except ProfileNotFound as exc:
                     raise AuthError(f"{exc}; set `profile` to one defined in ~/.aws/config or "
                                     f"~/.aws/credentials, or remove it to use {CHAIN}") from None
+                _redact_credentials(session)
                 config = Config(region_name=region, retries={"total_max_attempts": 1, "mode": "standard"},
                                 connect_timeout=self.timeout, read_timeout=self.timeout,
                                 user_agent_extra=f"edgectl/{__version__}")

@@ -95,7 +95,9 @@ class Route53Provider(RoutingProvider):
         if zone not in ("", None) and not (isinstance(zone, str) and _ZONE_ID.fullmatch(zone)):
             problems.append("hosted_zone_id: must be a Route 53 hosted zone ID, like Z0123456789ABCDEFGHIJ")
         record = settings.get("record_name")
-        if record not in ("", None):
+        if record not in ("", None) and not isinstance(record, str):
+            problems.append("record_name: a DNS name, like www.example.com")
+        elif record not in ("", None):
             from edgectl.errors import UsageError
             from edgectl.parse import ascii_host
 
@@ -219,6 +221,10 @@ class Route53Provider(RoutingProvider):
         return tags
 
     def found(self) -> Found:
+        zone = _fqdn(self._api.call("get_hosted_zone", Id=self.zone_id)["HostedZone"]["Name"])
+        if self.record_name != zone and not self.record_name.endswith("." + zone):
+            raise SteeringRefused(f"record_name {self.record_name} is not in zone {zone} ({self.zone_id})",
+                                  hint="name a record in the zone, or the zone that holds it")
         owned: list[Resource] = []
         unmanaged: list[Resource] = []
         mine = [hc for hc in self._list_health_checks()
@@ -412,8 +418,12 @@ class _Records:
     def _label(self, pool: str, suffix: str = "") -> str:
         return f"{_OWNERSHIP_LABEL}-{pool}{suffix}.{self.p.record_name}"
 
-    def pool(self, pool: Pool) -> tuple[str | None, str | None]:
-        """The pool's records; (alias name, node) for what points at it: an alias, or one node's own value."""
+    def pool(self, pool: Pool, then: str | None = None) -> tuple[str | None, str | None]:
+        """The pool's records; (alias name, node) for what points at it: an alias, or one node's own value.
+
+        `then` is the pool to answer with once every node of this one has failed, where Route 53's
+        next larger place would answer otherwise (a country whose region set comes before its continent).
+        """
         chain: list[tuple[str | None, str | None]] = []
         if len(pool.targets) == 1:
             chain.append((None, pool.targets[0][0]))
@@ -423,20 +433,25 @@ class _Records:
                 self._record(weighted, f"{pool.name}:{node}", {"weight": weight}, node=node)
             chain.append((weighted, None))
         chain += [(None, node) for node in pool.failover]
+        name = pool.name
+        if then:
+            chain.append(self.pool(self.steering.pools[then]))
+            name = _label_safe(f"{pool.name}-then-{then}")
         if len(chain) == 1:
             return chain[0]
         # pairs from the last: pair i is PRIMARY chain[i], SECONDARY chain[i + 1] or the next pair
         next_alias, next_node = chain[-1]
         for i in range(len(chain) - 2, -1, -1):
-            name = self._label(pool.name, f"-f{i}" if i else "")
+            label = self._label(name, f"-f{i}" if i else "")
             alias, node = chain[i]
-            self._record(name, f"{pool.name}:primary", {"failover": "PRIMARY"}, node=node, alias=alias)
-            self._record(name, f"{pool.name}:secondary", {"failover": "SECONDARY"}, node=next_node, alias=next_alias)
-            next_alias, next_node = name, None
+            self._record(label, f"{name}:primary", {"failover": "PRIMARY"}, node=node, alias=alias)
+            self._record(label, f"{name}:secondary", {"failover": "SECONDARY"}, node=next_node, alias=next_alias)
+            next_alias, next_node = label, None
         return next_alias, None
 
     def geo(self, entry: GeoEntry) -> None:
-        alias, node = self.pool(self.steering.pools[entry.pool])
+        then = entry.fallback if entry.fallback not in (None, entry.implicit, entry.pool) else None
+        alias, node = self.pool(self.steering.pools[entry.pool], then)
         code = "*" if entry.unit == "default" else f"{entry.unit}:{entry.code}"
         self._record(self.p.record_name, f"geo:{code}", {"geo": code}, node=node, alias=alias)
 
@@ -520,6 +535,11 @@ def _record_fields(rrset: Mapping[str, Any], health_keys: Mapping[str, str]) -> 
     if rrset.get("HealthCheckId"):
         fields["health_check"] = health_keys.get(rrset["HealthCheckId"], f"foreign@{rrset['HealthCheckId']}")
     return fields
+
+
+def _label_safe(name: str) -> str:
+    """A pool name short enough for a DNS label with edgectl's prefix and suffixes (63 characters in all)."""
+    return name if len(name) <= 44 else f"{name[:33]}-{hashlib.sha1(name.encode()).hexdigest()[:10]}"
 
 
 def _foreign_id(key: str) -> str | None:

@@ -62,6 +62,11 @@ class GeoEntry:
     code: str  # "DE", "US-CA", "EU", "WEU", "*"
     pool: str
     source: str  # the rule source it comes from, for plans ("region:dach")
+    # the pool resolve falls back to once every node of `pool` has failed (its next level's), and the
+    # one the provider's own next larger place would answer with; a provider whose answer falls back
+    # by place (Route 53) chains to `fallback` only where the two differ
+    fallback: str | None = None
+    implicit: str | None = None
 
 
 @dataclass(frozen=True)

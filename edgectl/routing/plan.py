@@ -107,7 +107,8 @@ class ProviderPlan:
         return {"provider": self.name, "kind": self.kind, "where": self.where, "owner": self.owner,
                 "counts": self.counts(), "existing": self.existing,
                 "changes": [{**c.to_record(), "fields": field_changes(c.old, c.new)} for c in self.changes],
-                "steps": [{"summary": s.summary, "changes": len(s.changes)} for s in self.steps],
+                "steps": [{"summary": s.summary, "changes": len(s.changes),
+                           "order": [f"{c.action} {c.key}" for c in s.changes]} for s in self.steps],
                 "not_managed": [r.to_record() for r in self.unmanaged], "warnings": list(self.warnings),
                 "unsafe": self.unsafe(),
                 "thresholds": {"update_share": update, "delete_share": delete, "min_existing": minimum}}
@@ -167,6 +168,12 @@ def routing_entries(config, names: list[str] | None, all_providers: bool):
         return [entry(config, name, "routing") for name in dict.fromkeys(names)]
     found = configured(config, "routing")
     if not found:
+        from edgectl.providers.config import broken
+
+        unusable = broken(config)
+        if unusable:
+            raise ConfigError(f"no usable provider with the routing capability: {unusable[0].problem}",
+                              hint="edgectl config validate lists every problem")
         raise ConfigError(f"{config.path} has no provider with the routing capability",
                           hint="add a [providers.NAME] table of kind route53 or cloudflare_lb")
     if len(found) > 1 and not all_providers:

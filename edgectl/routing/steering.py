@@ -115,15 +115,22 @@ class _Builder:
         self.groups[group] = name
         return name
 
-    def group_of(self, location) -> tuple[frozenset, str | None]:
-        """The most specific level of the location with a pool, and that pool."""
-        for level in self.resolver.levels(location):
-            group = frozenset(s for s in level if self.rules(s))
+    def group_of(self, location, start: int = 0) -> tuple[frozenset, str | None, int]:
+        """The most specific level of the location (from `start`) with a pool: its sources, pool and index."""
+        levels = self.resolver.levels(location)
+        for index in range(start, len(levels)):
+            group = frozenset(s for s in levels[index] if self.rules(s))
             if group:
                 pool = self.pool_for(group)
                 if pool:
-                    return group, pool
-        return frozenset(), None
+                    return group, pool, index
+        return frozenset(), None, len(levels)
+
+    def entry(self, unit: str, code: str, location, group: frozenset, pool: str, index: int,
+              implicit: str | None) -> GeoEntry:
+        """An entry, with the pool resolve falls back to once every node of its own has failed."""
+        _, fallback, _ = self.group_of(location, index + 1)
+        return GeoEntry(unit, code, pool, ", ".join(sorted(str(s) for s in group)), fallback, implicit)
 
     def target(self, name: str) -> Target:
         node = self.nodes[name]
@@ -157,11 +164,11 @@ def build_steering(state, config, geo_units: tuple[str, ...]) -> Steering:
             pool = b.pool_for(frozenset({source})) if b.rules(source) else None
             if pool:
                 larger[(unit, code)] = pool
-                entries.append(GeoEntry(unit, code, pool, str(source)))
-    country_pool: dict[str, str] = {}
+                entries.append(GeoEntry(unit, code, pool, str(source), default_pool, default_pool))
+    country_pool: dict[str, str] = {}  # what the provider answers for each country
     for code in sorted(geo.geo_data().countries):
         location = country_location(code)
-        group, pool = b.group_of(location)
+        group, pool, index = b.group_of(location)
         if pool is None:
             continue
         implicit = default_pool
@@ -172,10 +179,10 @@ def build_steering(state, config, geo_units: tuple[str, ...]) -> Steering:
                 break
         country_pool[code] = pool
         if pool != implicit:
-            entries.append(GeoEntry("country", code, pool, ", ".join(sorted(str(s) for s in group))))
+            entries.append(b.entry("country", code, location, group, pool, index, implicit))
     _subdivisions(b, entries, country_pool, geo_units)
     targets = {name: b.target(name) for pool in b.pools.values() for name in pool.nodes}
-    used = {p.name for p in (b.pools[e.pool] for e in entries)}
+    used = {e.pool for e in entries} | {e.fallback for e in entries if e.fallback}
     pools = {name: pool for name, pool in b.pools.items() if name in used}
     return Steering(tuple(entries), pools, {n: t for n, t in targets.items()
                                             if any(n in p.nodes for p in pools.values())},
@@ -183,20 +190,33 @@ def build_steering(state, config, geo_units: tuple[str, ...]) -> Steering:
 
 
 def _subdivisions(b: _Builder, entries: list[GeoEntry], country_pool: dict[str, str], geo_units) -> None:
+    """Entries for the subdivisions whose answer differs from their country's.
+
+    Those with rules of their own, and the parts of the countries Cloudflare splits (US, CA): a
+    state in WNAM has WNAM's rules, whatever the country as a whole falls under.
+    """
+    from edgectl.routing import geo
+    from edgectl.routing.locations import parse_location
     from edgectl.routing.rules import RuleFilter, list_rules
 
-    sources = sorted({r.source for r in list_rules(b.resolver.state, RuleFilter(source_kind="subdivision"))
-                      if r.active}, key=lambda s: s.value)
-    for source in sources:
-        pool = b.pool_for(frozenset({source}))
-        if pool is None:
+    codes = {r.source.value for r in list_rules(b.resolver.state, RuleFilter(source_kind="subdivision")) if r.active}
+    if "cf_region" not in geo_units:  # a provider that steers by Cloudflare region splits them itself
+        data = geo.geo_data()
+        codes |= {code for code, part in data.subdivisions.items() if part.country in data.split}
+    skipped: dict[str, list[str]] = {}
+    for code in sorted(codes):
+        location = parse_location(code)
+        group, pool, index = b.group_of(location)
+        if pool is None or pool == country_pool.get(location.country):
             continue
-        country = source.value.split("-", 1)[0]
         if "subdivision" not in geo_units:
-            b.notes.append(f"{source}: this provider cannot steer by subdivision; {source.value} is answered as "
-                           f"country {country}")
-        elif pool != country_pool.get(country):
-            entries.append(GeoEntry("subdivision", source.value, pool, str(source)))
+            skipped.setdefault(location.country, []).append(code)
+            continue
+        implicit = country_pool.get(location.country)
+        entries.append(b.entry("subdivision", code, location, group, pool, index, implicit))
+    for country, parts in skipped.items():
+        b.notes.append(f"this provider cannot steer by subdivision: {', '.join(parts)} are answered as country "
+                       f"{country}")
 
 
 def _approximations(b: _Builder, config) -> list[str]:
