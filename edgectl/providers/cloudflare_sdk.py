@@ -1,4 +1,4 @@
-"""What the Cloudflare kinds share: one SDK client with the configured token, Cloudflare's errors as provider errors, and the zone.
+"""What the Cloudflare kinds share: an SDK client with the configured token, its errors as provider errors, the zone.
 
 The client is built on first use (thread-safe) with the SDK's own retries off: edgectl retries,
 and counts and journals each try. The zone is named by `zone_id`, or by `zone` (its name), looked
@@ -34,6 +34,14 @@ def normalise_hostname(value: str) -> str:
     return host
 
 
+def hostname_or_none(value: Any) -> str | None:
+    """`value` as normalise_hostname writes it, or None when it is not a hostname."""
+    try:
+        return normalise_hostname(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def check_settings(settings: Mapping[str, Any], problems: list[str], kind: str) -> list[str]:
     """The zone and endpoint settings' problems added to `problems`: one of zone_id or zone, each well formed."""
     zone_id, zone = settings.get("zone_id"), settings.get("zone")
@@ -43,13 +51,8 @@ def check_settings(settings: Mapping[str, Any], problems: list[str], kind: str) 
         problems.append("zone: give zone_id or zone, not both")
     if zone_id not in ("", None) and not (isinstance(zone_id, str) and ZONE_ID.fullmatch(zone_id)):
         problems.append("zone_id: must be the zone's ID, 32 lower-case hexadecimal characters")
-    if zone not in ("", None):
-        try:
-            if not isinstance(zone, str):
-                raise ValueError(zone)
-            normalise_hostname(zone)
-        except ValueError:
-            problems.append(f"zone: {zone!r} is not a domain name such as example.com")
+    if zone not in ("", None) and hostname_or_none(zone) is None:
+        problems.append(f"zone: {zone!r} is not a domain name such as example.com")
     endpoint = settings.get("endpoint_url")
     if endpoint is not None and not (isinstance(endpoint, str) and urlsplit(endpoint).scheme in ("http", "https")
                                      and urlsplit(endpoint).hostname):
