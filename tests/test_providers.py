@@ -11,13 +11,13 @@ WWW = "https://www.example.com"
 
 STEER = '''
 """A provider kind that steers traffic and reads analytics, and purges nothing."""
-from edgectl.providers.base import Provider
+from edgectl.providers.steering import RoutingProvider
 
 
-class SteerProvider(Provider):
+class SteerProvider(RoutingProvider):
     kind = "steer"
     capabilities = frozenset({"analytics", "routing"})
-    optional_settings = ("pool",)
+    optional_settings = ("pool", *RoutingProvider.routing_settings)
 
     def test(self):
         return f"pool {self.settings.get('pool')} answers"
@@ -47,7 +47,8 @@ def test_providers_list_shows_every_provider_with_its_capabilities(cli, config):
     assert run.exit_code == 0, run.stderr
     rows = {row["name"]: row for row in run.json()}
     assert rows["lb"] == {"name": "lb", "kind": "steer", "capabilities": ["routing", "analytics"],
-                          "hosts": ["www.example.com"]}
+                          "hosts": ["www.example.com"], "owner": "default", "geo_units": ["country", "default"],
+                          "unsafe": {"update_share": 0.3, "delete_share": 0.3, "min_existing": 10}}
     assert rows["cf"]["capabilities"] == ["purge"]
     assert rows["cf"]["purge_kinds"] == ["url", "prefix", "tag", "host", "everything"]
     assert rows["cf"]["limits"]["batch_size"]["url"] == 30
