@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
@@ -18,7 +15,7 @@ from edgectl.config import resolve_secret
 from edgectl.providers.base import (AuthError, Batch, InvalidTarget, ProviderContext, ProviderError, PurgeAccepted,
                                     RetryableError)
 from edgectl.providers.registry import provider_class
-from tests.fakes.cloudflare_api import DEFAULT_TOKEN, DEFAULT_ZONES, FakeCloudflare
+from tests.fakes.cloudflare_api import DEFAULT_TOKEN, DEFAULT_ZONES, FakeCloudflare, launch
 
 ZONE = "example.com"
 ZONE_ID = DEFAULT_ZONES[ZONE]
@@ -455,18 +452,9 @@ def test_test_reports_a_zone_it_cannot_reach(fake, token):
 
 def test_the_fake_runs_as_a_program_and_reports_what_it_served(tmp_path, token):
     port_file, stats_file = tmp_path / "port", tmp_path / "stats.json"
-    root = Path(__file__).resolve().parent.parent
-    process = subprocess.Popen([sys.executable, "-m", "tests.fakes.cloudflare_api", "--port-file", str(port_file),
-                                "--stats-file", str(stats_file), "--url-rate", "800",
-                                "--zone", f"example.org={'1' * 32}"],
-                               cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process, port = launch("tests.fakes.cloudflare_api", port_file, "--stats-file", str(stats_file),
+                           "--url-rate", "800", "--zone", f"example.org={'1' * 32}")
     try:
-        deadline = time.monotonic() + 10
-        while not port_file.exists() and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.02)
-        assert port_file.exists(), process.stderr.read() if process.poll() is not None else "no port file"
-        port = int(port_file.read_text())
-
         provider = make(SimpleNamespace(url=f"http://127.0.0.1:{port}/client/v4"), zone="example.org")
         for i in range(3):
             provider.purge(Batch("url", urls(30, host="www.example.org"), f"j1:{i}"))

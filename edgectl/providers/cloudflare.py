@@ -12,15 +12,15 @@ bucket of requests.
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any
 from urllib.parse import urlsplit
 
+from edgectl.providers import cloudflare_sdk
 from edgectl.providers.base import (AuthError, Batch, Bucket, InvalidTarget, Limits, ProviderError, PurgeProvider,
-                                    PurgeAccepted, RateLimited, RetryableError, PATH_SAFE, parse_retry_after, percent_encode)
+                                    PurgeAccepted, PATH_SAFE, percent_encode)
+from edgectl.providers.cloudflare_sdk import normalise_hostname
 
 PLANS = ("free", "pro", "business", "enterprise")
-DEFAULT_ENDPOINT = "https://api.cloudflare.com/client/v4"
 
 # Single-file purges: URLs a second, a moving average over the account.
 URLS_PER_SECOND = {"free": 800, "pro": 1500, "business": 1500, "enterprise": 3000}
@@ -38,25 +38,7 @@ MAX_PREFIX_SEPARATORS = 31
 
 _BODY_KEY = {"url": "files", "prefix": "prefixes", "tag": "tags", "host": "hosts"}
 _NOUNS = {"url": ("URL", "URLs"), "prefix": ("prefix", "prefixes"), "tag": ("tag", "tags"), "host": ("host", "hosts")}
-# Cloudflare's codes for a token that is missing, malformed, unknown or not allowed; some come with 400
-_AUTH_CODES = frozenset({1000, 6003, 6111, 9106, 9109, 10000})
-_ZONE_ID = re.compile(r"[0-9a-f]{32}")
-_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 _QUERY_SAFE = PATH_SAFE | {"?"}
-
-
-def normalise_hostname(value: str) -> str:
-    """A hostname lower-cased, IDNA-encoded and checked; ValueError when it is not one."""
-    host = value.strip().rstrip(".").lower()
-    if not host.isascii():
-        host = host.encode("idna").decode("ascii")  # UnicodeError is a ValueError
-    labels = host.split(".")
-    if (len(host) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels)
-            or labels[-1].isdigit()):
-        raise ValueError(value)
-    return host
-
-
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -75,44 +57,23 @@ class CloudflareProvider(PurgeProvider):
     async_completion = False
     purge_headers = True
     required_settings = ("api_token",)
-    optional_settings = ("zone_id", "zone", "plan", "files_per_request", "endpoint_url")
+    optional_settings = ("plan", "files_per_request", *cloudflare_sdk.SETTINGS)
     secret_settings = ("api_token",)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._lock = threading.Lock()  # guards building the client
-        self._zone_lock = threading.Lock()  # guards the one zone lookup
-        self._sdk = None
-        self._zone_id: str | None = self.settings.get("zone_id") or None
+        self._api = cloudflare_sdk.CloudflareApi(self.settings, self.context.timeout, lambda: self.secret("api_token"))
 
     # -- configuration ---------------------------------------------------------
     @classmethod
     def check_settings(cls, settings) -> list[str]:
-        problems = super().check_settings(settings)
-        zone_id, zone = settings.get("zone_id"), settings.get("zone")
-        if zone_id in ("", None) and zone in ("", None):
-            problems.append("zone_id: required for kind 'cloudflare' (or zone, the zone's name)")
-        elif zone_id not in ("", None) and zone not in ("", None):
-            problems.append("zone: give zone_id or zone, not both")
-        if zone_id not in ("", None) and not (isinstance(zone_id, str) and _ZONE_ID.fullmatch(zone_id)):
-            problems.append("zone_id: must be the zone's ID, 32 lower-case hexadecimal characters")
-        if zone not in ("", None):
-            try:
-                if not isinstance(zone, str):
-                    raise ValueError(zone)
-                normalise_hostname(zone)
-            except ValueError:
-                problems.append(f"zone: {zone!r} is not a domain name such as example.com")
+        problems = cloudflare_sdk.check_settings(settings, super().check_settings(settings), cls.kind)
         plan = settings.get("plan")
         if plan is not None and plan not in PLANS:
             problems.append(f"plan: {plan!r} is not one of {', '.join(PLANS)}")
         per_request = settings.get("files_per_request")
         if per_request is not None and not (_is_whole(per_request) and 1 <= per_request <= MAX_FILES_PER_REQUEST):
             problems.append(f"files_per_request: must be a whole number from 1 to {MAX_FILES_PER_REQUEST}")
-        endpoint = settings.get("endpoint_url")
-        if endpoint is not None and not (isinstance(endpoint, str) and urlsplit(endpoint).scheme in ("http", "https")
-                                         and urlsplit(endpoint).hostname):
-            problems.append("endpoint_url: must be an http(s) URL such as https://api.cloudflare.com/client/v4")
         return problems
 
     @property
@@ -220,106 +181,21 @@ class CloudflareProvider(PurgeProvider):
         return host + path
 
     # -- calls -----------------------------------------------------------------
-    def _client(self):
-        with self._lock:
-            if self._sdk is None:
-                import cloudflare
-
-                client = cloudflare.Cloudflare(api_token=self.secret("api_token"),
-                                               base_url=self.settings.get("endpoint_url") or DEFAULT_ENDPOINT,
-                                               max_retries=0, timeout=self.context.timeout)
-                # The SDK also picks up CLOUDFLARE_API_KEY / CLOUDFLARE_EMAIL from the environment and
-                # sends them instead of the token; only the configured token may speak for this provider.
-                client.api_key = client.api_email = client.user_service_key = None
-                self._sdk = client
-            return self._sdk
-
-    def _scrub(self, text: str) -> str:
-        token = getattr(self._sdk, "api_token", None)
-        return text.replace(token, "********") if token else text
-
-    def _status_error(self, exc) -> ProviderError:
-        status = exc.status_code
-        body = exc.body if isinstance(exc.body, dict) else {}
-        listed = body.get("errors")
-        errors = [e for e in listed if isinstance(e, dict)] if isinstance(listed, list) else []
-        said = "; ".join(self._describe(e) for e in errors) or f"HTTP {status}"
-        message = self._scrub(f"cloudflare: {said} (HTTP {status})")
-        codes = {e.get("code") for e in errors} | {c.get("code") for e in errors for c in e.get("error_chain") or []
-                                                    if isinstance(c, dict)}
-        if status == 429 or status >= 500:
-            kind = RateLimited if status == 429 else RetryableError
-            return kind(message, parse_retry_after(exc.response.headers.get("retry-after")))
-        if status in (401, 403) or codes & _AUTH_CODES:
-            return AuthError(message)
-        return ProviderError(message)
-
-    @staticmethod
-    def _describe(error: dict) -> str:
-        text = f"{error.get('code', '?')} {error.get('message', '')}".strip()
-        chain = [c for c in error.get("error_chain") or [] if isinstance(c, dict)]
-        if chain:
-            text += " (" + "; ".join(f"{c.get('code', '?')} {c.get('message', '')}".strip() for c in chain) + ")"
-        return text
-
-    def _call(self, what: str, call):
-        """One SDK call, its failures turned into the provider errors the executor understands.
-
-        The error is raised after the `except` block, so it carries no SDK exception as context:
-        those hold Cloudflare's raw answer, which is not scrubbed of the token.
-        """
-        import cloudflare
-
-        try:
-            return call()
-        except cloudflare.APITimeoutError:
-            failure = RetryableError(f"cloudflare: {what} timed out after {self.context.timeout:g}s")
-        except cloudflare.APIConnectionError as exc:
-            cause = exc.__cause__
-            reason = f"{type(cause).__name__}: {cause}" if cause else "connection error"
-            failure = RetryableError(self._scrub(f"cloudflare: {what}: connection failed ({reason})"))
-        except cloudflare.APIStatusError as exc:
-            failure = self._status_error(exc)
-        raise failure
-
-    def _lookup_zone(self, client) -> Any:
-        """The zone named by `zone`, found once through GET /zones?name=; its id is kept."""
-        name = normalise_hostname(self.settings["zone"])
-        page = self._call(f"zone lookup for {name}", lambda: client.zones.list(name=name, per_page=50))
-        found = [z for z in page.result or [] if (z.name or "").lower() == name]
-        active = [z for z in found if z.status == "active"]
-        if not found:
-            raise ProviderError(f"cloudflare: no zone named {name!r} is visible to this API token")
-        if len(active or found) > 1:
-            raise ProviderError(f"cloudflare: {len(active or found)} zones are named {name!r}; set zone_id instead")
-        zone = (active or found)[0]
-        self._zone_id = zone.id
-        return zone
-
-    def _resolved_zone_id(self) -> str:
-        if self._zone_id:
-            return self._zone_id
-        client = self._client()
-        with self._zone_lock:
-            if not self._zone_id:
-                self._lookup_zone(client)
-            return self._zone_id
-
     def prepare(self) -> None:
-        self._client()
+        self._api.client()
 
     def purge(self, batch: Batch) -> PurgeAccepted:
         if batch.kind not in self.purge_kinds:
             raise ProviderError(f"cloudflare cannot purge by {batch.kind!r}")
-        client = self._client()
-        zone_id = self._resolved_zone_id()
+        client = self._api.client()
+        zone_id = self._api.zone_id()
         if batch.kind == "everything":
             body: dict[str, Any] = {"purge_everything": True}
         elif batch.kind == "url" and batch.headers:
             body = {"files": [{"url": url, "headers": dict(batch.headers)} for url in batch.items]}
         else:
             body = {_BODY_KEY[batch.kind]: list(batch.items)}
-        result = self._call("purge", lambda: client.cache.purge(zone_id=zone_id, **body))
+        result = self._api.call("purge", lambda: client.cache.purge(zone_id=zone_id, **body))
         if batch.kind == "everything":
             detail = "the whole zone purged"
         else:
@@ -330,16 +206,16 @@ class CloudflareProvider(PurgeProvider):
         return PurgeAccepted(provider_ref=getattr(result, "id", None), completed=True, detail=detail)
 
     def test(self) -> str:
-        client = self._client()
+        client = self._api.client()
         refused = None
         try:
-            verified = self._call("token check", client.user.tokens.verify)
+            verified = self._api.call("token check", client.user.tokens.verify)
         except AuthError as exc:
             verified, refused = None, exc
         if verified is not None and verified.status != "active":
             raise AuthError(f"cloudflare: the API token is {verified.status or 'not active'}")
         try:
-            zone = self._zone(client)
+            zone = self._api.zone()
         except ProviderError:
             if refused is None:
                 raise
@@ -355,18 +231,5 @@ class CloudflareProvider(PurgeProvider):
         state = "" if zone.status in (None, "active") else f", status {zone.status}"
         return f"{token_line}; zone {zone.name} (id {zone.id}{state}) reachable"
 
-    def _zone(self, client):
-        if self.settings.get("zone_id"):
-            zone_id = self.settings["zone_id"]
-            zone = self._call(f"zone {zone_id}", lambda: client.zones.get(zone_id=zone_id))
-            if zone is None:
-                raise ProviderError(f"cloudflare: zone {zone_id} was not found")
-            return zone
-        with self._zone_lock:
-            return self._lookup_zone(client)
-
     def close(self) -> None:
-        with self._lock:
-            if self._sdk is not None:
-                self._sdk.close()
-                self._sdk = None
+        self._api.close()

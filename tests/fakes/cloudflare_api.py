@@ -5,7 +5,9 @@ real API refuses: a missing or wrong token, a body without exactly one purge key
 in one request, a file that is not an absolute URL, a prefix with a scheme or query string. With
 `url_rate` or `bulk_rate` it paces requests by token bucket the way Cloudflare does (URLs per
 second for files, requests per second for tags, hosts, prefixes and everything) and answers 429
-with a whole-second `Retry-After`.
+with a whole-second `Retry-After`. With `api_limit` it also holds every request to the global
+limit, `api_limit` requests in any `api_window` seconds (Cloudflare's is 1,200 per five minutes
+per user), and tells the client where it stands in `Ratelimit` and `Ratelimit-Policy` headers.
 
 Faults are queued and each is spent by the next request, whatever its path:
   fail_next(status=500, count=2)            answer with an error envelope
@@ -29,17 +31,23 @@ import os
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 API_PREFIX = "/client/v4"
 DEFAULT_TOKEN = "cf-test-token"
 DEFAULT_ZONES = {"example.com": "023e105f4ecef8ad9ca31a8372d0c353"}
+DEFAULT_ACCOUNT_ID = "01a7362d577a6c3019a474fd6f485823"  # the account that owns every zone
+# the global limit, requests per window in seconds (developers.cloudflare.com/fundamentals/api/reference/limits)
+GLOBAL_LIMIT, GLOBAL_WINDOW = 1200, 300.0
 FLEX_PER_REQUEST = 100  # tags, hosts and prefixes per request
 MAX_TAG_LENGTH = 1024
 
@@ -56,6 +64,7 @@ _NO_PURGE_KEY = (1012, 'Request must contain one of "purge_everything", "files",
 _TOO_MANY = 1099  # unconfirmed, see above
 _BAD_ITEM = 1012
 _NO_ROUTE = 7003
+_NO_URI = (7000, "No route for that URI")
 _PURGE_KEYS = ("files", "tags", "hosts", "prefixes", "purge_everything")
 
 
@@ -101,12 +110,62 @@ class _TokenBucket:
         return (cost - self.tokens) / self.rate
 
 
+@dataclass
+class _WindowLimit:
+    """At most `limit` requests in any `window` seconds, counted by the times of those let through."""
+    limit: int
+    window: float
+    stamps: deque = field(default_factory=deque)
+
+    def take(self) -> tuple[float, int, float]:
+        """(seconds until there is room or 0 if this request was let through, requests left, seconds to reset)."""
+        now = time.monotonic()
+        while self.stamps and self.stamps[0] <= now - self.window:
+            self.stamps.popleft()
+        if len(self.stamps) >= self.limit:
+            reset = self.stamps[0] + self.window - now
+            return reset, 0, reset
+        self.stamps.append(now)
+        return 0.0, self.limit - len(self.stamps), self.stamps[0] + self.window - now
+
+
 class _Refusal(Exception):
     def __init__(self, status: int, errors: list[dict], headers: dict[str, str] | None = None):
         super().__init__(status)
         self.status = status
         self.errors = errors
         self.headers = headers or {}
+
+
+def _no_route(path: str) -> _Refusal:
+    return _Refusal(404, [_error(_NO_ROUTE, f"Could not route to {path}, perhaps your object identifier is invalid?")])
+
+
+def _read_json(body: bytes, code: int):
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        raise _Refusal(400, [_error(code, "Malformed JSON in request body")]) from None
+
+
+def _query_int(query: dict[str, list[str]], name: str, default: int) -> int:
+    # refused in the words the Load Balancing API uses for a bad field; no list's own answer was found quoted
+    text = (query.get(name) or [None])[0]
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise _Refusal(400, [_error(1002, f"{name}: must be a whole number of at least 1: validation failed")])
+    return int(text)
+
+
+def _page(items: list, query: dict[str, list[str]], default_per_page: int) -> dict:
+    """The envelope for one page of `items`, as `page` and `per_page` in the query choose it."""
+    per_page = _query_int(query, "per_page", default_per_page)
+    page = _query_int(query, "page", 1)
+    chosen = items[(page - 1) * per_page: page * per_page]
+    info = {"page": page, "per_page": per_page, "count": len(chosen), "total_count": len(items),
+            "total_pages": max(1, math.ceil(len(items) / per_page))}
+    return _envelope(chosen, result_info=info)
 
 
 def _is_http_url(value) -> bool:
@@ -130,14 +189,17 @@ class FakeCloudflare:
 
     def __init__(self, token: str = DEFAULT_TOKEN, zones: dict[str, str] | None = None, files_per_request: int = 30,
                  url_rate: float | None = None, bulk_rate: float | None = None, bulk_burst: float | None = None,
-                 host: str = "127.0.0.1", port: int = 0):
+                 api_limit: int | None = None, api_window: float = GLOBAL_WINDOW,
+                 account_id: str = DEFAULT_ACCOUNT_ID, host: str = "127.0.0.1", port: int = 0):
         self.token = token
+        self.account_id = account_id
         self.token_status = "active"  # what /user/tokens/verify reports for the right token
         self.user_token = True  # False: an account-owned token, which /user/tokens/verify refuses
         self.zones = dict(DEFAULT_ZONES if zones is None else zones)
         self.files_per_request = files_per_request
         self._url_bucket = _TokenBucket(url_rate, url_rate) if url_rate else None
         self._bulk_bucket = _TokenBucket(bulk_rate, bulk_burst or bulk_rate) if bulk_rate else None
+        self._global_limit = _WindowLimit(api_limit, api_window) if api_limit else None
         self._lock = threading.Lock()
         self._faults: deque[_Fault] = deque()
         self._purged: list[dict] = []
@@ -227,29 +289,50 @@ class FakeCloudflare:
         """(status, JSON document, extra headers) for one request."""
         parts = urlsplit(target)
         if not parts.path.startswith(API_PREFIX + "/"):
-            return 404, _envelope(errors=[_error(7000, "No route for that URI")]), {}
+            return 404, _envelope(errors=[_error(*_NO_URI)]), {}
         path = parts.path[len(API_PREFIX):].rstrip("/")
         with self._lock:
             self._calls.append((method, target[len(API_PREFIX):]))
         try:
+            limit_headers = self._count_against_global_limit()
             if path == "/user/tokens/verify" and method == "GET":
                 self._authenticate(headers, verifying=True)
                 return 200, _envelope({"id": uuid.uuid5(uuid.NAMESPACE_OID, self.token).hex, "status": self.token_status},
                                       messages=[{"code": 10000, "message": "This API Token is valid and active",
-                                                 "type": None}]), {}
+                                                 "type": None}]), limit_headers
             self._authenticate(headers)
-            if path == "/zones" and method == "GET":
-                return 200, self._list_zones(parse_qs(parts.query)), {}
-            segments = path.strip("/").split("/")
-            if len(segments) >= 2 and segments[0] == "zones":
-                zone_name = self._zone_name(segments[1], path)
-                if len(segments) == 2 and method == "GET":
-                    return 200, _envelope(self._zone_doc(zone_name)), {}
-                if segments[2:] == ["purge_cache"] and method == "POST":
-                    return 200, _envelope(self._purge(segments[1], body)), {}
-            raise _Refusal(404, [_error(7000, "No route for that URI")])
+            status, doc = self._route(method, path, parse_qs(parts.query), body)
+            return status, doc, limit_headers
         except _Refusal as refusal:
             return refusal.status, _envelope(errors=refusal.errors), refusal.headers
+
+    def _route(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> tuple[int, dict]:
+        """(status, JSON document) for an authenticated request; `path` is below /client/v4."""
+        if path == "/zones" and method == "GET":
+            return 200, self._list_zones(query)
+        segments = path.strip("/").split("/")
+        if len(segments) >= 2 and segments[0] == "zones":
+            zone_name = self._zone_name(segments[1], path)
+            if len(segments) == 2 and method == "GET":
+                return 200, _envelope(self._zone_doc(zone_name))
+            if segments[2:] == ["purge_cache"] and method == "POST":
+                return 200, _envelope(self._purge(segments[1], body))
+        raise _Refusal(404, [_error(*_NO_URI)])
+
+    def _count_against_global_limit(self) -> dict[str, str]:
+        """The rate-limit headers for a request let through; a 429 refusal for one over the limit."""
+        if self._global_limit is None:
+            return {}
+        limit = self._global_limit
+        with self._lock:
+            wait, left, reset = limit.take()
+            if wait:
+                self._rejected_429 += 1
+        headers = {"Ratelimit": f'"default";r={left};t={math.ceil(reset)}',
+                   "Ratelimit-Policy": f'"default";q={limit.limit};w={limit.window:g}'}
+        if wait:
+            raise _Refusal(429, [_error(*_RATE_LIMITED)], {**headers, "Retry-After": str(max(1, math.ceil(wait)))})
+        return headers
 
     def _authenticate(self, headers, verifying: bool = False) -> None:
         value = headers.get("Authorization")
@@ -267,7 +350,7 @@ class FakeCloudflare:
         for name, known in self.zones.items():
             if known == zone_id:
                 return name
-        raise _Refusal(404, [_error(_NO_ROUTE, f"Could not route to {path}, perhaps your object identifier is invalid?")])
+        raise _no_route(path)
 
     def _zone_doc(self, name: str) -> dict:
         stamp = "2024-01-01T00:00:00Z"
@@ -277,7 +360,7 @@ class FakeCloudflare:
                 "created_on": stamp, "modified_on": stamp, "activated_on": stamp,
                 "meta": {"step": 2, "custom_certificate_quota": 0, "page_rule_quota": 3, "phishing_detected": False},
                 "owner": {"id": None, "type": "user", "email": None},
-                "account": {"id": "01a7362d577a6c3019a474fd6f485823", "name": "Test account"},
+                "account": {"id": self.account_id, "name": "Test account"},
                 "permissions": ["#cache_purge:edit", "#zone:read"],
                 "plan": {"id": "0feeeeeeeeeeeeeeeeeeeeeeeeeeeeee", "name": "Free Website", "price": 0, "currency": "USD",
                          "frequency": "", "is_subscribed": False, "can_subscribe": False, "legacy_id": "free",
@@ -286,18 +369,10 @@ class FakeCloudflare:
     def _list_zones(self, query: dict[str, list[str]]) -> dict:
         wanted = (query.get("name") or [None])[0]
         names = [n for n in self.zones if wanted is None or n.lower() == wanted.lower().rstrip(".")]
-        per_page = int((query.get("per_page") or ["20"])[0])
-        page = int((query.get("page") or ["1"])[0])
-        chosen = names[(page - 1) * per_page: page * per_page]
-        info = {"page": page, "per_page": per_page, "count": len(chosen), "total_count": len(names),
-                "total_pages": max(1, math.ceil(len(names) / per_page))}
-        return _envelope([self._zone_doc(n) for n in chosen], result_info=info)
+        return _page([self._zone_doc(n) for n in names], query, 20)
 
     def _purge(self, zone_id: str, body: bytes) -> dict:
-        try:
-            doc = json.loads(body or b"null")
-        except ValueError:
-            raise _Refusal(400, [_error(_BAD_ITEM, "Malformed JSON in request body")]) from None
+        doc = _read_json(body, _BAD_ITEM)
         keys = [k for k in _PURGE_KEYS if isinstance(doc, dict) and k in doc]
         if len(keys) != 1 or (keys == ["purge_everything"] and doc["purge_everything"] is not True):
             raise _Refusal(400, [_error(*_NO_PURGE_KEY)])
@@ -431,14 +506,60 @@ def _zone_arg(text: str) -> tuple[str, str]:
     return name, zone_id
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.fakes.cloudflare_api", description=__doc__.splitlines()[0])
+def arguments(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every fake of the v4 API takes as a program."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
     parser.add_argument("--port-file", help="write the port here once listening")
     parser.add_argument("--stats-file", help="write counters here as JSON on exit")
     parser.add_argument("--token", default=DEFAULT_TOKEN)
     parser.add_argument("--zone", type=_zone_arg, action="append", metavar="NAME=ID",
                         help=f"a zone (repeatable; default {next(iter(DEFAULT_ZONES.items()))})")
+    parser.add_argument("--account", default=DEFAULT_ACCOUNT_ID, help="the account ID that owns the zones")
+    parser.add_argument("--api-limit", type=int, help=f"requests per --api-window (Cloudflare's: {GLOBAL_LIMIT})")
+    parser.add_argument("--api-window", type=float, default=GLOBAL_WINDOW, help="seconds")
+    return parser
+
+
+def serve(fake: FakeCloudflare, port_file: str | None, stats_file: str | None) -> int:
+    """Serve until SIGTERM or SIGINT, with the port written to `port_file` and counters to `stats_file` on exit."""
+    done = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: done.set())
+    fake.start()
+    if port_file:
+        partial = f"{port_file}.part"
+        with open(partial, "w", encoding="utf-8") as handle:
+            handle.write(f"{fake.port}\n")
+        os.replace(partial, port_file)  # a reader never sees half a file
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        fake.stop()
+        if stats_file:
+            with open(stats_file, "w", encoding="utf-8") as handle:
+                json.dump(fake.stats(), handle)
+    return 0
+
+
+def launch(module: str, port_file: Path, *options: str, wait: float = 10.0) -> tuple[subprocess.Popen, int]:
+    """Run `python -m module --port-file port_file *options` from the project root: the process and, once it
+    listens, its port. Stop it with SIGTERM."""
+    process = subprocess.Popen([sys.executable, "-m", module, "--port-file", str(port_file), *options],
+                               cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + wait
+    while not port_file.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    if not port_file.exists():
+        process.kill()
+        _, err = process.communicate()
+        raise RuntimeError(f"{module} did not start: {err.decode(errors='replace') or 'no port file'}")
+    return process, int(port_file.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments("python -m tests.fakes.cloudflare_api", __doc__.splitlines()[0])
     parser.add_argument("--files-per-request", type=int, default=30)
     parser.add_argument("--url-rate", type=float, help="URLs per second (token bucket, burst the same)")
     parser.add_argument("--bulk-rate", type=float, help="tag/host/prefix/everything requests per second")
@@ -447,25 +568,9 @@ def main(argv: list[str] | None = None) -> int:
 
     fake = FakeCloudflare(token=args.token, zones=dict(args.zone) if args.zone else None,
                           files_per_request=args.files_per_request, url_rate=args.url_rate,
-                          bulk_rate=args.bulk_rate, bulk_burst=args.bulk_burst, port=args.port)
-    done = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: done.set())
-    fake.start()
-    if args.port_file:
-        partial = f"{args.port_file}.part"
-        with open(partial, "w", encoding="utf-8") as handle:
-            handle.write(f"{fake.port}\n")
-        os.replace(partial, args.port_file)  # a reader never sees half a file
-    try:
-        while not done.wait(0.5):
-            pass
-    finally:
-        fake.stop()
-        if args.stats_file:
-            with open(args.stats_file, "w", encoding="utf-8") as handle:
-                json.dump(fake.stats(), handle)
-    return 0
+                          bulk_rate=args.bulk_rate, bulk_burst=args.bulk_burst, api_limit=args.api_limit,
+                          api_window=args.api_window, account_id=args.account, port=args.port)
+    return serve(fake, args.port_file, args.stats_file)
 
 
 if __name__ == "__main__":
