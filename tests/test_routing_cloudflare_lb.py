@@ -216,9 +216,12 @@ def test_a_rule_change_is_an_update_field_by_field(cli, estate, fake):
     (change,) = record["providers"][0]["changes"]
     assert (change["action"], change["key"]) == ("update", f"load_balancer {HOST}")
     assert change["fields"] == {"country_pools.DE": {"old": ["edgectl-default-ams-1", "edgectl-default-par-1"],
-                                                     "new": ["edgectl-default-ams-1", "edgectl-default-fra-1"]}}
+                                                     # then WEU's par-1, resolve's next level for DE
+                                                     "new": ["edgectl-default-ams-1", "edgectl-default-fra-1",
+                                                             "edgectl-default-par-1"]}}
     apply(cli)
-    assert balancer(fake)["country_pools"]["DE"] == ["edgectl-default-ams-1", "edgectl-default-fra-1"]
+    assert balancer(fake)["country_pools"]["DE"] == ["edgectl-default-ams-1", "edgectl-default-fra-1",
+                                                     "edgectl-default-par-1"]
     assert plan(cli)["empty"]
 
 

@@ -247,7 +247,15 @@ class CloudflareLbProvider(RoutingProvider):
         by_unit: dict[str, dict[str, list[str]]] = {"country": {}, "cf_region": {}}
         for entry in steering.entries:
             if entry.unit in by_unit:
-                by_unit[entry.unit][entry.code] = names(pools[entry.pool].nodes)
+                # once every pool of a place's list fails, Cloudflare goes to fallback_pool, not to the
+                # region's or the default list: resolve's next level comes next in the list itself
+                chain = list(pools[entry.pool].nodes)
+                if entry.fallback and entry.fallback != entry.pool:
+                    after = list(pools[entry.fallback].nodes)
+                    if entry.fallback == steering.default_pool:
+                        after = after[:-1]  # its last node is fallback_pool: Cloudflare goes there anyway
+                    chain += [n for n in after if n not in chain]
+                by_unit[entry.unit][entry.code] = names(chain)
         default_pools = names(default.nodes)
         fallback = default_pools[-1]
         extra: dict[str, Any] = {}
