@@ -114,11 +114,24 @@ class ProviderPlan:
                 "thresholds": {"update_share": update, "delete_share": delete, "min_existing": minimum}}
 
 
+def _shown(value: Any) -> str:
+    """A field's value for a person: lists joined, a table grouped by value ("a, b for DE, FR (+3)")."""
+    if isinstance(value, list):
+        return ", ".join(_shown(v) for v in value) or "[]"
+    if isinstance(value, dict):
+        if value and all(isinstance(v, (list, str, int, float)) for v in value.values()):
+            groups: dict[str, list[str]] = {}
+            for key, inner in value.items():
+                groups.setdefault(_shown(inner), []).append(str(key))
+            if len(groups) < len(value):
+                return "; ".join(f"{v} for {', '.join(keys[:6])}" + (f" (+{len(keys) - 6})" if len(keys) > 6 else "")
+                                 for v, keys in groups.items())
+        return ", ".join(f"{k}: {_shown(v)}" for k, v in value.items()) or "{}"
+    return "-" if value is None else str(value)
+
+
 def _summary(action: str, fields: dict[str, dict[str, Any]]) -> str:
-    def shown(value: Any) -> str:
-        if isinstance(value, list):
-            return ", ".join(map(str, value)) or "[]"
-        return "-" if value is None else str(value)
+    shown = _shown
 
     if action == "update":
         return "; ".join(f"{k}: {shown(v['old'])} -> {shown(v['new'])}" for k, v in fields.items())
