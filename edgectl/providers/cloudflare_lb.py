@@ -9,7 +9,8 @@ What edgectl keeps, through the official SDK (objects compared by name, never by
   load_balancer  HOSTNAME               zone     default_pools, fallback_pool, country_pools and
                                                   region_pools, each an ordered list of pools
 
-A place's list is its pool's targets by weight, then its failover nodes: with `geo` steering
+A place's list is its pool's targets by weight, then its failover nodes, then the nodes of resolve's
+next level for it (once a whole list fails Cloudflare goes to fallback_pool): with `geo` steering
 Cloudflare sends everything to the first healthy pool of the list for the visitor's country, else
 its region, else default_pools, and to fallback_pool when none is healthy. `proximity`,
 `dynamic_latency` and `random` choose among default_pools only (by the pools' coordinates, by
