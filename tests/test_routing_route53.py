@@ -550,3 +550,19 @@ def test_a_chain_of_failover_nodes_is_written_targets_first(cli, config, admin, 
     # the pairs of country-de: _edgectl-country-de-f1 (par-1, then iad-1) before _edgectl-country-de
     assert order.index("_edgectl-country-de-f1.www.example.com.") < order.index("_edgectl-country-de.www.example.com.")
     assert apply(cli)["status"] == "synced" and plan(cli)["empty"]
+
+
+def test_a_name_changing_record_type_loses_its_old_records_first(cli, estate, admin, zone):
+    apply(cli)
+    for name in ("fra-1", "ams-1", "iad-1"):
+        assert cli("nodes", "update", name, "--address", f"{name}.cdn.example.net", "-q").exit_code == 0
+    shown = plan(cli)["providers"][0]
+    order = [line for step in shown["steps"] for line in step["order"] if " A " in line or " CNAME " in line]
+    first_cname = next(i for i, line in enumerate(order) if " CNAME " in line and line.startswith("create"))
+    assert all(line.startswith("delete") for line in order[:first_cname] if " A " in line)
+    assert not any(line.startswith("delete") and " A " in line and "www.example.com. A" in line
+                   for line in order[first_cname:])
+    apply(cli, "--force")
+    geo = geo_records(admin, zone)
+    assert geo["*"]["Type"] == "CNAME" and geo["*"]["ResourceRecords"] == [{"Value": "iad-1.cdn.example.net."}]
+    assert plan(cli)["empty"]

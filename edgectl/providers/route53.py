@@ -290,7 +290,13 @@ class Route53Provider(RoutingProvider):
         records = [c for c in changes if c.type in ("record", "ownership")]
         upserts = sorted((c for c in records if c.action != "delete"), key=lambda c: (_rank(c), c.key))
         deletes = sorted((c for c in records if c.action == "delete"), key=lambda c: (-_rank(c), c.key))
-        steps += change_batches(upserts + deletes)
+        # a name changing type (A to CNAME when the nodes' addresses do) must lose its old records first:
+        # a CNAME cannot sit beside them, even for the moment between two changes of one batch
+        written = {(c.new["name"], c.new["type"]) for c in upserts}
+        retyped = {name for name, rtype in written} & {c.old["name"] for c in deletes
+                                                      if (c.old["name"], c.old["type"]) not in written}
+        first = [c for c in deletes if c.old["name"] in retyped]
+        steps += change_batches(first + upserts + [c for c in deletes if c not in first])
         for change in changes:
             if change.type == "health_check" and change.action == "delete":
                 steps.append(Step(f"delete health check {change.key}", (change,)))
