@@ -376,3 +376,58 @@ def m009_create_routing_applies(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX idx_routing_applies_created ON routing_applies(created_at)")
+
+
+@migration
+def m010_create_metric_history(db: Database) -> None:
+    # The analytics history: a series is a metric with what it is about (node, provider, client
+    # country and region, labels); raw samples point at it, and rollups keep, per series per
+    # minute, hour and day, count, sum, min, max and a sparse exponential histogram (scale 6,
+    # OpenTelemetry's and Prometheus's native boundaries) as rows, so that windows merge by sums.
+    db.execute(
+        """
+        CREATE TABLE metric_series (
+            id INTEGER PRIMARY KEY,
+            metric TEXT NOT NULL,
+            unit TEXT NOT NULL,
+            node TEXT NOT NULL DEFAULT '',
+            provider TEXT NOT NULL DEFAULT '',
+            country TEXT NOT NULL DEFAULT '',
+            region TEXT NOT NULL DEFAULT '',
+            labels TEXT NOT NULL DEFAULT '{}',
+            kind TEXT NOT NULL DEFAULT 'histogram' CHECK (kind IN ('histogram', 'gauge')),
+            UNIQUE (metric, node, provider, country, region, labels, kind)
+        )
+        """
+    )
+    # at: milliseconds since the epoch, UTC; a sample's series says everything else about it
+    db.execute("CREATE TABLE metric_samples (series_id INTEGER NOT NULL REFERENCES metric_series(id),"
+               " at INTEGER NOT NULL, value REAL NOT NULL)")
+    db.execute("CREATE INDEX idx_metric_samples_at ON metric_samples(at)")
+    db.execute(
+        """
+        CREATE TABLE metric_rollups (
+            resolution INTEGER NOT NULL,
+            start INTEGER NOT NULL,
+            series_id INTEGER NOT NULL REFERENCES metric_series(id),
+            count INTEGER NOT NULL,
+            sum REAL NOT NULL,
+            min REAL NOT NULL,
+            max REAL NOT NULL,
+            zero_count INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (resolution, start, series_id)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE metric_buckets (
+            resolution INTEGER NOT NULL,
+            start INTEGER NOT NULL,
+            series_id INTEGER NOT NULL,
+            bucket INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (resolution, start, series_id, bucket)
+        ) WITHOUT ROWID
+        """
+    )

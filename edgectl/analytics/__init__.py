@@ -1,0 +1,1 @@
+"""Analytics: the metrics history, its rollups, and the percentiles read from them."""

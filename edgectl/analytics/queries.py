@@ -1,0 +1,73 @@
+"""Questions over the metrics history: percentiles by node, region, country or provider over any window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edgectl.errors import UsageError
+
+GROUPINGS = ("node", "region", "country", "provider")
+DEFAULT_PERCENTILES = (50.0, 95.0, 99.0)
+
+
+def parse_percentiles(text: str | None) -> tuple[float, ...]:
+    """`50,95,99.9` as percentiles, each above 0 and at most 100."""
+    if text is None:
+        return DEFAULT_PERCENTILES
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            value = float(part.rstrip("%").lstrip("pP"))
+        except ValueError:
+            raise UsageError(f"--percentiles: {part!r} is not a number", hint="e.g. --percentiles 50,95,99") from None
+        if not 0 < value <= 100:
+            raise UsageError(f"--percentiles: {part} is not above 0 and at most 100")
+        out.append(value)
+    if not out:
+        raise UsageError("--percentiles names no percentile", hint="e.g. --percentiles 50,95,99")
+    return tuple(dict.fromkeys(out))
+
+
+def field_name(percentile: float) -> str:
+    """p50, p95, p99.9: the field a percentile has in records."""
+    return f"p{percentile:g}"
+
+
+@dataclass(frozen=True)
+class PercentileRequest:
+    metric: str = "latency"
+    by: str = "node"
+    start_ms: int = 0
+    end_ms: int = 0
+    percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
+
+    def __post_init__(self) -> None:
+        if self.by not in GROUPINGS:
+            raise UsageError(f"--by {self.by!r}: one of {', '.join(GROUPINGS)}")
+
+
+def percentiles_by(state, request: PercentileRequest) -> list[dict[str, Any]]:
+    """One record per group: samples, mean, min, max and each percentile, from the rollups."""
+    from edgectl.analytics.histogram import Histogram
+    from edgectl.analytics.store import series_matching, window_histograms
+
+    series = series_matching(state, request.metric)
+    histograms = window_histograms(state, series, request.start_ms, request.end_ms)
+    groups: dict[str, Histogram] = {}
+    units: dict[str, str] = {}
+    for series_id, histogram in histograms.items():
+        if not histogram.count:
+            continue
+        name = series[series_id][request.by] or "-"
+        groups.setdefault(name, Histogram()).merge(histogram)
+        units[name] = series[series_id]["unit"]
+    rows = []
+    for name, histogram in groups.items():
+        values = histogram.quantiles([p / 100 for p in request.percentiles])
+        row: dict[str, Any] = {request.by: name, "samples": histogram.count, "unit": units[name],
+                               "mean": histogram.sum / histogram.count, "min": histogram.min, "max": histogram.max}
+        row.update({field_name(p): v for p, v in zip(request.percentiles, values)})
+        rows.append(row)
+    top = field_name(request.percentiles[-1])
+    return sorted(rows, key=lambda r: -r[top])

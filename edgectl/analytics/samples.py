@@ -1,0 +1,182 @@
+"""Samples as they come in: from `analytics ingest` files (CSV or JSON lines), each row checked, bad ones counted by line.
+
+A sample is a time, a metric, a value and its unit, and what it is about: a node, a provider, the
+client's country and region, free labels. Rows that cannot be read are reported by line number
+and skipped; the good ones are kept. A file with no good row at all is bad input.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator, Mapping
+
+COLUMNS = ("time", "metric", "value", "unit", "node")
+OPTIONAL = ("country", "region", "provider", "labels")
+_METRIC = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+_UNIT = re.compile(r"[a-z%][a-z0-9%/_]{0,15}")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_TEXT_LIMIT = 128
+
+
+@dataclass(frozen=True)
+class SeriesKey:
+    metric: str
+    unit: str
+    node: str = ""
+    provider: str = ""
+    country: str = ""
+    region: str = ""
+    labels: str = "{}"  # canonical JSON: sorted keys, no spaces
+    kind: str = "histogram"  # or "gauge": a value computed elsewhere (a provider's p95), never merged
+
+
+@dataclass(frozen=True)
+class Sample:
+    series: SeriesKey
+    at_ms: int
+    value: float
+
+
+@dataclass
+class ReadReport:
+    """What a file held: good samples are yielded; these are the rows that were not."""
+
+    rows: int = 0
+    bad: int = 0
+    problems: list[str] = field(default_factory=list)  # the first few, "line N: why"
+
+    def add_problem(self, line: int, why: str) -> None:
+        self.bad += 1
+        if len(self.problems) < 20:
+            self.problems.append(f"line {line}: {why}")
+
+
+class BadRow(ValueError):
+    pass
+
+
+def parse_time(value: Any) -> int:
+    """Milliseconds since the epoch from ISO 8601 (a zone, or UTC when none) or epoch seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            except ValueError:
+                raise BadRow(f"time {text!r} is neither ISO 8601 nor epoch seconds") from None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            seconds = when.timestamp()
+    if not math.isfinite(seconds) or not 0 <= seconds < 32503680000:  # before the year 3000
+        raise BadRow(f"time {value!r} is out of range")
+    return int(round(seconds * 1000))
+
+
+def _labels(value: Any) -> str:
+    if value in (None, "", {}):
+        return "{}"
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise BadRow("labels: not a JSON object") from None
+        else:  # k=v;k=v
+            pairs = {}
+            for part in filter(None, (p.strip() for p in re.split(r"[;,]", text))):
+                key, eq, val = part.partition("=")
+                if not eq or not key.strip():
+                    raise BadRow(f"labels: {part!r} is not key=value")
+                pairs[key.strip()] = val.strip()
+            value = pairs
+    if not isinstance(value, Mapping) or not all(isinstance(v, (str, int, float, bool)) for v in value.values()):
+        raise BadRow("labels: an object of names to plain values")
+    return json.dumps({str(k): str(v) for k, v in value.items()}, sort_keys=True, separators=(",", ":"))
+
+
+def _text(row: Mapping[str, Any], key: str, pattern: re.Pattern | None = None, *, upper: bool = False) -> str:
+    value = row.get(key)
+    if value is None:
+        return ""
+    text = str(value).strip()
+    text = text.upper() if upper else text
+    if len(text) > _TEXT_LIMIT or (text and pattern is not None and not pattern.fullmatch(text)):
+        raise BadRow(f"{key} {text[:40]!r} is not valid")
+    return text
+
+
+def sample_from(row: Mapping[str, Any]) -> Sample:
+    """One row (a CSV record or a JSON object) as a sample; BadRow says why it is not one."""
+    missing = [c for c in ("time", "metric", "value", "unit") if row.get(c) in (None, "")]
+    if missing:
+        raise BadRow(f"missing {', '.join(missing)}")
+    unknown = sorted(set(row) - set(COLUMNS) - set(OPTIONAL))
+    if unknown:
+        raise BadRow(f"unknown column {', '.join(unknown)}")
+    metric = _text(row, "metric").lower()
+    if not _METRIC.fullmatch(metric):
+        raise BadRow(f"metric {metric[:40]!r}: lower-case letters, digits, '_' or '.'")
+    unit = _text(row, "unit").lower()
+    if not _UNIT.fullmatch(unit):
+        raise BadRow(f"unit {unit[:20]!r} is not a unit such as ms, bytes, ratio or percent")
+    raw = row["value"]
+    try:
+        value = float(raw) if not isinstance(raw, bool) else math.nan
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise BadRow(f"value {raw!r} is not a finite number")
+    key = SeriesKey(metric, unit, _text(row, "node"), _text(row, "provider"),
+                    _text(row, "country", _COUNTRY, upper=True), _text(row, "region"), _labels(row.get("labels")))
+    return Sample(key, parse_time(row["time"]), value)
+
+
+def read_csv(lines: Iterable[str], report: ReadReport) -> Iterator[Sample]:
+    reader = csv.DictReader(lines)
+    header = reader.fieldnames or []
+    missing = [c for c in ("time", "metric", "value", "unit") if c not in header]
+    if missing:
+        report.add_problem(1, f"the header lacks {', '.join(missing)} (columns: {', '.join(COLUMNS + OPTIONAL)})")
+        return
+    for row in reader:
+        report.rows += 1
+        line = reader.line_num
+        if None in row:
+            report.add_problem(line, "more fields than the header names")
+            continue
+        try:
+            yield sample_from({k: v for k, v in row.items() if v != ""})
+        except BadRow as exc:
+            report.add_problem(line, str(exc))
+
+
+def read_jsonl(lines: Iterable[str], report: ReadReport) -> Iterator[Sample]:
+    for line, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        report.rows += 1
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            report.add_problem(line, f"not JSON ({exc.msg})")
+            continue
+        if not isinstance(row, dict):
+            report.add_problem(line, "not a JSON object")
+            continue
+        try:
+            yield sample_from(row)
+        except BadRow as exc:
+            report.add_problem(line, str(exc))
+
+
+READERS = {"csv": read_csv, "jsonl": read_jsonl}

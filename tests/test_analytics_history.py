@@ -1,0 +1,132 @@
+"""The metrics history: `analytics ingest` keeps good rows and names bad ones; percentiles come from the rollups."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import pytest
+
+HOUR_MS = 3_600_000
+
+
+def exact(values: list[float], q: float) -> float:
+    """The nearest-rank quantile: the ceil(q n)-th smallest."""
+    ordered = sorted(values)
+    rank = max(1, -(-int(round(q * 1_000_000)) * len(ordered) // 1_000_000))
+    return ordered[rank - 1]
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture
+def latencies(tmp_path):
+    """Three days of latency samples for three nodes in two regions, with a heavy tail."""
+    rng = random.Random(7)
+    now = time.time()
+    rows, by_node = [], {}
+    for node, region, scale in (("fra-1", "eu", 30.0), ("ams-1", "eu", 45.0), ("iad-1", "us", 80.0)):
+        for _ in range(6000):
+            value = round(rng.lognormvariate(0, 0.6) * scale, 3)
+            at = now - rng.uniform(0, 3 * 86400)
+            rows.append({"time": at, "metric": "latency", "value": value, "unit": "ms", "node": node,
+                         "region": region, "country": "DE" if region == "eu" else "US"})
+            by_node.setdefault(node, []).append((at, value))
+    return rows, by_node
+
+
+def test_ingest_then_percentiles_by_node_within_the_bound(cli, tmp_path, latencies):
+    rows, by_node = latencies
+    run = cli("analytics", "ingest", write_jsonl(tmp_path / "s.jsonl", rows), "--format", "jsonl", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["samples"] == len(rows) and run.json()["series"] == 3
+    shown = cli("analytics", "latency", "--by", "node", "--since", "7d", "--percentiles", "50,95,99", "-o", "json")
+    assert shown.exit_code == 0, shown.stderr
+    answer = {r["node"]: r for r in shown.json()}
+    assert set(answer) == {"fra-1", "ams-1", "iad-1"}
+    for node, samples in by_node.items():
+        values = [v for _, v in samples]
+        assert answer[node]["samples"] == len(values)
+        for p in (50, 95, 99):
+            truth = exact(values, p / 100)
+            assert abs(answer[node][f"p{p}"] - truth) / truth <= 0.006, (node, p)
+        assert answer[node]["max"] == max(values) and answer[node]["min"] == min(values)
+
+
+def test_a_window_that_cuts_hours_and_days_uses_the_minutes_at_its_edges(cli, tmp_path, latencies):
+    rows, by_node = latencies
+    cli("analytics", "ingest", write_jsonl(tmp_path / "s.jsonl", rows), "--format", "jsonl")
+    shown = cli("analytics", "latency", "--since", "37h13m", "-o", "json").json()
+    cutoff = time.time() - (37 * 3600 + 13 * 60)
+    for row in shown:
+        values = [v for at, v in by_node[row["node"]] if at >= cutoff]
+        # the window is widened to whole minutes: a minute's samples more at most
+        assert abs(row["samples"] - len(values)) <= 50
+        truth = exact(values, 0.95)
+        assert abs(row["p95"] - truth) / truth <= 0.01
+
+
+def test_by_region_merges_the_nodes_histograms(cli, tmp_path, latencies):
+    rows, by_node = latencies
+    cli("analytics", "ingest", write_jsonl(tmp_path / "s.jsonl", rows), "--format", "jsonl")
+    shown = {r["region"]: r for r in cli("analytics", "latency", "--by", "region", "--since", "7d", "-o", "json").json()}
+    eu = [v for node in ("fra-1", "ams-1") for _, v in by_node[node]]
+    assert shown["eu"]["samples"] == len(eu)
+    assert abs(shown["eu"]["p99"] - exact(eu, 0.99)) / exact(eu, 0.99) <= 0.006
+
+
+def test_ingesting_in_pieces_gives_the_same_rollups_as_at_once(cli, tmp_path, latencies, state_path):
+    import sqlite3
+
+    rows, _ = latencies
+    cli("analytics", "ingest", write_jsonl(tmp_path / "all.jsonl", rows), "--format", "jsonl")
+    with sqlite3.connect(state_path) as db:
+        whole = db.execute("SELECT resolution, start, sum(count) FROM metric_buckets GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+    state_path.unlink()
+    shuffled = rows[:]
+    random.Random(3).shuffle(shuffled)
+    for i in range(0, len(shuffled), 4000):
+        cli("analytics", "ingest", write_jsonl(tmp_path / f"p{i}.jsonl", shuffled[i:i + 4000]), "--format", "jsonl")
+    with sqlite3.connect(state_path) as db:
+        pieces = db.execute("SELECT resolution, start, sum(count) FROM metric_buckets GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+    assert pieces == whole
+
+
+def test_bad_rows_are_named_by_line_and_the_good_ones_kept(cli, tmp_path):
+    text = ("time,metric,value,unit,node,country\n"
+            "2026-12-01T10:00:00Z,latency,12.5,ms,fra-1,DE\n"
+            "yesterday,latency,12.5,ms,fra-1,DE\n"
+            "2026-12-01T10:00:01Z,latency,abc,ms,fra-1,DE\n"
+            "2026-12-01T10:00:02Z,latency,nan,ms,fra-1,DE\n"
+            "2026-12-01T10:00:03Z,latency,14,ms,fra-1,Germany\n"
+            "1764583204,latency,13,ms,fra-1,de\n")
+    path = tmp_path / "s.csv"
+    path.write_text(text)
+    run = cli("analytics", "ingest", str(path), "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    record = run.json()
+    assert record["samples"] == 2 and record["bad"] == 4 and record["rows"] == 6
+    assert record["problems"][0].startswith("line 3: time 'yesterday'")
+    assert any(p.startswith("line 4: value 'abc'") for p in record["problems"])
+    assert any(p.startswith("line 6: country") for p in record["problems"])
+
+
+def test_a_wholly_bad_file_is_exit_2_and_stores_nothing(cli, tmp_path, state_path):
+    path = tmp_path / "s.csv"
+    path.write_text("when,what\n1,2\n")
+    run = cli("analytics", "ingest", str(path))
+    assert run.exit_code == 2 and "no sample could be read (line 1: the header lacks time, metric, value, unit" in run.stderr
+    run = cli("analytics", "ingest", "-", "--format", "jsonl", input="{not json}\n[1]\n")
+    assert run.exit_code == 2 and "line 1: not JSON" in run.stderr
+    assert cli("analytics", "latency", "-o", "json").json() == []
+
+
+def test_percentiles_are_checked(cli):
+    for bad in ("0", "101", "x", ","):
+        run = cli("analytics", "latency", "--percentiles", bad)
+        assert run.exit_code == 2 and run.stderr.startswith("error: --percentiles")
+    assert cli("analytics", "latency", "--by", "planet").exit_code == 2
