@@ -158,7 +158,7 @@ def spans(start: int, end: int) -> list[tuple[int, int, int]]:
 
 
 def window_histograms(state, series_ids: Iterable[int], start_ms: int, end_ms: int) -> dict[int, Histogram]:
-    """Each series' histogram over [start, end), merged from its rollups: a few statements per resolution."""
+    """Each series' histogram over [start, end), summed from its rollups: each span read by its key range."""
     from edgectl.analytics.histogram import HistogramRecord
 
     ids = list(series_ids)
@@ -167,18 +167,29 @@ def window_histograms(state, series_ids: Iterable[int], start_ms: int, end_ms: i
         return out
     marks = ", ".join("?" for _ in ids)
     conn = state.db.conn
+    summary: dict[int, list] = {}
+    buckets: dict[int, dict[int, int]] = {}
     for resolution, lo, hi in spans(start_ms, end_ms):
         where = f"resolution = ? AND start >= ? AND start < ? AND series_id IN ({marks})"
         params = [resolution, lo, hi, *ids]
-        summaries = {row[0]: row[1:] for row in conn.execute(
-            f"SELECT series_id, sum(count), sum(sum), min(min), max(max), sum(zero_count) FROM metric_rollups"
-            f" WHERE {where} GROUP BY series_id", params)}
-        rows: dict[int, list[tuple[int, int]]] = {i: [] for i in summaries}
+        for series, count, total, low, high, zero in conn.execute(
+                f"SELECT series_id, sum(count), sum(sum), min(min), max(max), sum(zero_count) FROM metric_rollups"
+                f" WHERE {where} GROUP BY series_id", params):
+            seen = summary.get(series)
+            if seen is None:
+                summary[series] = [count, total, low, high, zero]
+            else:
+                seen[0] += count
+                seen[1] += total
+                seen[2] = min(seen[2], low)
+                seen[3] = max(seen[3], high)
+                seen[4] += zero
         for series, bucket, count in conn.execute(
-                f"SELECT series_id, bucket, sum(count) FROM metric_buckets WHERE {where}"
-                f" GROUP BY series_id, bucket", params):
-            rows[series].append((bucket, count))
-        for series, (count, total, low, high, zero) in summaries.items():
-            record = HistogramRecord(count, total, low, high, zero)
-            out[series].merge(Histogram.from_rows(record, rows[series]))
+                f"SELECT series_id, bucket, sum(count) FROM metric_buckets WHERE {where} GROUP BY series_id, bucket",
+                params):
+            cells = buckets.setdefault(series, {})
+            cells[bucket] = cells.get(bucket, 0) + count
+    for series, (count, total, low, high, zero) in summary.items():
+        out[series] = Histogram.from_rows(HistogramRecord(count, total, low, high, zero),
+                                          buckets.get(series, {}).items())
     return out
