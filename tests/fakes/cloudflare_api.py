@@ -280,6 +280,12 @@ class FakeCloudflare:
                     "rejected_429": self._rejected_429}
 
     # -- answering -------------------------------------------------------------
+    def fault_document(self, target: str, fault: _Fault) -> dict:
+        """The body a queued `fail_next` fault answers `target` with; a fake of another API reshapes it."""
+        errors = fault.errors or ([_error(*_RATE_LIMITED)] if fault.status == 429
+                                  else [_error(10001, "Service unavailable, please try again")])
+        return _envelope(errors=errors)
+
     def _next_fault(self) -> _Fault | None:
         with self._lock:
             self._requests += 1
@@ -480,9 +486,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             fault = None
         if fault:
-            errors = fault.errors or ([_error(*_RATE_LIMITED)] if fault.status == 429
-                                      else [_error(10001, "Service unavailable, please try again")])
-            status, doc = fault.status, _envelope(errors=errors)
+            status, doc = fault.status, fake.fault_document(self.path, fault)
             if fault.retry_after is not None:
                 extra["Retry-After"] = f"{fault.retry_after:g}"
         else:
