@@ -178,7 +178,7 @@ def test_the_error_bound():
     assert 0.0054 < RELATIVE_ERROR < 0.00544
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(latencies())
 def test_quantiles_are_within_the_bound_of_the_exact_nearest_rank(values):
     histogram = Histogram.of(values)
@@ -245,6 +245,9 @@ def test_zero_and_below_count_in_the_zero_bucket():
     negative = Histogram.of([-3.0, 0.0, 1.0])
     assert (negative.zero_count, negative.min, negative.quantile(0.0), negative.quantile(0.5)) == (2, -3.0, -3.0, 0.0)
     assert one_by_one([0.0, -0.0, 0.0, 12.5, 30.0]) == histogram
+    for values in ([-0.0, 0.0, 1.0], [-0.0] * 600 + [1.0], [-0.0 if i % 2 else 1.0 + i for i in range(600)]):
+        # -0.0 is kept as 0.0, so that min does not depend on the order values come in
+        assert math.copysign(1, Histogram.of(values).min) == math.copysign(1, one_by_one(values).min) == 1
     for value in (0.0, -0.0, -1.0):
         with pytest.raises(ValueError):
             bucket_index(value)
@@ -280,7 +283,7 @@ def test_text_is_not_a_number():
 # -- merging and adding --------------------------------------------------------------------------
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(latencies(), st.data())
 def test_merging_the_parts_of_any_split_in_any_order_is_the_whole(values, data):
     whole = Histogram.of(values)
@@ -372,9 +375,14 @@ def test_inconsistent_rows_are_refused(change):
 
 
 @pytest.mark.parametrize("rows", [
-    [(5, 1), (5, 1)], [(5, 0), (6, 2)], [(MAX_INDEX + 1, 2)], [(5, -1), (6, 3)],
+    [(4, 1), (4, 1)], [(4, 0), (4, 2)], [(MAX_INDEX + 1, 2)], [(4, -1), (4, 3)], [(4, 2), (5, 0)],
 ])
 def test_malformed_rows_are_refused(rows):
-    record = HistogramRecord(count=2, sum=2.1, min=1.05, max=1.06, zero_count=0)
+    record = HistogramRecord(count=2, sum=2.1, min=1.05, max=1.05, zero_count=0)
+    assert bucket_index(1.05) == 4
+    Histogram.from_rows(record, [(4, 2)])
+    if rows == [(4, 1), (4, 1)]:  # a row stored twice is refused, not read as one
+        record = HistogramRecord(count=1, sum=1.05, min=1.05, max=1.05, zero_count=0)
+        Histogram.from_rows(record, [(4, 1)])
     with pytest.raises(ValueError):
         Histogram.from_rows(record, rows)

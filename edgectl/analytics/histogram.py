@@ -182,6 +182,8 @@ def _of_repeats(values: list[float]) -> Histogram:
 
 
 def _mostly_repeats(values: list[float]) -> bool:
+    """Whether counting distinct values first looks faster, from a sample: both ways give the same
+    histogram, but Counter over a million different floats costs more than the log2 passes."""
     sample = values[:: max(1, len(values) // 512)]
     return len(set(sample)) * 4 <= len(sample)
 
