@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from edgectl.errors import LockHeld, NotFound, UsageError
+from edgectl.errors import NotFound
 from edgectl.process import alive
+from edgectl.state import journals
 from edgectl.timeutil import from_iso, to_iso, utcnow
 
 BATCH_STATES = ("pending", "sent", "accepted", "completed", "failed")
@@ -130,13 +131,7 @@ def get(state, purge_id: int) -> Purge:
 
 
 def parse_id(text: str) -> int:
-    try:
-        value = int(str(text).strip().lstrip("#"))
-    except ValueError:
-        raise UsageError(f"purge id {text!r} is not a number", hint="edgectl cdn history shows purge ids") from None
-    if not 1 <= value < 2**63:
-        raise UsageError(f"purge id {text!r} is not valid", hint="edgectl cdn history shows purge ids")
-    return value
+    return journals.parse_id(text, what="purge", listed_by="edgectl cdn history")
 
 
 def batches(state, purge_id: int, states: tuple[str, ...] | None = None) -> list[JournalBatch]:
@@ -164,24 +159,8 @@ def history(state, since: datetime | None = None, limit: int = 50) -> list[Purge
 
 
 def claim(state, purge: Purge) -> None:
-    """Take ownership of a purge to run it; another live process holding it is exit 4.
-
-    The check and the take happen under SQLite's write lock (BEGIN IMMEDIATE), so two resumes
-    started together cannot both win.
-    """
-    conn = state.db.conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        status, owner = conn.execute("SELECT status, owner_pid FROM purges WHERE id = ?", [purge.id]).fetchone()
-        if status == "running" and owner != os.getpid() and alive(owner):
-            raise LockHeld(f"purge {purge.id} is being run by process {owner}",
-                           hint=f"wait for it to finish, or check it with edgectl cdn show {purge.id}")
-        conn.execute("UPDATE purges SET status = 'running', owner_pid = ?, updated_at = ? WHERE id = ?",
-                     [os.getpid(), to_iso(utcnow()), purge.id])
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    """Take ownership of a purge to run it; another live process holding it is exit 4."""
+    journals.claim(state, "purges", purge.id, what="purge", shown_by="edgectl cdn show")
 
 
 def set_status(state, purge_id: int, status: str, *, finished: bool = False) -> None:
@@ -199,13 +178,7 @@ def set_status(state, purge_id: int, status: str, *, finished: bool = False) -> 
 
 def record(state, batch_id: int, /, **changes: Any) -> None:
     """One batch step, committed at once: the journal is never behind what was sent."""
-    changes["updated_at"] = to_iso(utcnow())
-    for key in ("sent_at", "accepted_at", "completed_at"):
-        if isinstance(changes.get(key), datetime):
-            changes[key] = to_iso(changes[key])
-    columns = ", ".join(f"{key} = ?" for key in changes)
-    with state.db.atomic():
-        state.db.conn.execute(f"UPDATE purge_batches SET {columns} WHERE id = ?", [*changes.values(), batch_id])
+    journals.record(state, "purge_batches", batch_id, changes)
 
 
 def outcome(state, purge_id: int) -> str:

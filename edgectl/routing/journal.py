@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from edgectl.errors import LockHeld, NotFound, UsageError
+from edgectl.errors import NotFound
 from edgectl.process import alive
 from edgectl.providers.steering import Change, Step
+from edgectl.state import journals
 from edgectl.timeutil import from_iso, to_iso, utcnow
 
 DONE = ("applied", "synced")
@@ -123,13 +124,7 @@ def get(state, apply_id: int) -> Apply:
 
 
 def parse_id(text: str) -> int:
-    try:
-        value = int(str(text).strip().lstrip("#"))
-    except ValueError:
-        raise UsageError(f"apply id {text!r} is not a number", hint="edgectl routing history shows apply ids") from None
-    if not 1 <= value < 2**63:
-        raise UsageError(f"apply id {text!r} is not valid", hint="edgectl routing history shows apply ids")
-    return value
+    return journals.parse_id(text, what="apply", listed_by="edgectl routing history")
 
 
 def steps(state, apply_id: int) -> list[JournalStep]:
@@ -143,15 +138,8 @@ def history(state, limit: int = 50) -> list[Apply]:
 
 
 def claim(state, apply: Apply) -> None:
-    """Take an apply to run it; another live process running it is exit 4. Checked and taken under the write lock."""
-    with state.db.atomic():
-        status, owner = state.db.conn.execute("SELECT status, owner_pid FROM routing_applies WHERE id = ?",
-                                              [apply.id]).fetchone()
-        if status == "running" and owner != os.getpid() and alive(owner):
-            raise LockHeld(f"routing apply {apply.id} is being run by process {owner}",
-                           hint=f"wait for it to finish, or check it with edgectl routing show {apply.id}")
-        state.db.conn.execute("UPDATE routing_applies SET status = 'running', owner_pid = ?, updated_at = ?"
-                              " WHERE id = ?", [os.getpid(), to_iso(utcnow()), apply.id])
+    """Take an apply to run it; another live process running it is exit 4."""
+    journals.claim(state, "routing_applies", apply.id, what="routing apply", shown_by="edgectl routing show")
 
 
 def set_status(state, apply_id: int, status: str, *, finished: bool = False) -> None:
@@ -163,10 +151,4 @@ def set_status(state, apply_id: int, status: str, *, finished: bool = False) -> 
 
 def record(state, step_id: int, /, **changes: Any) -> None:
     """One step's progress, committed at once: the journal is never behind what was sent."""
-    changes["updated_at"] = to_iso(utcnow())
-    for key in ("sent_at", "applied_at", "synced_at"):
-        if isinstance(changes.get(key), datetime):
-            changes[key] = to_iso(changes[key])
-    columns = ", ".join(f"{key} = ?" for key in changes)
-    with state.db.atomic():
-        state.db.conn.execute(f"UPDATE routing_apply_steps SET {columns} WHERE id = ?", [*changes.values(), step_id])
+    journals.record(state, "routing_apply_steps", step_id, changes)
