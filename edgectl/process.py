@@ -44,23 +44,31 @@ def open_file_allowance(wanted: int, reserve: int = 256) -> int:
 
 
 @contextmanager
-def held_lock(path: str, *, what: str, hint: str):
-    """An flock on `path` for the life of the block, or LockHeld (exit 4) naming its holder.
+def held_lock(path: str, *, what: str, hint: str, wait: float = 0.0):
+    """An flock on `path` for the life of the block, waiting up to `wait` seconds for it; else
+    LockHeld (exit 4) naming its holder.
 
     The kernel releases it when the holder dies, so a killed run never leaves a stale lock behind.
     """
     import fcntl
+    import time
 
     from edgectl.errors import LockHeld
 
     handle = open(path, "a+")
+    deadline = time.monotonic() + wait
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise LockHeld(f"{what} holds the lock ({holder})", hint=hint) from None
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise LockHeld(f"{what} holds the lock ({holder})", hint=hint) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}")

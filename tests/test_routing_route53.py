@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 
 import boto3
@@ -566,3 +567,19 @@ def test_a_name_changing_record_type_loses_its_old_records_first(cli, estate, ad
     geo = geo_records(admin, zone)
     assert geo["*"]["Type"] == "CNAME" and geo["*"]["ResourceRecords"] == [{"Value": "iad-1.cdn.example.net."}]
     assert plan(cli)["empty"]
+
+
+def test_two_applies_at_once_both_succeed_and_create_each_thing_once(estate, admin, zone):
+    import os
+    import subprocess
+    import sys
+
+    runs = [subprocess.Popen([sys.executable, "-m", "edgectl", "routing", "apply", "--yes", "-o", "json"],
+                             env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    results = [(run.wait(timeout=120), run.stdout.read().decode(), run.stderr.read().decode()) for run in runs]
+    assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
+    # one applied the plan; the other waited for it and found nothing left to change
+    assert sorted(json.loads(out).get("empty", False) for _, out, _ in results) == [False, True]
+    prefix = f"edgectl:default:{hashlib.sha256(f'{zone} www.example.com.'.encode()).hexdigest()[:8]}:"
+    assert len([hc for hc in admin.list_health_checks()["HealthChecks"]
+                if hc["CallerReference"].startswith(prefix)]) == 3

@@ -480,9 +480,10 @@ def routing_apply(
     if limit <= 0:
         raise UsageError("--timeout must be more than zero")
     # one apply at a time per state file, from its plan to its last step: two at once would both
-    # create what neither saw, and leak what only one records
-    with held_lock(f"{ctx.state_path()}.routing.lock", what="another routing apply",
-                   hint="wait for it to finish; edgectl routing history shows it"):
+    # create what neither saw. A second one waits (within --timeout) and then plans what is left,
+    # so overlapping pipeline runs both succeed
+    with held_lock(f"{ctx.state_path()}.routing.lock", what="another routing apply", wait=limit,
+                   hint="it ran past --timeout; edgectl routing history shows it"):
         _apply(ctx, provider, all_providers, yes, force, wait, limit, resume, dry_run, reason)
 
 
