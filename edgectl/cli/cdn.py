@@ -8,7 +8,7 @@ import typer
 
 from edgectl.cli import group_help, purging
 from edgectl.cli.context import current
-from edgectl.cli.options import DryRun, Reason, Since, Yes, confirm
+from edgectl.cli.options import DryRun, Reason, Since, Timeout, Yes, confirm, overall_timeout
 from edgectl.cli.providers import command_group
 from edgectl.errors import UsageError
 from edgectl.output import Column, View
@@ -78,7 +78,7 @@ def purge(
     header: Annotated[Optional[list[str]], typer.Option("--header", "-H", metavar="'K: V'", help="Request header the cache keys on, for URL purges; repeatable.")] = None,
     skip_unsupported: Annotated[bool, typer.Option("--skip-unsupported", help="Skip targets a provider cannot purge instead of stopping.")] = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for asynchronous providers to finish.")] = False,
-    timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION", help="Give up sending and waiting after this long.")] = "10m",
+    timeout: Timeout = "10m",
     resume: Annotated[Optional[str], typer.Option("--resume", metavar="ID", help="Send what purge ID left unfinished.")] = None,
     dry_run: DryRun = False,
     yes: Yes = False,
@@ -94,12 +94,10 @@ def purge(
     from edgectl.cdn import purge as service
     from edgectl.cdn.execute import Settings
     from edgectl.cdn.plan import build_targets
-    from edgectl.parse import parse_duration, parse_headers
+    from edgectl.parse import parse_headers
 
     ctx = current()
-    limit = parse_duration(timeout, what="--timeout")
-    if limit <= 0:
-        raise UsageError("--timeout must be more than zero")
+    limit = overall_timeout(timeout)
     settings = Settings(wait=wait, timeout=limit)
     if resume is not None:
         if urls or urls_file or prefixes or tags or hosts or everything or provider or all_providers or header:

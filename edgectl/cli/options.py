@@ -18,6 +18,21 @@ def _reason(value: Optional[str]) -> Optional[str]:
 
 Reason = Annotated[Optional[str], typer.Option("--reason", callback=_reason, help="Why; kept with the record of the change.")]
 Since = Annotated[Optional[str], typer.Option("--since", metavar="DURATION", help="Only the last DURATION, e.g. 24h.")]
+# how long a run that changes remote state (a purge, a routing apply) may send and wait, in all
+Timeout = Annotated[str, typer.Option("--timeout", metavar="DURATION", help="Give up sending and waiting after this long.")]
+
+
+def overall_timeout(text: str) -> float:
+    """--timeout in seconds, more than zero."""
+    from edgectl.errors import UsageError
+    from edgectl.parse import parse_duration
+
+    seconds = parse_duration(text, what="--timeout")
+    if seconds <= 0:
+        raise UsageError("--timeout must be more than zero")
+    return seconds
+
+
 Labels = Annotated[Optional[list[str]], typer.Option("--label", "-l", metavar="K=V", help="Label; repeatable.")]
 
 

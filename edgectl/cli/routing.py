@@ -8,7 +8,7 @@ import typer
 
 from edgectl.cli import group_help
 from edgectl.cli.context import current
-from edgectl.cli.options import DryRun, Reason, Yes, apply_declared, confirm
+from edgectl.cli.options import DryRun, Reason, Timeout, Yes, apply_declared, confirm, overall_timeout
 from edgectl.errors import UsageError
 from edgectl.output import Column, View
 
@@ -462,7 +462,7 @@ def routing_apply(
     yes: Yes = False,
     force: Annotated[bool, typer.Option("--force", help="Apply a plan that changes more than the unsafe thresholds allow.")] = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each change has propagated (Route 53: INSYNC).")] = False,
-    timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION", help="Give up sending and waiting after this long.")] = "10m",
+    timeout: Timeout = "10m",
     resume: Annotated[Optional[str], typer.Option("--resume", metavar="ID", help="Send what apply ID left unfinished.")] = None,
     dry_run: DryRun = False,
     reason: Reason = None,
@@ -472,13 +472,10 @@ def routing_apply(
     Exit 0 when every step was applied; 1 when one failed, with the command that resumes it; 2 for
     an unsafe plan without --force.
     """
-    from edgectl.parse import parse_duration
     from edgectl.process import held_lock
 
     ctx = current()
-    limit = parse_duration(timeout, what="--timeout")
-    if limit <= 0:
-        raise UsageError("--timeout must be more than zero")
+    limit = overall_timeout(timeout)
     # one apply at a time per state file, from its plan to its last step: two at once would both
     # create what neither saw. A second one waits (within --timeout) and then plans what is left,
     # so overlapping pipeline runs both succeed
