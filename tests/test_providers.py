@@ -11,10 +11,11 @@ WWW = "https://www.example.com"
 
 STEER = '''
 """A provider kind that steers traffic and reads analytics, and purges nothing."""
+from edgectl.providers.analytics import AnalyticsProvider
 from edgectl.providers.steering import RoutingProvider
 
 
-class SteerProvider(RoutingProvider):
+class SteerProvider(RoutingProvider, AnalyticsProvider):
     kind = "steer"
     capabilities = frozenset({"analytics", "routing"})
     optional_settings = ("pool",)
@@ -48,7 +49,8 @@ def test_providers_list_shows_every_provider_with_its_capabilities(cli, config):
     rows = {row["name"]: row for row in run.json()}
     assert rows["lb"] == {"name": "lb", "kind": "steer", "capabilities": ["routing", "analytics"],
                           "hosts": ["www.example.com"], "steers": None, "owner": "default", "geo_units": ["country", "default"],
-                          "unsafe": {"update_share": 0.3, "delete_share": 0.3, "min_existing": 10}}
+                          "unsafe": {"update_share": 0.3, "delete_share": 0.3, "min_existing": 10},
+                          "analytics": {"step_s": 60, "settle_s": 300}}
     assert rows["cf"]["capabilities"] == ["purge"]
     assert rows["cf"]["purge_kinds"] == ["url", "prefix", "tag", "host", "everything"]
     assert rows["cf"]["limits"]["batch_size"]["url"] == 30

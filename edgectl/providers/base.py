@@ -3,8 +3,8 @@
 A kind declares `capabilities`, a subset of CAPABILITIES, and implements only those parts: every
 kind has settings, hosts and `test`; a kind with `purge` is a `PurgeProvider` and also states what
 it purges and its limits, and makes one call per request; a kind with `routing` is a
-`RoutingProvider` (providers/steering.py). `analytics` is a name a kind may declare already; its
-part of the contract comes with the commands that use it.
+`RoutingProvider` (providers/steering.py); a kind with `analytics` is an `AnalyticsProvider`
+(providers/analytics.py).
 
 The planner batches and paces from `Limits` alone and knows nothing provider-specific. A provider
 imports nothing from edgectl's domain packages: what it needs from the state (the `http` kind's
@@ -267,6 +267,11 @@ class Provider:
         if ("routing" in cls.capabilities) != issubclass(cls, RoutingProvider):
             return ("the routing part of the contract and its declaration disagree: a kind that steers subclasses "
                     "RoutingProvider and declares 'routing' in its capabilities")
+        from edgectl.providers.analytics import AnalyticsProvider
+
+        if ("analytics" in cls.capabilities) != issubclass(cls, AnalyticsProvider):
+            return ("the analytics part of the contract and its declaration disagree: a kind whose analytics are "
+                    "pulled subclasses AnalyticsProvider and declares 'analytics' in its capabilities")
         return None
 
     def secret(self, key: str) -> str:
