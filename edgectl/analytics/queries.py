@@ -71,3 +71,58 @@ def percentiles_by(state, request: PercentileRequest) -> list[dict[str, Any]]:
         rows.append(row)
     top = field_name(request.percentiles[-1])
     return sorted(rows, key=lambda r: -r[top])
+
+
+def select_series(state, metric: str, *, labels: dict[str, str] | None = None, kind: str = "histogram",
+                  **where: str) -> dict[int, dict]:
+    """Series of a metric, by id, filtered by columns (node, provider, country, region) and by labels."""
+    from edgectl.analytics.store import series_matching
+
+    found = series_matching(state, metric, **where)
+    if kind != "histogram":
+        import json
+
+        sql = "SELECT * FROM metric_series WHERE metric = ? AND kind = ?"
+        params: list = [metric, kind]
+        for column, value in where.items():
+            sql += f" AND {column} = ?"
+            params.append(value)
+        found = {row["id"]: {**row, "labels": json.loads(row["labels"])} for row in state.db.query(sql, params)}
+    if labels:
+        found = {i: s for i, s in found.items() if all(s["labels"].get(k) == v for k, v in labels.items())}
+    return found
+
+
+def group_of(series: dict, by: str | None) -> str:
+    """The group a series falls in: a column (node, region...), a label (`prefix`), or "all"."""
+    if by is None:
+        return "all"
+    value = series.get(by) if by in GROUPINGS else series["labels"].get(by)
+    return value or "-"
+
+
+def timeseries(state, metric: str, *, by: str | None, start_ms: int, end_ms: int, step_ms: int,
+               labels: dict[str, str] | None = None, **where: str):
+    """Each group's histogram per step over [start, end): {group: [(step start, Histogram), ...]}.
+
+    Steps are aligned to whole multiples of step_ms since the epoch; a step with no samples holds an
+    empty histogram, so every group has the same steps. Counts (requests, hits) read `.sum`.
+    """
+    from edgectl.analytics.histogram import Histogram
+    from edgectl.analytics.store import window_histograms
+
+    if step_ms <= 0:
+        raise UsageError("the step must be more than zero")
+    series = select_series(state, metric, labels=labels, **where)
+    first = start_ms - start_ms % step_ms
+    starts = list(range(first, end_ms, step_ms))
+    out: dict[str, list] = {}
+    groups = {i: group_of(s, by) for i, s in series.items()}
+    for name in sorted(set(groups.values())):
+        out[name] = [(at, Histogram()) for at in starts]
+    for n, at in enumerate(starts):
+        for series_id, histogram in window_histograms(state, series, max(at, start_ms),
+                                                      min(at + step_ms, end_ms)).items():
+            if histogram.count:
+                out[groups[series_id]][n][1].merge(histogram)
+    return out
