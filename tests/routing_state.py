@@ -78,17 +78,23 @@ def _connect() -> sqlite3.Connection:
 
 
 def record_latency(name: str, *values_ms: float, age: timedelta = timedelta(minutes=1)) -> None:
-    """Latency samples as `nodes check` writes them, with exact values and an age.
+    """Latency samples as `nodes check` records them, with exact values and an age.
 
     A probe against a real server measures whatever the machine makes of it; a test that needs
-    p95 to be exactly some value, or samples older than the window, writes the rows itself, in
-    the columns and timestamp format record_probe_results uses.
+    p95 to be some value, or samples older than the window, puts them in the history itself.
     """
-    at = to_iso(utcnow() - age)
-    with _connect() as db:
-        (node_id,) = db.execute("SELECT id FROM nodes WHERE name = ? AND removed_at IS NULL", [name]).fetchone()
-        db.executemany("INSERT INTO metrics (node_id, metric, value, unit, source, recorded_at)"
-                       " VALUES (?, 'latency', ?, 'ms', 'probe', ?)", [(node_id, v, at) for v in values_ms])
+    from edgectl.analytics.record import node_samples, record
+    from edgectl.nodes.inventory import get_node
+    from edgectl.state import open_state
+
+    state = open_state(os.environ["EDGECTL_STATE"])
+    try:
+        node = get_node(state, name)
+        with state.db.atomic():
+            record(state, [sample for value in values_ms
+                           for sample in node_samples(node, {"latency": value}, source="probe", when=utcnow() - age)])
+    finally:
+        state.close()
 
 
 def age_heartbeat(name: str, age: timedelta) -> None:

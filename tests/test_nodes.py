@@ -7,6 +7,7 @@ import pytest
 
 from edgectl.state import open_state
 from edgectl.timeutil import to_iso, utcnow
+from tests.history import history
 
 
 def add(cli, name, *extra, endpoint="http://127.0.0.1:9"):
@@ -156,9 +157,9 @@ def test_heartbeat_and_staleness(cli, state_path, isolated):
     # three missed intervals (30s by default) make a node stale
     state = open_state(state_path)
     state.db.execute("UPDATE nodes SET last_heartbeat = ? WHERE name = 'fra-1'", [to_iso(utcnow() - timedelta(seconds=95))])
-    rows = list(state.db.query("SELECT metric, value, source FROM metrics ORDER BY id"))
+    rows = [(r["metric"], r["value"], r["source"]) for r in history(state)]
     state.close()
-    assert {"metric": "cpu_percent", "value": 42.5, "source": "heartbeat"} in rows
+    assert ("cpu", 42.5, "heartbeat") in rows
     listed = {n["name"]: n["stale"] for n in cli("nodes", "list", "-o", "json").json()}
     assert listed == {"ams-1": False, "fra-1": True}
     assert [n["name"] for n in cli("nodes", "list", "--status", "stale", "-o", "json").json()] == ["fra-1"]

@@ -9,6 +9,7 @@ import time
 
 from edgectl.state import open_state
 from tests.fakes.health_servers import closed_port
+from tests.history import history
 
 
 def add(cli, name, port, *extra):
@@ -48,13 +49,12 @@ def test_every_kind_of_endpoint(cli, fleet, state_path):
     healthy = cli("nodes", "show", "healthy", "-o", "json").json()
     assert healthy["health_metrics"]["cpu_percent"] == 12.5 and healthy["last_check_ok"] is True
     state = open_state(state_path)
-    metrics = {(r["metric"], r["unit"]) for r in state.db.query(
-        "SELECT metric, unit FROM metrics m JOIN nodes n ON n.id = m.node_id WHERE n.name = 'healthy'")}
-    down = list(state.db.query(
-        "SELECT metric, value FROM metrics m JOIN nodes n ON n.id = m.node_id WHERE n.name = 'closed'"))
+    metrics = {(r["metric"], r["unit"], r["source"]) for r in history(state, node="healthy")}
+    down = [(r["metric"], r["value"]) for r in history(state, node="closed")]
     state.close()
-    assert {("latency", "ms"), ("probe_up", "bool"), ("cpu_percent", "percent"), ("network_mbps", "mbps")} <= metrics
-    assert down == [{"metric": "probe_up", "value": 0.0}]
+    assert {("latency", "ms", "probe"), ("up", "bool", "probe"), ("cpu", "percent", "probe"),
+            ("network", "mbps", "probe")} <= metrics
+    assert down == [("up", 0.0)]
 
 
 def test_hysteresis_fail_after_and_recover_after(cli, fleet):

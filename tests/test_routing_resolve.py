@@ -115,8 +115,9 @@ def test_a_node_slower_than_the_rules_threshold_over_the_window_is_dropped(cli):
     record_latency("par-1", 900.0, age=timedelta(minutes=30))
     answer = resolve(cli, "DE")[1]
     assert candidates(answer) == {"fra-1": None, "ams-1": "latency p95 300 ms > 200 ms", "par-1": None}
+    # from the metrics history's rollups: within their 0.54% of the exact p95
     assert {c["node"]: c.get("p95_ms") for c in steps(answer, "candidates")[0]["candidates"]} == {
-        "fra-1": 100.0, "ams-1": 300.0, "par-1": None}
+        "fra-1": pytest.approx(100.0, rel=0.0055), "ams-1": 300.0, "par-1": None}
     # the window reaches back to par-1's old sample; the rule's own threshold lets ams-1 in
     assert candidates(resolve(cli, "DE", "--window", "1h")[1])["par-1"] == "latency p95 900 ms > 200 ms"
     assert cli("routing", "rules", "update", str(slow["id"]), "--latency-threshold", "350ms").exit_code == 0

@@ -9,6 +9,9 @@ import threading
 
 import pytest
 
+from edgectl.analytics.metrics import key
+from edgectl.analytics.samples import Sample
+from edgectl.analytics.store import ingest
 from edgectl.errors import StateError
 from edgectl.state import open_state
 from edgectl.state.migrations import migration_names, migrations
@@ -21,7 +24,7 @@ def test_created_private_with_wal_and_foreign_keys(state_path):
     assert state.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert state.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
     assert [m.name for m in state.migration_status() if m.applied] == migration_names()
-    assert {"nodes", "node_events", "metrics"} <= set(state.db.table_names())
+    assert {"nodes", "node_events", "metric_series", "metric_samples"} <= set(state.db.table_names())
     state.close()
 
 
@@ -145,13 +148,11 @@ def test_backup_is_consistent_while_another_writer_runs(state_path, isolated, cl
 
 def test_check_reports_corruption(state_path, cli):
     state = open_state(state_path)
-    for i in range(300):
-        state.db.execute("INSERT INTO metrics (metric, value, unit, source, recorded_at) VALUES ('latency', ?, 'ms', 'probe', ?)",
-                         [i, f"2026-01-01T00:00:{i % 60:02d}.000Z"])
+    ingest(state, [Sample(key("latency", node=f"n{i % 7}"), 1767225600000 + i * 1000, i + 1.0) for i in range(300)])
     state.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     state.close()
     assert cli("state", "check").exit_code == 0
-    # damage the pages of the metrics index, past the schema page
+    # damage the pages of the metrics history, past the schema page
     data = bytearray(state_path.read_bytes())
     page = 4096
     for offset in range(page * 3, len(data) - page, page):

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from tests.fakes.sandbox_fleet import register, running_fleet
+from tests.history import RAW
 
 SANDBOX_HOST = "www.sandbox.test"
 ROUNDS = 3
@@ -81,9 +82,9 @@ def test_twenty_writers_at_once_all_succeed_and_every_write_is_kept(box, isolate
         assert _finish(processes) == [], f"round {round_}"
 
     assert _count(state_path, "SELECT count(*) FROM nodes WHERE name LIKE 'r%-n%' AND removed_at IS NULL") == 8 * ROUNDS
-    assert _count(state_path, "SELECT count(*) FROM metrics WHERE source = 'heartbeat' AND metric = 'cpu_percent'") \
+    assert _count(state_path, f"SELECT count(*) FROM ({RAW}) WHERE source = 'heartbeat' AND metric = 'cpu'") \
         == 6 * ROUNDS
-    assert _count(state_path, "SELECT count(*) FROM metrics WHERE source = 'probe'") >= 2 * ROUNDS * len(names)
+    assert _count(state_path, f"SELECT count(*) FROM ({RAW}) WHERE source = 'probe'") >= 2 * ROUNDS * len(names)
     assert _count(state_path, "SELECT count(*) FROM purges WHERE status = 'completed'") == 2 * ROUNDS
     assert _count(state_path, "SELECT count(*) FROM warm_runs WHERE status = 'completed'") == 2 * ROUNDS
     assert _count(state_path, "SELECT count(*) FROM warm_results") == 2 * ROUNDS * len(names)
@@ -147,7 +148,7 @@ def test_a_lock_held_past_the_busy_timeout_is_exit_4_with_its_hint(isolated, sta
     assert run.stderr.splitlines()[0] == "error: the state file is locked by another edgectl run"
     assert "state.busy_timeout" in run.stderr and "Traceback" not in run.stderr
     assert waited >= 0.3  # refused only once the timeout had passed
-    assert _count(state_path, "SELECT count(*) FROM metrics WHERE source = 'heartbeat'") == 0
+    assert _count(state_path, f"SELECT count(*) FROM ({RAW}) WHERE source = 'heartbeat'") == 0
 
 
 def test_changes_to_one_record_at_once_all_land(cli, isolated, state_path):

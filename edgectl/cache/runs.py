@@ -128,24 +128,42 @@ def finish_run(state, run_id: int, status: str, data: dict[str, Any]) -> None:
 
 
 def record_metrics(state, run_id: int) -> None:
-    """Each node's median warm latency and hit ratio join its metrics history."""
-    from edgectl.nodes.inventory import record_metrics as record
+    """The run's requests join the metrics history: each one's latency, and per node, path prefix and
+    minute the requests, cache hits and bytes. A resumed run adds only what it fetched since."""
+    from edgectl.analytics.metrics import key
+    from edgectl.analytics.record import at_ms, path_prefix, record
+    from edgectl.analytics.samples import Sample
 
-    at = to_iso(utcnow())
-    rows = state.db.execute(
-        "SELECT n.id, count(*), sum(r.cache_status = 'hit') FROM warm_results r JOIN nodes n"
-        " ON n.name = r.node AND n.removed_at IS NULL WHERE r.run_id = ? GROUP BY n.id", [run_id]).fetchall()
-    for node_id, count, hits in rows:
-        median = state.db.execute(
-            "SELECT r.latency_ms FROM warm_results r JOIN nodes n ON n.name = r.node WHERE r.run_id = ? AND n.id = ?"
-            " AND r.latency_ms IS NOT NULL ORDER BY r.latency_ms LIMIT 1 OFFSET ?",
-            [run_id, node_id, count // 2]).fetchone()
-        metrics = {"warm_hit_ratio": round((hits or 0) / count, 4)}
-        if median:
-            metrics["warm_latency_p50_ms"] = median[0]
-        with state.db.atomic():
-            record(state, node_id, metrics, source=f"warm:{run_id}", at=at,
-                   units={"warm_hit_ratio": "ratio", "warm_latency_p50_ms": "ms"})
+    with state.db.atomic():
+        through = state.db.execute("SELECT recorded_through FROM warm_runs WHERE id = ?", [run_id]).fetchone()
+        rows = state.db.execute(
+            "SELECT r.id, r.url, coalesce(r.node, ''), coalesce(n.region, ''), r.cache_status, r.latency_ms, r.bytes,"
+            " r.at FROM warm_results r LEFT JOIN nodes n ON n.name = r.node AND n.removed_at IS NULL"
+            " WHERE r.run_id = ? AND r.id > ? AND r.status_code IS NOT NULL ORDER BY r.id",
+            [run_id, (through[0] if through else None) or 0]).fetchall()
+        if not rows:
+            return
+        samples: list[Sample] = []
+        counts: dict[tuple[str, str, str, int], list] = {}  # node, region, prefix, minute -> requests, hits, bytes
+        latency_keys: dict[tuple[str, str], object] = {}
+        for _, url, node, region, cache_status, latency, size, at in rows:
+            moment = at_ms(at)
+            if latency is not None:
+                series = latency_keys.get((node, region))
+                if series is None:
+                    series = latency_keys[(node, region)] = key("latency", node=node, region=region,
+                                                                labels={"source": "warm"})
+                samples.append(Sample(series, moment, latency))
+            cell = counts.setdefault((node, region, path_prefix(url), moment - moment % 60_000), [0, 0, 0])
+            cell[0] += 1
+            cell[1] += cache_status == "hit"
+            cell[2] += size or 0
+        for (node, region, prefix, minute), (requests, hits, size) in counts.items():
+            labels = {"source": "warm", "prefix": prefix}
+            for metric, value in (("requests", requests), ("cache.hits", hits), ("bytes", size)):
+                samples.append(Sample(key(metric, node=node, region=region, labels=labels), minute, value))
+        record(state, samples)
+        state.db.execute("UPDATE warm_runs SET recorded_through = ? WHERE id = ?", [rows[-1][0], run_id])
 
 
 def runs(state, limit: int = 50) -> list[dict[str, Any]]:

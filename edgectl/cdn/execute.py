@@ -90,6 +90,7 @@ class Work:
     call: str = "purge"  # or "completion"
     tries: int = 0  # failed sends this run (in-progress waits excluded)
     polls: int = 0
+    sent: float = 0.0  # monotonic time of the last send, for how long its answer took
 
 
 @dataclass
@@ -145,6 +146,7 @@ class PurgeRun:
         self._delayed: list = []  # heap of (ready_at, tiebreak, lane name, Work)
         self._tiebreak = itertools.count()
         self._futures: dict[Future, tuple[str, Work]] = {}
+        self._answers: list = []  # metrics-history samples: each purge request's duration and outcome
 
     # -- set-up ------------------------------------------------------------------
     def _lanes(self) -> dict[str, Lane]:
@@ -183,7 +185,35 @@ class PurgeRun:
             signal.signal(signal.SIGTERM, previous)
             for lane in self.lanes.values():
                 lane.pool.shutdown(wait=False, cancel_futures=True)
+            self._record_answers()
         return self.stats
+
+    def _answered(self, work: Work, outcome: str) -> None:
+        """A purge request's answer, for the metrics history: how long it took and how it ended."""
+        from edgectl.analytics.metrics import key
+        from edgectl.analytics.samples import Sample
+
+        batch = work.batch
+        labels = {"source": "purge", "outcome": outcome, "kind": batch.kind}
+        at = int(time.time() * 1000)
+        self._answers.append(Sample(key("purge.duration", provider=batch.provider, labels=labels), at,
+                                    round((time.monotonic() - work.sent) * 1000, 3)))
+        if outcome == "accepted":
+            self._answers.append(Sample(key("purge.items", provider=batch.provider, labels=labels), at,
+                                        len(batch.items)))
+
+    def _record_answers(self) -> None:
+        import sqlite3
+
+        from edgectl.analytics.record import record
+        from edgectl.errors import StateError
+
+        try:
+            with self.state.db.atomic():
+                record(self.state, self._answers)
+        except (StateError, sqlite3.Error) as exc:  # the purge itself is journaled: a lost figure must not fail it
+            log.warning("purge durations not recorded in the metrics history: %s", exc)
+        self._answers = []
 
     def _loop(self, deadline: float) -> None:
         while True:
@@ -226,6 +256,7 @@ class PurgeRun:
                 journal.record(self.state, work.batch.id, state="sent", attempts=work.batch.attempts + 1,
                                sent_at=utcnow())
                 work.batch.attempts += 1
+                work.sent = time.monotonic()
                 future = lane.pool.submit(lane.provider.purge, self._request(work.batch))
             else:
                 self.stats.polls += 1
@@ -272,6 +303,7 @@ class PurgeRun:
         try:
             accepted = future.result()
         except RetryableError as exc:
+            self._answered(work, "retried")
             if lane.closed_reason:  # the provider refused our credentials meanwhile: send nothing more
                 self._fail(batch, f"{lane.closed_reason} (after: {exc.message})")
                 return
@@ -300,16 +332,20 @@ class PurgeRun:
             self._retry_later(name, work, exc.message, delay)
             return
         except AuthError as exc:
+            self._answered(work, "refused")
             self._fail(batch, exc.message)
             self._close_lane(lane, f"not sent: {exc.message}")
             return
         except ProviderError as exc:
+            self._answered(work, "failed")
             self._fail(batch, exc.message)
             return
         except Exception as exc:  # an SDK raising something unexpected: fail the batch, keep the run going
+            self._answered(work, "failed")
             log.debug("purge batch %s: unexpected %r", batch.seq, exc, exc_info=True)
             self._fail(batch, f"unexpected error: {exc.__class__.__name__}: {exc}")
             return
+        self._answered(work, "accepted")
         done = accepted.completed or not lane.provider.async_completion
         now = utcnow()
         batch.state = "completed" if done else "accepted"

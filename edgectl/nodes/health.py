@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edgectl.logs import log, redact
-from edgectl.nodes.inventory import parse_health_report, record_event, record_metrics
+from edgectl.nodes.inventory import parse_health_report, record_event
 from edgectl.nodes.model import HELD_STATUSES, Node
 from edgectl.timeutil import to_iso, utcnow
 
@@ -214,12 +214,14 @@ def record_probe_results(state, nodes: list[Node], results: list[ProbeResult], *
     Each node is read again once the write lock is held: a drain, a heartbeat or another check
     that landed while the probes were out is built on, never written over.
     """
+    from edgectl.analytics.record import node_samples, record
     from edgectl.nodes.inventory import nodes_by_id
 
     ids = {n.name: n.id for n in nodes}
     now = utcnow()
     at = to_iso(now)
     outcomes = []
+    samples = []
     with state.db.atomic():
         current = nodes_by_id(state, list(ids.values()))
         for result in results:
@@ -248,13 +250,13 @@ def record_probe_results(state, nodes: list[Node], results: list[ProbeResult], *
                 record_event(state, node.id, "health", old=node.status, new=status,
                              reason=f"{streak} {'failed' if status == 'failed' else 'good'} probes in a row"
                              + (f": {result.error}" if result.error else ""), at=at)
-            probe_metrics = {"probe_up": 1.0 if result.ok else 0.0, **metrics}
+            probe_metrics = {"up": 1.0 if result.ok else 0.0, **metrics}
             if result.latency_ms is not None:
                 probe_metrics["latency"] = result.latency_ms
-            record_metrics(state, node.id, probe_metrics, source="probe", at=at,
-                           units={"probe_up": "bool", "latency": "ms"})
+            samples += node_samples(node, probe_metrics, source="probe", when=now)
             outcomes.append(CheckOutcome(node.name, result.ok, status, node.status, result.status_code,
                                          result.latency_ms, result.error, fail_streak, ok_streak, now))
+        record(state, samples)
     return outcomes
 
 

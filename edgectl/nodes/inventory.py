@@ -416,13 +416,11 @@ def parse_health_report(data: Any, where: str) -> tuple[dict[str, float], dict[s
     return metrics, resources
 
 
-def record_metrics(state, node_id: int, metrics: dict[str, float], *, source: str, at: str,
-                   units: dict[str, str] | None = None) -> None:
-    units = {**HEARTBEAT_METRICS, **(units or {})}
-    state.db.conn.executemany(
-        "INSERT INTO metrics (node_id, metric, value, unit, source, recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
-        [(node_id, metric, value, units.get(metric, ""), source, at) for metric, value in metrics.items()],
-    )
+def record_metrics(state, node: Node, metrics: dict[str, float], *, source: str, at: str) -> None:
+    """A node's figures join the metrics history (edgectl.analytics), in the caller's transaction."""
+    from edgectl.analytics.record import node_samples, record
+
+    record(state, node_samples(node, metrics, source=source, when=at))
 
 
 def record_heartbeat(state, name: str, metrics: dict[str, float], resources: dict[str, Any]) -> Node:
@@ -435,5 +433,5 @@ def record_heartbeat(state, name: str, metrics: dict[str, float], resources: dic
             "UPDATE nodes SET last_heartbeat = ?, health_metrics = ?, resources = ? WHERE id = ?",
             [now, json.dumps(merged_health, sort_keys=True), json.dumps(merged_resources, sort_keys=True), node.id],
         )
-        record_metrics(state, node.id, metrics, source="heartbeat", at=now)
+        record_metrics(state, node, metrics, source="heartbeat", at=now)
     return get_node(state, name)

@@ -14,17 +14,16 @@ no step may answer with a node outside them.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Iterable
 
 from edgectl.errors import UsageError
 from edgectl.routing.model import Rule, Source
-from edgectl.timeutil import to_iso, utcnow
 
 STRATEGIES = ("weighted", "geo", "latency", "least_loaded", "round_robin", "capability", "adaptive")
 LATENCY_METRIC = "latency"  # what `nodes check` records per probe, in ms
-LOAD_METRIC = "cpu_percent"  # from heartbeats, and from health reports that carry it
+LOAD_METRIC = "cpu"  # from heartbeats, and from health reports that carry it
 CONNECTIONS_KEYS = ("connections", "active_connections")  # from heartbeats' resources or health metrics
 # Expected round-trip time where no node's latency is recorded: light in fibre covers about
 # 200 km a millisecond, paths run about 1.5 times the great circle, and a round trip is two
@@ -149,10 +148,9 @@ class Resolver:
         self.jurisdiction_overrides = country_jurisdictions(config)
         self._nodes: dict[int, Any] = {}
         self._all_loaded = False
-        self._p95: dict[int, float | None] = {}
-        self._load: dict[int, float | None] = {}
+        self._p95: dict[str, float] | None = None  # by node name, read once
+        self._load: dict[str, float] | None = None
         self._rules: dict[Source, list[Rule]] = {}
-        self.since = to_iso(utcnow() - timedelta(seconds=options.window_s))
         self._regions = None
 
     # -- what the state holds ---------------------------------------------------------------
@@ -182,28 +180,34 @@ class Resolver:
 
     def p95(self, node_id: int) -> float | None:
         """The node's recent p95 latency from its probes; None without samples in the window."""
-        if node_id not in self._p95:
-            count = self.state.db.execute(
-                "SELECT count(*) FROM metrics WHERE node_id = ? AND metric = ? AND recorded_at >= ?",
-                [node_id, LATENCY_METRIC, self.since]).fetchone()[0]
-            value = None
-            if count:
-                # the nearest rank: the smallest sample that at least 95% of the samples do not
-                # exceed, the ceil(0.95 n)-th
-                offset = (95 * count + 99) // 100 - 1
-                value = self.state.db.execute(
-                    "SELECT value FROM metrics WHERE node_id = ? AND metric = ? AND recorded_at >= ?"
-                    " ORDER BY value LIMIT 1 OFFSET ?", [node_id, LATENCY_METRIC, self.since, offset]).fetchone()[0]
-            self._p95[node_id] = value
-        return self._p95[node_id]
+        if self._p95 is None:
+            self._p95 = {name: h.quantile(0.95) for name, h in self._window(LATENCY_METRIC, "probe").items()}
+        return self._p95.get(self._name(node_id))
 
     def load(self, node_id: int) -> float | None:
         """The node's mean cpu over the window, from heartbeats and probes."""
-        if node_id not in self._load:
-            self._load[node_id] = self.state.db.execute(
-                "SELECT avg(value) FROM metrics WHERE node_id = ? AND metric = ? AND recorded_at >= ?",
-                [node_id, LOAD_METRIC, self.since]).fetchone()[0]
-        return self._load[node_id]
+        if self._load is None:
+            self._load = {name: h.sum / h.count for name, h in self._window(LOAD_METRIC).items()}
+        return self._load.get(self._name(node_id))
+
+    def _name(self, node_id: int) -> str | None:
+        node = self.nodes([node_id]).get(node_id)
+        return node.name if node else None
+
+    def _window(self, metric: str, source: str | None = None) -> dict[str, Any]:
+        """Each node's histogram of a metric over the window, from the metrics history, in one read."""
+        from edgectl.analytics.histogram import Histogram
+        from edgectl.analytics.queries import select_series
+        from edgectl.analytics.store import window_histograms
+
+        series = select_series(self.state, metric, labels={"source": source} if source else None)
+        end = int(time.time() * 1000)
+        out: dict[str, Histogram] = {}
+        for series_id, histogram in window_histograms(self.state, series, end - int(self.options.window_s * 1000),
+                                                      end + 1).items():
+            if histogram.count and series[series_id]["node"]:
+                out.setdefault(series[series_id]["node"], Histogram()).merge(histogram)
+        return out
 
     def rules(self, source: Source) -> list[Rule]:
         from edgectl.routing.rules import rules_for_sources

@@ -431,3 +431,70 @@ def m010_create_metric_history(db: Database) -> None:
         ) WITHOUT ROWID
         """
     )
+
+
+@migration
+def m011_move_node_metrics_into_history(db: Database) -> None:
+    # The probes' and heartbeats' figures move from `metrics` (m002) into the metrics history, in
+    # the catalogue's names (edgectl/analytics/metrics.py) with a `source` label, folded into m010's
+    # rollups; then `metrics` goes. Its per-run warm summaries are not moved: each warm request
+    # stays in warm_results. Written against m010's tables, as they are at this point.
+    import json
+    import math
+    from datetime import datetime, timezone
+
+    from edgectl.analytics.histogram import bucket_index  # the boundaries are a fixed mathematical fact
+
+    names = {"latency": ("latency", "ms"), "probe_up": ("up", "bool"), "cpu_percent": ("cpu", "percent"),
+             "memory_percent": ("memory", "percent"), "disk_percent": ("disk", "percent"),
+             "network_mbps": ("network", "mbps")}
+    conn = db.conn
+    series: dict[tuple, int] = {}
+    samples: list[tuple[int, int, float]] = []
+    for metric, value, source, recorded_at, node, region in conn.execute(
+            "SELECT m.metric, m.value, m.source, m.recorded_at, n.name, coalesce(n.region, '') FROM metrics m"
+            " JOIN nodes n ON n.id = m.node_id WHERE m.source IN ('probe', 'heartbeat')"):
+        if metric not in names or not math.isfinite(value):
+            continue
+        name, unit = names[metric]
+        labels = json.dumps({"source": source}, sort_keys=True, separators=(",", ":"))
+        key = (name, unit, node, region, labels)
+        if key not in series:
+            conn.execute("INSERT OR IGNORE INTO metric_series (metric, unit, node, region, labels) VALUES (?, ?, ?, ?, ?)",
+                         key)
+            series[key] = conn.execute("SELECT id FROM metric_series WHERE metric = ? AND node = ? AND provider = ''"
+                                       " AND country = '' AND region = ? AND labels = ? AND kind = 'histogram'",
+                                       [name, node, region, labels]).fetchone()[0]
+        when = datetime.fromisoformat(recorded_at.replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        samples.append((series[key], int(when.timestamp() * 1000), float(value)))
+    conn.executemany("INSERT INTO metric_samples (series_id, at, value) VALUES (?, ?, ?)", samples)
+    summary: dict[tuple, list] = {}
+    buckets: dict[tuple, int] = {}
+    for series_id, at, value in samples:
+        bucket = bucket_index(value) if value > 0 else None
+        for resolution in (60_000, 3_600_000, 86_400_000):
+            key = (resolution, at - at % resolution, series_id)
+            row = summary.setdefault(key, [0, 0.0, value, value, 0])
+            row[0] += 1
+            row[1] += value
+            row[2], row[3] = min(row[2], value), max(row[3], value)
+            if bucket is None:
+                row[4] += 1
+            else:
+                buckets[(*key, bucket)] = buckets.get((*key, bucket), 0) + 1
+    conn.executemany(
+        "INSERT INTO metric_rollups (resolution, start, series_id, count, sum, min, max, zero_count)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (resolution, start, series_id) DO UPDATE SET"
+        " count = count + excluded.count, sum = sum + excluded.sum, min = min(min, excluded.min),"
+        " max = max(max, excluded.max), zero_count = zero_count + excluded.zero_count",
+        [(*key, *row) for key, row in summary.items()])
+    conn.executemany(
+        "INSERT INTO metric_buckets (resolution, start, series_id, bucket, count) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (resolution, start, series_id, bucket) DO UPDATE SET count = count + excluded.count",
+        [(*cell, count) for cell, count in buckets.items()])
+    db.execute("DROP TABLE metrics")
+    # warm requests join the history once each: a resumed run records only what it added since
+    db.execute("ALTER TABLE warm_runs ADD COLUMN recorded_through INTEGER")
+    db.execute("UPDATE warm_runs SET recorded_through = (SELECT max(id) FROM warm_results r WHERE r.run_id = warm_runs.id)")
