@@ -33,6 +33,7 @@ class Setting:
     doc: str
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+    maximum: float | None = None
     item: str = ""  # for a table: what each of its values is (codes | code)
 
 
@@ -61,6 +62,12 @@ SETTINGS: dict[str, Setting] = {
                 "CH = \"eu\"", item="code"),
         Setting("routing.compliance", "table", {}, "the jurisdictions a source's traffic must stay in: DE = [\"eu\"]",
                 item="codes"),
+        Setting("analytics.latency_target", "duration", "100ms",
+                "the latency clients should see to their nearest node (p95); recommendations measure against it"),
+        Setting("analytics.hit_ratio_target", "float", 0.9, "the cache hit ratio to keep above (0 to 1)",
+                minimum=0, maximum=1),
+        Setting("analytics.cpu_high", "float", 80.0, "a node's cpu p95 (percent) above which its load is too high",
+                minimum=0, maximum=100),
     ]
 }
 
@@ -279,6 +286,13 @@ def _check_value(spec: Setting, value: Any) -> str | None:
             return f"expected an integer, got {type(value).__name__}"
         if spec.minimum is not None and value < spec.minimum:
             return f"must be at least {spec.minimum:g}"
+    elif spec.type == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            return f"expected a number, got {type(value).__name__}"
+        if spec.minimum is not None and value < spec.minimum:
+            return f"must be at least {spec.minimum:g}"
+        if spec.maximum is not None and value > spec.maximum:
+            return f"must be at most {spec.maximum:g}"
     elif spec.type == "bool":
         if not isinstance(value, bool):
             return "expected true or false"
@@ -467,6 +481,11 @@ def convert_value(key: str, text: str) -> Any:
             value: Any = int(text)
         except ValueError:
             raise UsageError(f"{key}: {text!r} is not an integer") from None
+    elif spec.type == "float":
+        try:
+            value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+        except ValueError:
+            raise UsageError(f"{key}: {text!r} is not a number") from None
     elif spec.type == "bool":
         lowered = text.lower()
         if lowered not in ("true", "false", "yes", "no", "on", "off", "1", "0"):

@@ -89,3 +89,19 @@ def analytics_latency(
         Column(field_name(p), field_name(p).upper(), kind="ms", justify="right") for p in wanted] + [
         Column("mean", kind="ms", justify="right"), Column("max", kind="ms", justify="right")]
     ctx.out.show(rows, View(columns, empty=f"no latency samples in the last {since}"))
+
+
+@app.command("recommend")
+def analytics_recommend(
+    since: Annotated[str, typer.Option("--since", metavar="DURATION", help="The window: the last DURATION.")] = "7d",
+) -> None:
+    """What the history suggests changing, each with its evidence: nodes to add, weight to shift,
+    paths to cache, nodes to decommission, providers whose errors spiked."""
+    from edgectl.analytics.recommend import Targets, recommend
+
+    ctx = current()
+    start, end = _window(since)
+    found = recommend(ctx.state, Targets.from_config(ctx.config), start, end)
+    ctx.out.show([r.to_record() for r in found], View(
+        [Column("kind"), Column("subject"), Column("action")],
+        empty=f"nothing to recommend from the last {since}"))
