@@ -862,12 +862,23 @@ def test_a_retry_after_beyond_the_timeout_still_gets_a_last_look_before_it(cli, 
 def test_wait_polls_cloudfront_no_faster_than_once_a_second(cli, isolated, proxy, distribution):
     config = write_config(isolated / "c.toml", {"front": cloudfront(proxy, distribution, poll_interval=0.2)})
     proxy.hold = True
-    release = threading.Timer(3.0, proxy.release)
+    stop = threading.Event()
+
+    def release_later() -> None:  # 3 s after the invalidation was created, however long start-up took
+        deadline = time.monotonic() + 60
+        while not proxy.request_times("POST", "/invalidation") and time.monotonic() < deadline:
+            if stop.wait(0.05):
+                return
+        if not stop.wait(3.0):
+            proxy.release()
+
+    release = threading.Thread(target=release_later, daemon=True)
     release.start()
     try:
         run = cli("--config", config, "cdn", "purge", "--url", f"{WWW}/a", "--wait", "-o", "json")
     finally:
-        release.cancel()
+        stop.set()
+        release.join(5)
 
     assert run.exit_code == 0, run.stderr
     assert run.json()["status"] == "completed"
