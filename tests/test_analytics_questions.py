@@ -155,6 +155,7 @@ def test_no_samples_is_one_line_and_exit_0(cli):
 @pytest.mark.parametrize("args, says", [
     (("--by", "region"), "--by 'region': one of node, provider, prefix"),
     (("--step", "90s"), "--step must be whole minutes"),
+    (("--step", "1m", "--since", "7d"), "--step is too fine for the window: more than 2,000 steps"),
     (("--since", "0s"), "--since must be more than zero"),
     (("--since", "soon"), "--since: 'soon' is not a valid duration"),
 ])

@@ -20,6 +20,7 @@ MINUTE_MS = 60_000
 # the steps `analytics cache` picks from, finest first: the first giving at most MAX_STEPS steps
 NICE_STEPS_MS = [m * MINUTE_MS for m in (1, 5, 10, 15, 30, 60, 180, 360, 720, 1440)]
 MAX_STEPS = 30
+STEP_LIMIT = 2000  # a series longer than this is no use to read, and slow to gather
 PARTS = {"requests": "requests", "hits": "cache.hits", "bytes": "bytes"}  # a Tally's field: its metric
 
 
@@ -66,6 +67,9 @@ class CacheRequest:
             raise UsageError(f"--by {self.by!r}: one of {', '.join(CACHE_GROUPINGS)}")
         if self.step_ms is not None and (self.step_ms < MINUTE_MS or self.step_ms % MINUTE_MS):
             raise UsageError("--step must be whole minutes (the history keeps minutes), e.g. 5m or 1h")
+        if self.step_ms is not None and (self.end_ms - self.start_ms) / self.step_ms > STEP_LIMIT:
+            raise UsageError(f"--step is too fine for the window: more than {STEP_LIMIT:,} steps",
+                             hint="a longer --step, or a shorter --since")
 
 
 @dataclass
