@@ -263,6 +263,14 @@ def test_top_names_the_urls_cache_warms_missed(cli, box, isolated):
     assert (missed[urls[0]]["misses"], missed[urls[0]]["hits"], missed[urls[0]]["results"]) == (nodes, nodes, 2 * nodes)
     assert missed[urls[0]]["hit_ratio"] == 0.5 and missed[urls[1]]["hit_ratio"] == 0.0
     assert missed[urls[1]]["nodes"] == nodes
+    # the warms' own requests and hits, as they recorded them in the history
+    docs = cli("analytics", "cache", "--by", "prefix", "-o", "json").json()["groups"]
+    assert [(g["prefix"], g["requests"], g["hits"], g["misses"]) for g in docs] == [("/docs/", 4 * nodes, nodes, 3 * nodes)]
+    per_node = cli("analytics", "cache", "--by", "node", "-o", "json").json()["groups"]
+    assert {(g["node"], g["requests"], g["hits"], g["hit_ratio"]) for g in per_node} == {
+        (n.name, 4, 1, 0.25) for n in box.nodes}
+    paths = cli("analytics", "top", "-o", "json").json()["most_missed_prefixes"]
+    assert [(p["prefix"], p["misses"]) for p in paths] == [("/docs/", 3 * nodes)]
 
 
 # --- analytics performance ---------------------------------------------------------------------

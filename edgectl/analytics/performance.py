@@ -60,7 +60,7 @@ def performance_snapshot(state, config, start_ms: int, end_ms: int) -> Performan
 
     at = utcnow()
     target = config.setting("analytics.hit_ratio_target")
-    # by the clients' region: a sample without one (a node's own probe) is from no region
+    # a sample without a region (a probe of a node with none) is on no row
     latency = [r for r in percentiles_by(state, PercentileRequest("latency", "region", start_ms, end_ms, PERCENTILES))
                if r["region"] != "-"]
     by_node = tallies_by(state, "node", start_ms, end_ms)
