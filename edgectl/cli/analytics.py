@@ -240,7 +240,7 @@ PERFORMANCE_PANELS = {
                                       Column("p50", "P50", kind="ms", justify="right"),
                                       Column("p95", "P95", kind="ms", justify="right"),
                                       Column("p99", "P99", kind="ms", justify="right")]),
-    "hit_ratio": ("hit ratio", _hit_columns(Column("node"))),
+    "hit_ratio": ("hit ratio", [c for c in _hit_columns(Column("node")) if c.key not in ("misses", "bytes")]),
     "nodes": ("failing and stale nodes", [Column("name"), Column("status", kind="status"),
                                           Column("stale", kind="bool"), Column("region"),
                                           Column("last_heartbeat", "HEARTBEAT", kind="time"),
