@@ -43,6 +43,9 @@ STATUS_STYLES = {
     "EXPIRED": "yellow",
     "REVALIDATED": "cyan",
     "BYPASS": "dim",
+    "violation": "bold red",
+    "below target": "yellow",
+    "no samples": "dim",
 }
 
 
@@ -52,7 +55,7 @@ class Column:
 
     key: str
     header: str | None = None
-    kind: str = "text"  # text | time | status | ms | list | map | bool | number
+    kind: str = "text"  # text | time | status | ms | ratio | bytes | list | map | bool | number
     justify: str = "left"
 
     @property
@@ -104,6 +107,17 @@ def _brief(value: Any) -> str:
     return str(value)
 
 
+def _bytes(value: float) -> str:
+    """1536 -> '1.5 KiB': binary units, as a person reads sizes."""
+    if abs(value) < 1024:
+        return f"{value:.0f} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if abs(value) < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
 def _cell(value: Any, kind: str) -> str:
     if value is None or value == "" or value == [] or value == {}:
         return "-"
@@ -111,6 +125,10 @@ def _cell(value: Any, kind: str) -> str:
         return relative(value)
     if kind == "ms":
         return f"{value:.1f}ms" if isinstance(value, (int, float)) else str(value)
+    if kind == "ratio":
+        return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else str(value)
+    if kind == "bytes" and isinstance(value, (int, float)):
+        return _bytes(value)
     if kind == "list":
         return ", ".join(str(v) for v in value)
     if kind == "map":

@@ -33,6 +33,11 @@ TEMPLATES = [
     ["routing", "rules", "add", "--subdivision", "{}", "--target", "n1", "--latency-threshold", "{}"],
     ["routing", "rules", "add", "--region", "{}", "--target", "n1", "--condition", "{}"],
     ["routing", "simulate", "--fail", "{}", "--locations", "{}"],
+    ["routing", "performance", "--since", "{}", "{}"],
+    ["analytics", "cache", "--by", "{}", "--step", "{}"],
+    ["analytics", "usage", "--since", "{}", "{}"],
+    ["analytics", "top", "--since", "{}", "--limit", "{}"],
+    ["analytics", "performance", "--since", "{}", "--interval", "{}"],
 ]
 
 text = st.text(alphabet=string.printable + "é☃\u200b", max_size=20)

@@ -47,21 +47,26 @@ class PercentileRequest:
             raise UsageError(f"--by {self.by!r}: one of {', '.join(GROUPINGS)}")
 
 
-def percentiles_by(state, request: PercentileRequest) -> list[dict[str, Any]]:
-    """One record per group: samples, mean, min, max and each percentile, from the rollups."""
+def histograms_by(state, metric: str, by: str | None, start_ms: int, end_ms: int,
+                  *, labels: dict[str, str] | None = None) -> tuple[dict, dict[str, str]]:
+    """A metric's histogram over [start, end) per group (group_of), and each group's unit."""
     from edgectl.analytics.histogram import Histogram
-    from edgectl.analytics.store import series_matching, window_histograms
+    from edgectl.analytics.store import window_histograms
 
-    series = series_matching(state, request.metric)
-    histograms = window_histograms(state, series, request.start_ms, request.end_ms)
+    series = select_series(state, metric, labels=labels)
     groups: dict[str, Histogram] = {}
     units: dict[str, str] = {}
-    for series_id, histogram in histograms.items():
-        if not histogram.count:
-            continue
-        name = series[series_id][request.by] or "-"
-        groups.setdefault(name, Histogram()).merge(histogram)
-        units[name] = series[series_id]["unit"]
+    for series_id, histogram in window_histograms(state, series, start_ms, end_ms).items():
+        if histogram.count:
+            name = group_of(series[series_id], by)
+            groups.setdefault(name, Histogram()).merge(histogram)
+            units[name] = series[series_id]["unit"]
+    return groups, units
+
+
+def percentiles_by(state, request: PercentileRequest) -> list[dict[str, Any]]:
+    """One record per group: samples, mean, min, max and each percentile, from the rollups."""
+    groups, units = histograms_by(state, request.metric, request.by, request.start_ms, request.end_ms)
     rows = []
     for name, histogram in groups.items():
         values = histogram.quantiles([p / 100 for p in request.percentiles])

@@ -8,6 +8,7 @@ import typer
 
 from edgectl.cli import group_help
 from edgectl.cli.context import current
+from edgectl.cli.options import SinceWindow, since_window
 from edgectl.errors import UsageError
 from edgectl.output import Column, View
 
@@ -60,22 +61,10 @@ def analytics_ingest(
     ctx.out.show(record, View(INGEST_COLUMNS, rows=lambda r: [r], notes=_ingest_lines))
 
 
-def _window(since: str) -> tuple[int, int]:
-    import time
-
-    from edgectl.parse import parse_duration
-
-    seconds = parse_duration(since, what="--since")
-    if seconds <= 0:
-        raise UsageError("--since must be more than zero")
-    end = int(time.time() * 1000)
-    return end - int(seconds * 1000), end
-
-
 @app.command("latency")
 def analytics_latency(
     by: Annotated[str, typer.Option("--by", metavar="node|region|country|provider", help="Group by this.")] = "node",
-    since: Annotated[str, typer.Option("--since", metavar="DURATION", help="The window: the last DURATION.")] = "24h",
+    since: SinceWindow = "24h",
     percentiles: Annotated[Optional[str], typer.Option("--percentiles", metavar="50,95,99", help="Which percentiles.")] = None,
 ) -> None:
     """Latency percentiles per node, region, country or provider, from the rollups (within about 0.5%)."""
@@ -83,7 +72,7 @@ def analytics_latency(
 
     ctx = current()
     wanted = parse_percentiles(percentiles)
-    start, end = _window(since)
+    start, end = since_window(since)
     rows = percentiles_by(ctx.state, PercentileRequest("latency", by, start, end, wanted))
     columns = [Column(by), Column("samples", justify="right")] + [
         Column(field_name(p), field_name(p).upper(), kind="ms", justify="right") for p in wanted] + [
@@ -92,16 +81,258 @@ def analytics_latency(
 
 
 @app.command("recommend")
-def analytics_recommend(
-    since: Annotated[str, typer.Option("--since", metavar="DURATION", help="The window: the last DURATION.")] = "7d",
-) -> None:
+def analytics_recommend(since: SinceWindow = "7d") -> None:
     """What the history suggests changing, each with its evidence: nodes to add, weight to shift,
     paths to cache, nodes to decommission, providers whose errors spiked."""
     from edgectl.analytics.recommend import Targets, recommend
 
     ctx = current()
-    start, end = _window(since)
+    start, end = since_window(since)
     found = recommend(ctx.state, Targets.from_config(ctx.config), start, end)
     ctx.out.show([r.to_record() for r in found], View(
         [Column("kind"), Column("subject"), Column("action")],
         empty=f"nothing to recommend from the last {since}"))
+
+
+def _empty(since: str, what: str) -> str:
+    return f"no samples in the last {since} ({what})"
+
+
+def _heading(renderer, title: str) -> None:
+    import sys
+
+    from rich.text import Text
+
+    renderer.console(sys.stdout).print(Text(title, style="bold"))
+
+
+def _sections(renderer, parts: list[tuple[str, list[dict], list[Column], str]]) -> None:
+    """Titled tables one under another, each with its line for when it has no rows."""
+    import sys
+
+    from rich.text import Text
+
+    console = renderer.console(sys.stdout)
+    for n, (title, rows, columns, empty) in enumerate(parts):
+        if n:
+            console.print()
+        _heading(renderer, title)
+        console.print(renderer.table(rows, columns) if rows else Text(f"  {empty}", style="dim"))
+
+
+def _flag(below: bool, ratio) -> str:
+    return "no samples" if ratio is None else "below target" if below else "ok"
+
+
+def _hit_columns(first: Column) -> list[Column]:
+    return [first, Column("requests", justify="right"), Column("hits", justify="right"),
+            Column("misses", justify="right"), Column("hit_ratio", "HIT RATIO", kind="ratio", justify="right"),
+            Column("bytes", kind="bytes", justify="right"), Column("status", kind="status")]
+
+
+@app.command("cache")
+def analytics_cache(
+    by: Annotated[str, typer.Option("--by", metavar="node|provider|prefix", help="Group by this.")] = "node",
+    since: SinceWindow = "24h",
+    step: Annotated[Optional[str], typer.Option("--step", metavar="DURATION", help="The step of the series over time, in whole minutes. \\[default: a round step, at most 30 of them]")] = None,
+) -> None:
+    """Cache hit ratio (hits over requests) per node, provider or path prefix, and over time, against the target.
+
+    The target is analytics.hit_ratio_target in the config (default 0.9); groups below it are flagged.
+    """
+    from edgectl.analytics.hitratio import CacheRequest, hit_ratios
+    from edgectl.parse import format_duration, parse_duration
+
+    ctx = current()
+    start, end = since_window(since)
+    step_ms = None if step is None else round(parse_duration(step, what="--step") * 1000)
+    target = ctx.config.setting("analytics.hit_ratio_target")
+    record = hit_ratios(ctx.state, CacheRequest(by, start, end, step_ms, target)).to_record()
+    empty = _empty(since, "analytics cache reads the requests and cache.hits metrics")
+    group_columns = _hit_columns(Column(by))
+    step_columns = [Column("at", "STEP")] + _hit_columns(Column("at"))[1:]
+
+    def flagged(rows: list[dict]) -> list[dict]:
+        return [{**r, "status": _flag(r["below_target"], r["hit_ratio"])} for r in rows]
+
+    def draw(renderer, r: dict) -> None:
+        if not r["groups"]:
+            renderer.note(empty)
+            return
+        steps = [{**s, "at": s["start"].strftime("%Y-%m-%d %H:%M")} for s in r["steps"]]
+        _sections(renderer, [
+            (f"hit ratio by {by}, last {since} (target {target:.1%})", flagged(r["groups"]), group_columns, empty),
+            (f"hit ratio over time, every {format_duration(r['step_s'])}", flagged(steps), step_columns, empty)])
+
+    def notes(r: dict) -> list[str]:
+        if not r["groups"]:
+            return []
+        below = [g[by] for g in r["groups"] if g["below_target"]]
+        return [f"hit ratio {r['hit_ratio']:.1%} over the last {since}: "
+                + ("below" if r["below_target"] else "at or above") + f" the {target:.1%} target"] + (
+            [f"{len(below)} of {len(r['groups'])} below the target: {', '.join(below[:10])}"] if below else [])
+
+    ctx.out.show(record, View(group_columns, rows=lambda r: [{k: v for k, v in g.items() if k != "steps"}
+                                                              for g in r["groups"]], draw=draw, notes=notes))
+
+
+USAGE_COLUMNS = [Column("node"), Column("metric"), Column("unit"), Column("samples", justify="right"),
+                 Column("avg", justify="right"), Column("p95", "P95", justify="right"),
+                 Column("max", justify="right")]
+
+
+@app.command("usage")
+def analytics_usage(since: SinceWindow = "24h") -> None:
+    """Resource use per node (cpu, memory, disk, network): average, p95 and max over the window."""
+    from edgectl.analytics.usage import resource_usage
+
+    ctx = current()
+    start, end = since_window(since)
+    rows = resource_usage(ctx.state, start, end)
+    ctx.out.show(rows, View(USAGE_COLUMNS, empty=_empty(since, "analytics usage reads cpu, memory, disk and network")))
+
+
+def _latency_columns(first: str) -> list[Column]:
+    return [Column(first), Column("samples", justify="right"), Column("p50", "P50", kind="ms", justify="right"),
+            Column("p95", "P95", kind="ms", justify="right")]
+
+
+TOP_SECTIONS = [
+    ("slowest_nodes", "slowest nodes (latency p95)", _latency_columns("node") + [Column("max", kind="ms", justify="right")]),
+    ("slowest_regions", "slowest regions (latency p95)", _latency_columns("region") + [Column("max", kind="ms", justify="right")]),
+    ("lowest_hit_ratio_regions", "regions with the lowest hit ratio", _hit_columns(Column("region"))[:5]),
+    ("most_missed_prefixes", "most missed paths (requests less hits, by prefix)",
+     [Column("misses", justify="right")] + [c for c in _hit_columns(Column("prefix"))[:5] if c.key != "misses"]),
+    ("most_missed_urls", "most missed URLs in cache warms (miss or expired)",
+     [Column("url"), Column("misses", justify="right"), Column("results", "FETCHES", justify="right"),
+      Column("hit_ratio", "HIT RATIO", kind="ratio", justify="right"), Column("nodes", justify="right"),
+      Column("last_at", "LAST", kind="time")]),
+]
+
+
+@app.command("top")
+def analytics_top(
+    since: SinceWindow = "24h",
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many in each list.")] = 10,
+) -> None:
+    """The worst of the window: slowest nodes and regions, lowest hit ratios, most missed paths and URLs."""
+    from edgectl.analytics.top import TopRequest, top_lists
+
+    ctx = current()
+    start, end = since_window(since)
+    record = top_lists(ctx.state, TopRequest(start, end, limit))
+    empty = _empty(since, "none in this list")
+
+    def draw(renderer, r: dict) -> None:
+        if not any(r.values()):
+            renderer.note(_empty(since, "analytics top reads latency, requests, cache.hits and cache warms"))
+            return
+        _sections(renderer, [(title, r[key], columns, empty) for key, title, columns in TOP_SECTIONS])
+
+    def rows(r: dict) -> list[dict]:
+        return [{"list": key, "rank": n, **row} for key, _, _ in TOP_SECTIONS for n, row in enumerate(r[key], 1)]
+
+    ctx.out.show(record, View(rows=rows, draw=draw))
+
+
+PERFORMANCE_PANELS = {
+    "latency": ("latency by region", [Column("region"), Column("samples", justify="right"),
+                                      Column("p50", "P50", kind="ms", justify="right"),
+                                      Column("p95", "P95", kind="ms", justify="right"),
+                                      Column("p99", "P99", kind="ms", justify="right")]),
+    "hit_ratio": ("hit ratio", [c for c in _hit_columns(Column("node")) if c.key not in ("misses", "bytes")]),
+    "nodes": ("failing and stale nodes", [Column("name"), Column("status", kind="status"),
+                                          Column("stale", kind="bool"), Column("region"),
+                                          Column("last_heartbeat", "HEARTBEAT", kind="time"),
+                                          Column("last_error", "LAST ERROR")]),
+    "alerts": ("firing alerts", [Column("name"), Column("severity", kind="status"), Column("labels", kind="map"),
+                                 Column("value", justify="right"), Column("since", kind="time")]),
+}
+
+
+def _performance_parts(r: dict, since: str) -> list[tuple[str, list[dict], list[Column], str]]:
+    """The screen's four parts: (title, rows, columns, the line for none)."""
+    hit = r["hit_ratio"]
+    rows = [{"node": "all", **{k: v for k, v in hit.items() if k not in ("by_node", "target")}}] + hit["by_node"]
+    rows = [{**row, "status": _flag(row["below_target"], row["hit_ratio"])} for row in rows] if hit["by_node"] else []
+    nodes = r["nodes"]
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(nodes["by_status"].items()))
+    alerts = r["alerts"]
+    alert_columns = [c for c in PERFORMANCE_PANELS["alerts"][1] if any(c.key in a for a in alerts["firing"])] or [
+        Column(k) for k in (alerts["firing"] or [{}])[0]]  # what the alert records hold, where they differ
+    title = {key: title for key, (title, _) in PERFORMANCE_PANELS.items()}
+    columns = {key: columns for key, (_, columns) in PERFORMANCE_PANELS.items()}
+    return [
+        (f"{title['latency']}, last {since}", r["latency_by_region"], columns["latency"],
+         f"no latency samples in the last {since}"),
+        (f"{title['hit_ratio']}, last {since} (target {hit['target']:.1%})", rows, columns["hit_ratio"],
+         f"no requests or cache.hits samples in the last {since}"),
+        (f"{title['nodes']} ({nodes['total']} nodes: {counts or 'none'})", nodes["troubled"], columns["nodes"],
+         "none: every node is reporting" if nodes["total"] else "no nodes in the inventory"),
+        (title["alerts"], alerts["firing"], alert_columns,
+         "none firing" if alerts["rules"] else "no alert rules"),
+    ]
+
+
+def _performance_screen(renderer, r: dict, since: str, caption: str):
+    """The parts as one screen: a rich Layout of four panels under a caption."""
+    from rich.layout import Layout
+    from rich.panel import Panel
+    from rich.text import Text
+
+    panels = [Layout(Panel(renderer.table(rows, columns) if rows else Text(empty, style="dim"),
+                           title=title, title_align="left"))
+              for title, rows, columns, empty in _performance_parts(r, since)]
+    screen = Layout()
+    screen.split_column(Layout(Text(caption, style="bold"), size=1), Layout(name="upper"), Layout(name="lower"))
+    screen["upper"].split_row(*panels[:2])
+    screen["lower"].split_row(*panels[2:])
+    return screen
+
+
+@app.command("performance")
+def analytics_performance(
+    since: SinceWindow = "1h",
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh the screen until Ctrl-C (at a terminal).")] = False,
+    interval: Annotated[str, typer.Option("--interval", metavar="DURATION", help="Time between refreshes with --watch.")] = "5s",
+    count: Annotated[Optional[int], typer.Option("--count", min=1, help="Stop after this many refreshes.")] = None,
+) -> None:
+    """One screen: latency by region, the hit ratio, failing and stale nodes, firing alerts.
+
+    --watch redraws it every --interval until Ctrl-C or --count refreshes.
+    Without a terminal, or with -o json, it is printed once.
+    """
+    import time
+
+    from edgectl.analytics.performance import performance_snapshot
+    from edgectl.parse import format_duration, parse_duration
+
+    ctx = current()
+    pause = parse_duration(interval, what="--interval")
+    if pause <= 0:
+        raise UsageError("--interval must be more than zero")
+    since_window(since)  # a bad --since is reported before anything is drawn
+
+    def snapshot() -> dict:
+        start, end = since_window(since)
+        return performance_snapshot(ctx.state, ctx.config, start, end).to_record()
+
+    if not (watch and ctx.out.interactive):
+        ctx.out.show(snapshot(), View(draw=lambda renderer, r: _sections(renderer, _performance_parts(r, since)),
+                                      rows=lambda r: [{"part": key, **row} for key, (_, rows, _, _) in
+                                                      zip(PERFORMANCE_PANELS, _performance_parts(r, since))
+                                                      for row in rows]))
+        return
+    from rich.live import Live
+
+    with Live(console=ctx.out.console(), auto_refresh=False) as live:
+        rounds = 0
+        while True:
+            record = snapshot()
+            rounds += 1
+            caption = (f"edgectl analytics performance, last {since}: {record['at']:%H:%M:%S}, "
+                       f"every {format_duration(pause)}; Ctrl-C to stop")
+            live.update(_performance_screen(ctx.out, record, since, caption), refresh=True)
+            if count is not None and rounds >= count:
+                return
+            time.sleep(pause)

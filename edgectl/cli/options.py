@@ -18,6 +18,23 @@ def _reason(value: Optional[str]) -> Optional[str]:
 
 Reason = Annotated[Optional[str], typer.Option("--reason", callback=_reason, help="Why; kept with the record of the change.")]
 Since = Annotated[Optional[str], typer.Option("--since", metavar="DURATION", help="Only the last DURATION, e.g. 24h.")]
+SinceWindow = Annotated[str, typer.Option("--since", metavar="DURATION", help="The window: the last DURATION.")]
+
+
+def since_window(since: str) -> tuple[int, int]:
+    """--since as the window [now - DURATION, now), in milliseconds since the epoch."""
+    import time
+
+    from edgectl.errors import UsageError
+    from edgectl.parse import parse_duration
+
+    seconds = parse_duration(since, what="--since")
+    if seconds <= 0:
+        raise UsageError("--since must be more than zero")
+    end = int(time.time() * 1000)
+    return end - int(seconds * 1000), end
+
+
 # how long a run that changes remote state (a purge, a routing apply) may send and wait, in all
 Timeout = Annotated[str, typer.Option("--timeout", metavar="DURATION", help="Give up sending and waiting after this long.")]
 

@@ -8,7 +8,9 @@ import typer
 
 from edgectl.cli import group_help
 from edgectl.cli.context import current
-from edgectl.cli.options import DryRun, Reason, Timeout, Yes, apply_declared, confirm, overall_timeout
+from edgectl.cli.options import (
+    DryRun, Reason, SinceWindow, Timeout, Yes, apply_declared, confirm, overall_timeout, since_window,
+)
 from edgectl.errors import UsageError
 from edgectl.output import Column, View
 
@@ -351,6 +353,46 @@ def routing_resolve(
     if answer.node is None:
         raise OperationFailed(answer.steps[-1].text, hint=None if explain else
                               f"edgectl routing resolve {location} --explain shows every step")
+
+
+PERFORMANCE_COLUMNS = [Column("source"), Column("node", "ROUTES TO"), Column("via"),
+                       Column("samples", justify="right"), Column("p50", "P50", kind="ms", justify="right"),
+                       Column("p95", "P95", kind="ms", justify="right"),
+                       Column("latency_threshold_ms", "THRESHOLD", kind="ms", justify="right"),
+                       Column("status", kind="status")]
+
+
+@app.command("performance")
+def routing_performance(
+    since: SinceWindow = "24h",
+    check: Annotated[bool, typer.Option("--check", help="Exit 3 when any source's p95 is above its rule's threshold.")] = False,
+) -> None:
+    """Per source of the rules: where it is routed now, its clients' p50/p95 latency, the threshold, violations.
+
+    A source's samples are the latency samples of clients in it, by their country and region.
+    The default source takes the clients that no other rule's source covers.
+    """
+    from edgectl.errors import ConditionMet
+    from edgectl.routing.performance import routing_performance as performance
+    from edgectl.routing.resolve import options_from
+
+    ctx = current()
+    start, end = since_window(since)
+    report = performance(ctx.state, ctx.config, start, end, options_from(ctx.config))
+
+    def notes(rows: list[dict]) -> list[str]:
+        if rows and not report.samples:
+            return [f"no samples in the last {since} (latency samples with a client country)"]
+        late = [r["source"] for r in rows if r["violation"]]
+        return [f"{len(late)} of {len(rows)} source(s) above their latency threshold: {', '.join(late)}"] if late else []
+
+    ctx.out.show([s.to_record() for s in report.sources],
+                 View(PERFORMANCE_COLUMNS, empty="no active routing rules", notes=notes))
+    if check and report.violations:
+        late = [str(s.source) for s in report.violations]
+        raise ConditionMet(f"{len(late)} source(s) above their latency threshold: {', '.join(late[:10])}"
+                           + (" ..." if len(late) > 10 else ""),
+                           hint="edgectl routing resolve LOCATION --explain shows where each goes")
 
 
 @app.command("simulate")
