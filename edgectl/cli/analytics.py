@@ -30,7 +30,7 @@ def analytics_ingest(
 ) -> None:
     """Add samples (real-user measurements, logs) to the history.
 
-    Columns: time, metric, value, unit, node; optional country, region, provider, labels.
+    Columns: time, metric, value, unit, node; optional country, region, provider, labels, kind (histogram or gauge).
     Bad rows are counted and named by line and the good ones kept; a file with no good row is exit 2.
     """
     import sys
@@ -56,7 +56,7 @@ def analytics_ingest(
     record = {**result.to_record(), "rows": report.rows, "bad": report.bad, "problems": report.problems}
     if report.bad and not result.samples:
         raise UsageError(f"{file}: no sample could be read ({report.problems[0] if report.problems else 'empty'})",
-                         hint="columns: time, metric, value, unit, node; optional country, region, provider, labels")
+                         hint="columns: time, metric, value, unit, node; optional country, region, provider, labels, kind")
     ctx.out.show(record, View(INGEST_COLUMNS, rows=lambda r: [r], notes=_ingest_lines))
 
 
