@@ -145,12 +145,13 @@ def test_help_and_version_import_no_heavy_libraries():
         "import sys\n"
         "from edgectl.cli.app import run\n"
         "for args in (['--help'], ['--version'], ['nodes', '--help'], ['config', '--help'], ['providers', '--help'],\n"
-        "             ['cdn', 'providers', '--help']):\n"
+        "             ['cdn', 'providers', '--help'], ['analytics', 'export', '--help']):\n"
         "    try:\n"
         "        run(args)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "heavy = ('boto3', 'botocore', 'cloudflare', 'azure', 'httpx', 'sqlite_utils', 'aiohttp')\n"
+        "heavy = ('boto3', 'botocore', 'cloudflare', 'azure', 'httpx', 'sqlite_utils', 'aiohttp',\n"
+        "         'prometheus_client')\n"
         "print('LOADED=' + ','.join(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

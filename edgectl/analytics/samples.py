@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Mapping
 
 COLUMNS = ("time", "metric", "value", "unit", "node")
-OPTIONAL = ("country", "region", "provider", "labels")
+OPTIONAL = ("country", "region", "provider", "labels", "kind")
 _METRIC = re.compile(r"[a-z][a-z0-9_.]{0,63}")
 _UNIT = re.compile(r"[a-z%][a-z0-9%/_]{0,15}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
@@ -136,8 +136,11 @@ def sample_from(row: Mapping[str, Any]) -> Sample:
         value = math.nan
     if not math.isfinite(value):
         raise BadRow(f"value {raw!r} is not a finite number")
+    kind = _text(row, "kind").lower() or "histogram"
+    if kind not in ("histogram", "gauge"):
+        raise BadRow(f"kind {kind[:20]!r}: histogram (values to merge) or gauge (a figure computed elsewhere)")
     key = SeriesKey(metric, unit, _text(row, "node"), _text(row, "provider"),
-                    _text(row, "country", _COUNTRY, upper=True), _text(row, "region"), _labels(row.get("labels")))
+                    _text(row, "country", _COUNTRY, upper=True), _text(row, "region"), _labels(row.get("labels")), kind)
     return Sample(key, parse_time(row["time"]), value)
 
 
