@@ -20,7 +20,8 @@ def register_secret(value: str) -> None:
 
 
 def redact(text: str) -> str:
-    for secret in _secrets:
+    # longest first: a secret that holds another (a URL and its path) is masked whole
+    for secret in sorted(_secrets, key=len, reverse=True):
         text = text.replace(secret, _REDACTED)
     text = _AMZ_TOKEN.sub(lambda m: m.group(1) + _REDACTED, text)
     return _BEARER.sub(lambda m: m.group(1) + _REDACTED, text)
