@@ -498,3 +498,71 @@ def m011_move_node_metrics_into_history(db: Database) -> None:
     # warm requests join the history once each: a resumed run records only what it added since
     db.execute("ALTER TABLE warm_runs ADD COLUMN recorded_through INTEGER")
     db.execute("UPDATE warm_runs SET recorded_through = (SELECT max(id) FROM warm_results r WHERE r.run_id = warm_runs.id)")
+
+
+@migration
+def m014_create_alerts(db: Database) -> None:
+    # `analytics alerts`: rules over the metrics history; per rule, one instance per group (the
+    # whole rule, or each node/region/... with --by) holding what the last check found and what
+    # its receiver was last told; and one event per transition (firing, resolved), kept after a
+    # rule is removed. A webhook is stored as typed: an env:/file: reference, or a plain URL.
+    db.execute(
+        """
+        CREATE TABLE alert_rules (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            metric TEXT NOT NULL,
+            stat TEXT NOT NULL,
+            by TEXT NOT NULL DEFAULT '',
+            op TEXT NOT NULL CHECK (op IN ('above', 'below')),
+            threshold REAL NOT NULL,
+            for_seconds INTEGER NOT NULL,
+            severity TEXT NOT NULL,
+            webhook TEXT,
+            webhook_format TEXT NOT NULL DEFAULT 'auto',
+            cooldown_seconds INTEGER NOT NULL,
+            silenced_until TEXT,
+            silence_reason TEXT,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE alert_instances (
+            rule_id INTEGER NOT NULL REFERENCES alert_rules(id) ON DELETE CASCADE,
+            fingerprint TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('firing', 'inactive')),
+            evaluation TEXT NOT NULL CHECK (evaluation IN ('firing', 'pending', 'ok', 'nodata')),
+            value REAL,
+            starts_at TEXT,
+            ends_at TEXT,
+            evaluated_at INTEGER NOT NULL,
+            notified_status TEXT CHECK (notified_status IN ('firing', 'resolved')),
+            notified_at INTEGER,
+            notify_error TEXT,
+            claim_pid INTEGER,
+            claim_until INTEGER,
+            PRIMARY KEY (rule_id, fingerprint)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE alert_events (
+            id INTEGER PRIMARY KEY,
+            rule TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('firing', 'resolved')),
+            value REAL,
+            threshold REAL NOT NULL,
+            severity TEXT NOT NULL,
+            starts_at TEXT NOT NULL,
+            at TEXT NOT NULL,
+            UNIQUE (rule, fingerprint, starts_at, status)
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_alert_events_at ON alert_events(at)")
