@@ -7,12 +7,14 @@ from typing import Annotated, Optional
 import typer
 
 from edgectl.cli import group_help
+from edgectl.cli.alerts import app as alerts_app
 from edgectl.cli.context import current
 from edgectl.cli.options import SinceWindow, since_window
 from edgectl.errors import UsageError
 from edgectl.output import Column, View
 
 app = typer.Typer(help=group_help("analytics"), no_args_is_help=True, add_completion=False)
+app.add_typer(alerts_app, name="alerts")
 
 INGEST_COLUMNS = [Column("samples", justify="right"), Column("series", justify="right"),
                   Column("rows", justify="right"), Column("bad", justify="right")]
