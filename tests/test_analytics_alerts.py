@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import string
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.fakes.webhook_receiver import WebhookReceiver, alertmanager_problems
 
@@ -105,6 +108,23 @@ def test_each_bad_option_is_one_line_and_exit_2_and_nothing_is_stored(cli, args,
     assert says in one_line_error(run)
     assert "sekrit" not in run.stderr + run.stdout
     assert cli("analytics", "alerts", "list", "-o", "json").json() == []
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(option=st.sampled_from(["--above", "--stat", "--for", "--cooldown", "--webhook", "--by", "--metric"]),
+       value=st.text(alphabet=string.printable + "µé%", max_size=16))
+def test_whatever_is_typed_into_add_is_taken_or_refused_in_one_line(isolated, option, value):
+    from typer.testing import CliRunner
+
+    from edgectl.cli.app import app
+
+    args = {"--metric": "latency", "--above": "200ms"}
+    args[option] = value
+    result = CliRunner().invoke(app, ["analytics", "alerts", "add", "a", *[x for kv in args.items() for x in kv]])
+    assert result.exit_code in (0, 2), (option, value, result.stderr)
+    assert "Traceback" not in result.stderr
+    if result.exit_code == 0:
+        CliRunner().invoke(app, ["analytics", "alerts", "remove", "a"])
 
 
 def test_a_bad_name_a_taken_name_and_an_unknown_one_are_exit_2(cli):

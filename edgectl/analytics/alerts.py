@@ -351,9 +351,8 @@ class Evaluation:
     group: str  # the node, region... it is about; '' for a rule without `by`
     state: str  # firing | pending | ok | nodata
     value: float | None  # the latest minute's value
-    minutes: int  # evaluations in the window (minutes with samples)
-    held: int  # of which the condition held
-    first_ms: int | None  # the start of the first of them
+    held: int  # how many minutes with samples, the latest back, the condition held
+    first_ms: int | None  # the start of the earliest of them
     labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -385,58 +384,63 @@ def _grouped(state, metric: str, unit: str, by: str) -> dict[int, str]:
     return {sid: (row[by] if by else "") for sid, row in series.items() if not by or row[by]}
 
 
-def minute_values(state, rule: Rule, now_ms: int) -> dict[str, list[tuple[int, float]]]:
-    """Per group, each minute of the window that has samples, with the rule's statistic over it."""
+def _minute(state, rule: Rule, series: list[dict[int, str]], minute: int) -> dict[str, float]:
+    """The rule's statistic per group over one minute, for the groups with samples in it."""
     from edgectl.analytics.histogram import Histogram
-    from edgectl.analytics.metrics import CATALOGUE
     from edgectl.analytics.store import window_histograms
 
-    out: dict[str, list[tuple[int, float]]] = {}
-    minutes = window_minutes(now_ms, rule.for_seconds)
     if rule.metric in DERIVED:
-        over, under, _ = DERIVED[rule.metric]
-        tops = _grouped(state, over, CATALOGUE[over].unit, rule.by)
-        bottoms = _grouped(state, under, CATALOGUE[under].unit, rule.by)
-        for minute in minutes:
-            sums: dict[str, list[float]] = {}
-            for groups, side in ((tops, 0), (bottoms, 1)):
-                for sid, histogram in window_histograms(state, groups, minute, minute + MINUTE_MS).items():
-                    if histogram.count:
-                        sums.setdefault(groups[sid], [0.0, 0.0])[side] += histogram.sum
-            for group, (top, bottom) in sums.items():
-                if bottom > 0:
-                    out.setdefault(group, []).append((minute, top / bottom))
-        return out
-    groups = _grouped(state, rule.metric, rule.unit, rule.by)
-    for minute in minutes:
-        merged: dict[str, Histogram] = {}
-        for sid, histogram in window_histograms(state, groups, minute, minute + MINUTE_MS).items():
-            if histogram.count:
-                merged.setdefault(groups[sid], Histogram()).merge(histogram)
-        for group, histogram in merged.items():
-            out.setdefault(group, []).append((minute, _stat(histogram, rule.stat)))
-    return out
+        sums: dict[str, list[float]] = {}
+        for side, groups in enumerate(series):
+            for sid, histogram in window_histograms(state, groups, minute, minute + MINUTE_MS).items():
+                if histogram.count:
+                    sums.setdefault(groups[sid], [0.0, 0.0])[side] += histogram.sum
+        return {group: top / bottom for group, (top, bottom) in sums.items() if bottom > 0}
+    [groups] = series
+    merged: dict[str, Histogram] = {}
+    for sid, histogram in window_histograms(state, groups, minute, minute + MINUTE_MS).items():
+        if histogram.count:
+            merged.setdefault(groups[sid], Histogram()).merge(histogram)
+    return {group: _stat(histogram, rule.stat) for group, histogram in merged.items()}
 
 
 def evaluate(state, rule: Rule, now_ms: int, known_groups: Iterable[str] = ()) -> list[Evaluation]:
     """Each instance of the rule: the groups with samples in the window, and those already known
-    (an instance whose samples stopped is `nodata`, not resolved)."""
-    values = minute_values(state, rule, now_ms)
-    groups = sorted(set(values) | set(known_groups)) or ([""] if not rule.by else [])
+    (an instance whose samples stopped is `nodata`, not resolved).
+
+    The minutes are read from the latest back, and a group is read no further once a minute of it
+    does not hold: a healthy estate costs one minute's read, a firing group the whole window's.
+    """
+    from edgectl.analytics.metrics import CATALOGUE
+
+    metrics = DERIVED[rule.metric][:2] if rule.metric in DERIVED else (rule.metric,)
+    series = [_grouped(state, metric, CATALOGUE[metric].unit, rule.by) for metric in metrics]
+    latest: dict[str, float] = {}
+    held: dict[str, int] = {}
+    first: dict[str, int] = {}
+    broken: set[str] = set()
+    for minute in reversed(window_minutes(now_ms, rule.for_seconds)):
+        wanted = [{sid: group for sid, group in groups.items() if group not in broken} for groups in series]
+        if not any(wanted):
+            break
+        for group, value in _minute(state, rule, wanted, minute).items():
+            latest.setdefault(group, value)
+            if rule.holds(value):
+                held[group] = held.get(group, 0) + 1
+                first[group] = minute
+            else:
+                broken.add(group)
+    groups = sorted(set(latest) | set(known_groups)) or ([""] if not rule.by else [])
     out = []
     for group in groups:
-        seen = values.get(group, [])
-        held = sum(1 for _, value in seen if rule.holds(value))
-        if not seen:
+        if group not in latest:
             status = "nodata"
-        elif held == len(seen):
+        elif group not in broken:
             status = "firing"
-        elif rule.holds(seen[-1][1]):
-            status = "pending"
         else:
-            status = "ok"
-        out.append(Evaluation(rule, group, status, seen[-1][1] if seen else None, len(seen), held,
-                              seen[0][0] if seen else None, alert_labels(rule, group)))
+            status = "pending" if held.get(group) else "ok"
+        out.append(Evaluation(rule, group, status, latest.get(group), held.get(group, 0), first.get(group),
+                              alert_labels(rule, group)))
     return out
 
 
@@ -460,6 +464,7 @@ class Instance:
     notify_error: str | None = None
     change: str | None = None  # fired | resolved, when this check recorded the transition
     notification: str | None = None  # sent | failed | claimed | cooldown | silenced, for this check
+    held: int | None = None  # minutes with samples, the latest back, that held at this check
 
     @property
     def group(self) -> str:
@@ -483,7 +488,7 @@ class Instance:
                 "severity": self.rule.severity, "silenced": self.silenced, "starts_at": self.starts_at,
                 "ends_at": self.ends_at, "evaluated_at": self.evaluated_at, "change": self.change,
                 "notification": self.notification, "notified_status": self.notified_status,
-                "notified_at": self.notified_at, "notify_error": self.notify_error}
+                "notified_at": self.notified_at, "notify_error": self.notify_error, "held_minutes": self.held}
 
 
 def _ms(moment: datetime | None) -> int | None:
@@ -567,7 +572,7 @@ def _record(state, evaluation: Evaluation, now_ms: int) -> tuple[Instance, Due |
         [*key, after["labels"], after["status"], after["evaluation"], after["value"], after["starts_at"],
          after["ends_at"], now_ms])
     instance = _instance(rule, after)
-    instance.change = change
+    instance.change, instance.held = change, evaluation.held
     due = _due(rule, instance, after, now_ms)
     if due is None:
         return instance, None
@@ -588,7 +593,7 @@ def _preview(state, evaluation: Evaluation, now_ms: int) -> Instance:
     row = next(state.db.query("SELECT * FROM alert_instances WHERE rule_id = ? AND fingerprint = ?", key), None)
     after, change = _next(evaluation, row, now_ms)
     instance = _instance(evaluation.rule, after)
-    instance.change = change
+    instance.change, instance.held = change, evaluation.held
     _due(evaluation.rule, instance, after, now_ms)
     return instance
 

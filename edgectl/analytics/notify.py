@@ -78,19 +78,20 @@ def payload_format(url: str, chosen: str) -> str:
 # ---- payloads ---------------------------------------------------------------------------------
 
 def _annotations(due: Due) -> dict[str, str]:
+    from edgectl.analytics.alerts import format_value
+    from edgectl.parse import format_duration
+
     instance = due.instance
     rule = instance.rule
-    return {"summary": instance.summary(),
-            "description": f"{rule.metric} {rule.stat} has been {rule.op} {_threshold(rule)} at every minute with "
-                           f"samples over the last {rule.to_record()['for']}",
+    threshold = format_value(rule.threshold, rule.unit)
+    window = format_duration(rule.for_seconds)
+    if due.kind == "firing":
+        description = f"{rule.metric} {rule.stat} has been {rule.op} {threshold} at every minute with samples over the last {window}"
+    else:
+        description = f"{rule.metric} {rule.stat} is no longer {rule.op} {threshold}"
+    return {"summary": instance.summary(), "description": description,
             "value": f"{instance.value:g}" if instance.value is not None else "",
             "threshold": f"{rule.threshold:g}", "unit": rule.unit}
-
-
-def _threshold(rule) -> str:
-    from edgectl.analytics.alerts import format_value
-
-    return format_value(rule.threshold, rule.unit)
 
 
 def _common(dicts: list[dict[str, str]]) -> dict[str, str]:

@@ -45,6 +45,7 @@ HISTORY_COLUMNS = [
     Column("threshold", justify="right"),
     Column("starts_at", "SINCE", kind="time"),
 ]
+RULE_FIELDS = [Column("silenced", kind="bool"), Column("silenced_until", kind="time"), Column("created_at", kind="time")]
 STATES = {"nodata": "no data"}
 
 
@@ -121,7 +122,7 @@ def alerts_list() -> None:
 
 def _draw_show(out, record: dict) -> None:
     rule = {k: v for k, v in record.items() if k != "instances"}
-    out.record(rule)
+    out.record(rule, RULE_FIELDS)
     out.records([_row(i) for i in record["instances"]], INSTANCE_COLUMNS, empty="not checked yet")
 
 
