@@ -489,3 +489,18 @@ def test_json_of_list_show_check_and_history(cli, state_path, state):
     assert removed.exit_code == 0 and removed.json() == {"name": "lat", "removed": True}
     assert len(cli("analytics", "alerts", "history", "-o", "json").json()) == 1  # the events stay
     assert alerts.firing(state) == []
+
+
+def test_the_performance_screen_lists_the_firing_alerts(cli, state_path):
+    cli("analytics", "alerts", "add", "lat", "--metric", "latency", "--above", "200ms", "--by", "node",
+        "--severity", "critical")
+    put(state_path, slow_minutes(node="fra-1", region="eu") + slow_minutes(node="ams-1", region="eu", value=50.0))
+    assert cli("analytics", "alerts", "check").exit_code == 3
+    screen = cli("analytics", "performance", "-o", "json")
+    assert screen.exit_code == 0, screen.stderr
+    alerts = screen.json()["alerts"]
+    assert alerts["rules"] is True
+    [alert] = alerts["firing"]
+    assert alert["name"] == "lat" and alert["severity"] == "critical" and alert["labels"] == {"node": "fra-1"}
+    assert alert["value"] == "300ms" and alert["since"]
+    assert "lat" in cli("analytics", "performance").stdout

@@ -717,6 +717,16 @@ def firing(state) -> list[Instance]:
     return sorted(found, key=lambda i: (SEVERITIES.index(i.rule.severity), i.rule.name, i.group))
 
 
+def firing_alerts(state, config=None) -> list[dict[str, Any]]:
+    """The firing alerts as a screen or a report lists them: name, severity, the group's labels,
+    the value in its unit (`number` holds it bare) and since when (edgectl.analytics.performance)."""
+    return [{"name": i.rule.name, "severity": i.rule.severity,
+             "labels": {k: v for k, v in i.labels.items() if k not in ("alertname", "severity")},
+             "value": format_value(i.value, i.rule.unit), "number": i.value, "unit": i.rule.unit,
+             "since": i.starts_at, "condition": i.rule.condition, "silenced": i.silenced,
+             "fingerprint": i.fingerprint} for i in firing(state)]
+
+
 @dataclass(frozen=True)
 class Event:
     id: int
