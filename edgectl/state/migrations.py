@@ -501,7 +501,7 @@ def m011_move_node_metrics_into_history(db: Database) -> None:
 
 
 @migration
-def m014_create_alerts(db: Database) -> None:
+def m012_create_alerts(db: Database) -> None:
     # `analytics alerts`: rules over the metrics history; per rule, one instance per group (the
     # whole rule, or each node/region/... with --by) holding what the last check found and what
     # its receiver was last told; and one event per transition (firing, resolved), kept after a
