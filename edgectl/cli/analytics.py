@@ -1,4 +1,4 @@
-"""`edgectl analytics`: the metrics history: ingest samples, and percentiles over any window."""
+"""`edgectl analytics`: the metrics history: ingest samples, percentiles and charts over any window."""
 
 from __future__ import annotations
 
@@ -63,11 +63,55 @@ def analytics_ingest(
     ctx.out.show(record, View(INGEST_COLUMNS, rows=lambda r: [r], notes=_ingest_lines))
 
 
+def _chart_width() -> int:
+    """Columns a chart may use: the terminal's, else $COLUMNS, else 80."""
+    import os
+    import shutil
+    import sys
+
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    try:
+        return max(10, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return 80
+
+
+def _draw_chart(renderer, chart) -> None:
+    """A chart under a table, on stdout, in colour only where the renderer's console has it."""
+    import sys
+
+    from rich.text import Text
+
+    from edgectl.analytics.charts import terminal_chart
+
+    console = renderer.console(sys.stdout)
+    console.print()
+    for line in terminal_chart(chart, _chart_width()):
+        text = Text()
+        for segment in line:
+            text.append(segment.text, style=segment.style or None)
+        console.print(text, soft_wrap=True)
+
+
+def _charted(view: View, make_chart) -> View:
+    """`view`'s table with a chart beneath it: make_chart(rows, width) -> Chart, called only for a table
+    with rows, so json, jsonl and csv carry the data alone and no series is read for them."""
+    def draw(renderer, rows) -> None:
+        renderer.records(rows, list(view.columns), empty=view.empty)
+        if rows:
+            _draw_chart(renderer, make_chart(rows, _chart_width()))
+
+    return View(view.columns, empty=view.empty, draw=draw)
+
+
 @app.command("latency")
 def analytics_latency(
     by: Annotated[str, typer.Option("--by", metavar="node|region|country|provider", help="Group by this.")] = "node",
     since: SinceWindow = "24h",
     percentiles: Annotated[Optional[str], typer.Option("--percentiles", metavar="50,95,99", help="Which percentiles.")] = None,
+    chart: Annotated[bool, typer.Option("--chart", help="Draw p95 over time per group under the table (the highest "
+                                                        "percentile asked for when p95 is not).")] = False,
 ) -> None:
     """Latency percentiles per node, region, country or provider, from the rollups (within about 0.5%)."""
     from edgectl.analytics.queries import PercentileRequest, field_name, parse_percentiles, percentiles_by
@@ -79,7 +123,22 @@ def analytics_latency(
     columns = [Column(by), Column("samples", justify="right")] + [
         Column(field_name(p), field_name(p).upper(), kind="ms", justify="right") for p in wanted] + [
         Column("mean", kind="ms", justify="right"), Column("max", kind="ms", justify="right")]
-    ctx.out.show(rows, View(columns, empty=f"no latency samples in the last {since}"))
+    view = View(columns, empty=f"no latency samples in the last {since}")
+    if chart:
+        charted = 95.0 if 95.0 in wanted else max(wanted)
+
+        def make_chart(shown: list[dict], width: int):
+            from edgectl.analytics.charts import latency_chart, plot_columns
+            from edgectl.analytics.trends import CHART_POINTS, LATENCY_TARGET_MS, choose_step, latency_trend, ordered
+
+            names = [r[by] for r in shown]
+            step = choose_step(start, end, min(CHART_POINTS, plot_columns(names, width)))
+            series = latency_trend(ctx.state, by=by, start_ms=start, end_ms=end, step_ms=step, percentile=charted)
+            return latency_chart(f"{field_name(charted)} latency by {by}, last {since}", ordered(series, names),
+                                 target=LATENCY_TARGET_MS, step_ms=step, start_ms=start, end_ms=end)
+
+        view = _charted(view, make_chart)
+    ctx.out.show(rows, view)
 
 
 @app.command("recommend")
