@@ -1,4 +1,4 @@
-"""`edgectl analytics`: the metrics history: ingest samples, percentiles and charts over any window."""
+"""`edgectl analytics`: the metrics history: ingest samples, percentiles and charts over any window, a report."""
 
 from __future__ import annotations
 
@@ -508,3 +508,36 @@ def _export_line(record: dict) -> str:
     where = [w for w in (record["textfile"] and f"wrote {record['textfile']}",
                          record["pushgateway"] and f"pushed to {record['pushgateway']}") if w]
     return f"{' and '.join(where)}: {record['series']:,} series in {record['families']} families"
+
+
+@app.command("report")
+def analytics_report(
+    html: Annotated[Optional[str], typer.Option("--html", metavar="FILE", help="Write the report here (HTML).")] = None,
+    since: SinceWindow = "7d",
+) -> None:
+    """One self-contained HTML page: latency and cache hit ratio over time, node health, and alerts.
+
+    Inline SVG charts and styles: no script, and nothing fetched, so it opens anywhere and can be mailed.
+    """
+    from pathlib import Path
+
+    from edgectl.analytics.report import build_report, write_report
+    from edgectl.analytics.report_html import render_report
+
+    ctx = current()
+    if not html:
+        raise UsageError("name the file to write: --html FILE", hint="e.g. edgectl analytics report --html report.html")
+    start, end = since_window(since)
+    report = build_report(ctx.state, start_ms=start, end_ms=end, since=since,
+                          heartbeat_interval=ctx.config.setting("nodes.heartbeat_interval"))
+    path = write_report(Path(html), render_report(report))
+    record = {"path": str(path), **report.to_record()}
+    ctx.out.show(record, View(text=lambda r: r["path"], notes=_report_lines))
+
+
+def _report_lines(record: dict) -> list[str]:
+    if record["empty"]:
+        return [f"no metrics in the window: the report says so ({record['path']})"]
+    charts = record["charts"]
+    return [f"report written: {len(charts['latency_p95'])} region(s) of latency, "
+            f"{len(charts['hit_ratio'])} hit-ratio line(s), {len(record['nodes'])} node(s)"]
