@@ -237,3 +237,11 @@ def test_steps_are_round_and_about_a_hundred_to_a_window():
     assert choose_step(0, 12 * hour, points=20) == hour
     assert choose_step(0, 400 * day) == 7 * day
     assert choose_step(0, 40 * 365 * day) % day == 0 and 40 * 365 * day / choose_step(0, 40 * 365 * day) <= 96
+
+
+def test_charts_measure_against_the_configured_targets(cli, tmp_path):
+    assert cli("config", "set", "analytics.latency_target", "150ms").exit_code == 0
+    now = time.time()
+    cli("analytics", "ingest", write_samples(tmp_path / "s.jsonl", now), "--format", "jsonl")
+    latency = cli("analytics", "latency", "--since", "12h", "--chart").stdout
+    assert "target 150ms" in latency and "over 150ms" in latency

@@ -252,3 +252,18 @@ def test_chromium_draws_the_charts(cli, tmp_path, estate):
     blank = read_png(tmp_path / "empty.png")
     nothing = colour_counts(blank, [PALETTE[0], PALETTE[1]])
     assert nothing[PALETTE[0]] < 20 and nothing[PALETTE[1]] < 20, nothing  # no chart drawn for an empty window
+
+
+def test_the_targets_are_the_configured_ones(cli, tmp_path, estate):
+    assert cli("config", "set", "analytics.latency_target", "150ms").exit_code == 0
+    assert cli("config", "set", "analytics.hit_ratio_target", "0.95").exit_code == 0
+    out = tmp_path / "report.html"
+    record = cli("analytics", "report", "--html", str(out), "--since", "1d", "-o", "json").json()
+    assert record["targets"] == {"latency_ms": 150.0, "hit_ratio": 0.95}
+    page = parse(out.read_text())
+    legend = [t.all_text() for t in page.find("section", data_chart="latency-p95").find("g", **{"class": "legend"})
+              .iter("text")]
+    assert legend[-1] == "target 150ms"
+    ratio = [t.all_text() for t in page.find("section", data_chart="hit-ratio").find("g", **{"class": "legend"})
+             .iter("text")]
+    assert ratio[-1] == "target 95%"

@@ -130,9 +130,9 @@ def format_duration(ms: int) -> str:
 
 
 def time_label(ms: int, span_ms: int) -> str:
-    """A moment as an axis shows it (UTC): 14:30 within a day or two, 25 Nov 14:00 over days."""
+    """A moment as an axis shows it (UTC): 14:30 within a day, 25 Nov 14:00 over more, 25 Nov at midnight."""
     moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    if span_ms <= 2 * DAY:
+    if span_ms <= DAY + HOUR:
         return moment.strftime("%H:%M")
     if moment.hour == 0 and moment.minute == 0:
         return moment.strftime("%d %b")

@@ -9,7 +9,7 @@ from string import Template
 from edgectl.analytics.charts import (Chart, SvgBox, format_duration, format_value, latency_chart, ratio_chart,
                                       svg_chart)
 from edgectl.analytics.report import AlertsSection, NodeHealth, Report
-from edgectl.timeutil import relative, to_iso
+from edgectl.timeutil import from_iso, relative, to_iso
 
 # The page may load nothing: styles are inline, images would be data: URLs, and scripts cannot run.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -143,9 +143,9 @@ def _tiles(report: Report) -> list[str]:
               (f"{trouble} failed, down or stale" + (f" · {unchecked} never checked" if unchecked else ""))
               if report.nodes else "no nodes registered",
               "idle" if not report.nodes else "bad" if trouble else "good" if healthy == len(report.nodes) else "warn"),
-        _tile("alerts firing", str(firing) if report.alerts.rules is not None else "–",
-              "no alert rules" if report.alerts.rules is None else f"of {report.alerts.rules} rule(s)",
-              "idle" if report.alerts.rules is None else "bad" if firing else "good"),
+        _tile("alerts firing", str(firing) if report.alerts.rules else "–",
+              "no alert rules" if not report.alerts.rules else "now" if firing else "none firing",
+              "idle" if not report.alerts.rules else "bad" if firing else "good"),
     ]
 
 
@@ -212,14 +212,29 @@ def _node_row(node: NodeHealth, report: Report) -> str:
 
 def _alerts(alerts: AlertsSection, now: datetime) -> str:
     head = '<section class="card" id="alerts"><h2>Alerts</h2>'
-    if alerts.rules is None:
+    if not alerts.rules:
         return head + '<div class="empty">no alert rules (<code>edgectl analytics alerts add</code>)</div></section>'
     if not alerts.firing:
-        return head + f'<div class="empty">no alert firing · {alerts.rules} rule(s) checked</div></section>'
-    rows = "".join(
-        f'<tr><td><strong>{_e(a.name)}</strong></td><td><span class="badge {_e(a.severity)}">{_e(a.severity)}</span>'
-        f"</td><td>{_e(a.subject)}</td><td>{_e(relative(a.since, now)) if a.since else '–'}</td>"
-        f'<td class="num">{_e(a.value)}</td><td>{_e(a.summary)}</td></tr>' for a in alerts.firing)
-    return (head + f'<p class="caption">{len(alerts.firing)} firing of {alerts.rules} rule(s)</p>'
-            '<table><thead><tr><th>Alert</th><th>Severity</th><th>For</th><th>Since</th><th class="num">Value</th>'
-            f"<th>Summary</th></tr></thead><tbody>{rows}</tbody></table></section>")
+        return head + '<div class="empty">no alert firing</div></section>'
+    rows = "".join(_alert_row(a, now) for a in alerts.firing)
+    return (head + f'<p class="caption">{len(alerts.firing)} firing now</p>'
+            '<table><thead><tr><th>Alert</th><th>Severity</th><th>For</th><th class="num">Value</th>'
+            f"<th>Since</th><th>Summary</th></tr></thead><tbody>{rows}</tbody></table></section>")
+
+
+def _alert_row(alert: dict, now: datetime) -> str:
+    """A firing alert's record as a row: its name, severity, labels, value, since and summary where it has them."""
+    labels = alert.get("labels") or {}
+    annotations = alert.get("annotations") or {}
+    name = alert.get("name") or alert.get("rule") or labels.get("alertname") or "alert"
+    severity = str(alert.get("severity") or labels.get("severity") or "warning")
+    subject = ", ".join(f"{k}={v}" for k, v in labels.items() if k not in ("alertname", "severity")) or "all"
+    since = alert.get("since") or alert.get("starts_at") or alert.get("startsAt")
+    if isinstance(since, str):
+        since = from_iso(since)
+    value = alert.get("value")
+    value = "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    summary = alert.get("summary") or annotations.get("summary") or annotations.get("description") or ""
+    return (f'<tr><td><strong>{_e(name)}</strong></td><td><span class="badge {_e(severity)}">{_e(severity)}</span>'
+            f'</td><td>{_e(subject)}</td><td class="num">{_e(value)}</td>'
+            f"<td>{_e(relative(since, now)) if isinstance(since, datetime) else '–'}</td><td>{_e(summary)}</td></tr>")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from edgectl.analytics.charts import DAY, TIME_STEPS, Series
 
-LATENCY_TARGET_MS = 100.0  # latency under 100 ms to the nearest node
-HIT_RATIO_TARGET = 0.9  # a cache hit ratio above 90%
 CHART_POINTS = 96
 
 
@@ -39,20 +37,13 @@ def latency_trend(state, *, by: str | None, start_ms: int, end_ms: int, step_ms:
                           percentiles=(percentile,), **where)[percentile]
 
 
-def hit_ratio_trend(state, *, by: str | None, start_ms: int, end_ms: int, step_ms: int,
-                    labels: dict[str, str] | None = None, **where: str) -> list[Series]:
-    """Each group's cache hit ratio per step: the step's cache.hits over its requests; None without requests."""
-    from edgectl.analytics.queries import timeseries
+def hit_ratio_trend(state, *, by: str, start_ms: int, end_ms: int, step_ms: int) -> list[Series]:
+    """Each group's cache hit ratio per step (node, provider or prefix): the step's cache.hits over its
+    requests, None without requests; the groups as `analytics cache` finds them."""
+    from edgectl.analytics.hitratio import CacheRequest, hit_ratios
 
-    window = dict(by=by, start_ms=start_ms, end_ms=end_ms, step_ms=step_ms, labels=labels, **where)
-    requests = timeseries(state, "requests", **window)
-    hits = timeseries(state, "cache.hits", **window)
-    out = []
-    for name, points in requests.items():
-        hit_points = dict((at, h.sum) for at, h in hits.get(name, ()))
-        out.append(Series(name, tuple((at, hit_points.get(at, 0.0) / h.sum if h.sum > 0 else None)
-                                      for at, h in points)))
-    return out
+    report = hit_ratios(state, CacheRequest(by, start_ms, end_ms, step_ms))
+    return [Series(group.name, tuple((at, tally.hit_ratio) for at, tally in group.steps)) for group in report.groups]
 
 
 def ordered(series: list[Series], names: list[str]) -> list[Series]:

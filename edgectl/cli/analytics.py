@@ -129,13 +129,14 @@ def analytics_latency(
 
         def make_chart(shown: list[dict], width: int):
             from edgectl.analytics.charts import latency_chart, plot_columns
-            from edgectl.analytics.trends import CHART_POINTS, LATENCY_TARGET_MS, choose_step, latency_trend, ordered
+            from edgectl.analytics.trends import CHART_POINTS, choose_step, latency_trend, ordered
 
             names = [r[by] for r in shown]
             step = choose_step(start, end, min(CHART_POINTS, plot_columns(names, width)))
             series = latency_trend(ctx.state, by=by, start_ms=start, end_ms=end, step_ms=step, percentile=charted)
             return latency_chart(f"{field_name(charted)} latency by {by}, last {since}", ordered(series, names),
-                                 target=LATENCY_TARGET_MS, step_ms=step, start_ms=start, end_ms=end)
+                                 target=ctx.config.setting("analytics.latency_target") * 1000, step_ms=step,
+                                 start_ms=start, end_ms=end)
 
         view = _charted(view, make_chart)
     ctx.out.show(rows, view)
@@ -528,8 +529,7 @@ def analytics_report(
     if not html:
         raise UsageError("name the file to write: --html FILE", hint="e.g. edgectl analytics report --html report.html")
     start, end = since_window(since)
-    report = build_report(ctx.state, start_ms=start, end_ms=end, since=since,
-                          heartbeat_interval=ctx.config.setting("nodes.heartbeat_interval"))
+    report = build_report(ctx.state, ctx.config, start_ms=start, end_ms=end, since=since)
     path = write_report(Path(html), render_report(report))
     record = {"path": str(path), **report.to_record()}
     ctx.out.show(record, View(text=lambda r: r["path"], notes=_report_lines))
