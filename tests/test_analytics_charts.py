@@ -239,9 +239,44 @@ def test_steps_are_round_and_about_a_hundred_to_a_window():
     assert choose_step(0, 40 * 365 * day) % day == 0 and 40 * 365 * day / choose_step(0, 40 * 365 * day) <= 96
 
 
+def write_traffic(path, now: float) -> str:
+    """Requests and cache hits of two nodes over the last 12 hours: fra-1 at 95%, iad-1 at 70%."""
+    rows = []
+    for minute in range(30, 12 * 60, 10):
+        at = now - 12 * 3600 + minute * 60
+        for node, hits in (("fra-1", 95), ("iad-1", 70)):
+            rows.append({"time": at, "metric": "requests", "value": 100, "unit": "count", "node": node})
+            rows.append({"time": at, "metric": "cache.hits", "value": hits, "unit": "count", "node": node})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_cache_chart_draws_the_hit_ratio_against_the_target(cli, tmp_path):
+    cli("analytics", "ingest", write_traffic(tmp_path / "t.jsonl", time.time()), "--format", "jsonl")
+    run = cli("analytics", "cache", "--since", "12h", "--chart")
+    assert run.exit_code == 0, run.stderr
+    assert not ANSI.search(run.stdout)
+    tables, chart = run.stdout.split("hit ratio by node, last 12h ·", 1)
+    assert "target 90%" in chart
+    assert "iad-1  min 70%  max 70%  last 70%" in chart and "steps under 90%" in chart
+    assert "fra-1  min 95%  max 95%  last 95%  0 of" in chart
+    assert chart.index("iad-1") < chart.index("fra-1")  # the worst first, as in the table
+    def data(*extra: str) -> dict:
+        record = cli("analytics", "cache", "--since", "12h", *extra, "-o", "json").json()
+        return {k: v for k, v in record.items() if k not in ("start", "end")}  # the window moves with the clock
+
+    assert data("--chart") == data()
+    assert cli("analytics", "cache", "--since", "12h", "--chart", "-o", "csv").stdout == \
+        cli("analytics", "cache", "--since", "12h", "-o", "csv").stdout
+
+
 def test_charts_measure_against_the_configured_targets(cli, tmp_path):
     assert cli("config", "set", "analytics.latency_target", "150ms").exit_code == 0
+    assert cli("config", "set", "analytics.hit_ratio_target", "0.8").exit_code == 0
     now = time.time()
     cli("analytics", "ingest", write_samples(tmp_path / "s.jsonl", now), "--format", "jsonl")
+    cli("analytics", "ingest", write_traffic(tmp_path / "t.jsonl", now), "--format", "jsonl")
     latency = cli("analytics", "latency", "--since", "12h", "--chart").stdout
     assert "target 150ms" in latency and "over 150ms" in latency
+    cache = cli("analytics", "cache", "--since", "12h", "--chart").stdout
+    assert "target 80%" in cache and "steps under 80%" in cache

@@ -197,6 +197,8 @@ def analytics_cache(
     by: Annotated[str, typer.Option("--by", metavar="node|provider|prefix", help="Group by this.")] = "node",
     since: SinceWindow = "24h",
     step: Annotated[Optional[str], typer.Option("--step", metavar="DURATION", help="The step of the series over time, in whole minutes. \\[default: a round step, at most 30 of them]")] = None,
+    chart: Annotated[bool, typer.Option("--chart", help="Draw the hit ratio over time per group under the tables, "
+                                                        "against the target.")] = False,
 ) -> None:
     """Cache hit ratio (hits over requests) per node, provider or path prefix, and over time, against the target.
 
@@ -225,6 +227,17 @@ def analytics_cache(
         _sections(renderer, [
             (f"hit ratio by {by}, last {since} (target {target:.1%})", flagged(r["groups"]), group_columns, empty),
             (f"hit ratio over time, every {format_duration(r['step_s'])}", flagged(steps), step_columns, empty)])
+        if chart:
+            _draw_chart(renderer, hit_ratio_chart([g[by] for g in r["groups"]], _chart_width()))
+
+    def hit_ratio_chart(names: list[str], width: int):
+        from edgectl.analytics.charts import plot_columns, ratio_chart
+        from edgectl.analytics.trends import CHART_POINTS, choose_step, hit_ratio_trend, ordered
+
+        chart_step = choose_step(start, end, min(CHART_POINTS, plot_columns(names, width)))
+        series = hit_ratio_trend(ctx.state, by=by, start_ms=start, end_ms=end, step_ms=chart_step)
+        return ratio_chart(f"hit ratio by {by}, last {since}", ordered(series, names), target=target,
+                           step_ms=chart_step, start_ms=start, end_ms=end)
 
     def notes(r: dict) -> list[str]:
         if not r["groups"]:
