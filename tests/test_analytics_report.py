@@ -267,3 +267,27 @@ def test_the_targets_are_the_configured_ones(cli, tmp_path, estate):
     ratio = [t.all_text() for t in page.find("section", data_chart="hit-ratio").find("g", **{"class": "legend"})
              .iter("text")]
     assert ratio[-1] == "target 95%"
+
+
+def test_firing_alerts_are_listed_with_the_rules_they_break(cli, tmp_path, estate):
+    now = time.time()
+    recent = [{"time": now - 400 + n * 30, "metric": "latency", "value": 300.0 + n, "unit": "ms", "node": "iad-1",
+               "region": "us-east"} for n in range(13)]
+    path = tmp_path / "recent.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recent))
+    assert cli("analytics", "ingest", str(path), "--format", "jsonl").exit_code == 0
+    assert cli("analytics", "alerts", "add", "slow-region", "--metric", "latency", "--stat", "p95", "--by", "region",
+               "--above", "200ms", "--for", "5m", "--severity", "critical").exit_code == 0
+    assert cli("analytics", "alerts", "add", "cold-cache", "--metric", "hit_ratio", "--below", "50%",
+               "--for", "15m").exit_code == 0  # the hit ratio is well above: it does not fire
+    assert cli("analytics", "alerts", "check", "-q").exit_code == 3
+    out = tmp_path / "report.html"
+    record = cli("analytics", "report", "--html", str(out), "--since", "1d", "-o", "json").json()
+    assert [a["name"] for a in record["alerts"]["firing"]] == ["slow-region"]
+    page = parse(out.read_text())
+    rows = page.find("section", id="alerts").find("tbody").children
+    cells = [c.all_text() for c in rows[0].children]
+    assert cells[:3] == ["slow-region", "critical", "region=us-east"]
+    assert cells[3].endswith("ms") and cells[5] == "p95 above 200ms for 5m"
+    tile = next(t for t in page.iter("div") if "tile" in t.attrs.get("class", "") and "alerts firing" in t.all_text())
+    assert "bad" in tile.attrs["class"].split() and "1of 2 rule(s)" in tile.all_text()

@@ -1,9 +1,8 @@
 """What the analytics report shows: latency and hit ratio over a window, the nodes' health, and alerts.
 
 `build_report` gathers it from the state into a Report; edgectl.analytics.report_html draws it,
-and `write_report` puts the page in place atomically. The alerts are those
-edgectl.analytics.performance.firing_alerts answers, the one place the screen and the report
-learn of alerts.
+and `write_report` puts the page in place atomically. The firing alerts are those
+edgectl.analytics.performance.firing_alerts answers, as on the performance screen.
 """
 
 from __future__ import annotations
@@ -54,8 +53,8 @@ class NodeHealth:
 
 @dataclass(frozen=True)
 class AlertsSection:
-    rules: bool  # whether there are alert rules to ask at all
-    firing: tuple[dict[str, Any], ...] = ()  # the firing alerts' records (name, severity, labels, value, since...)
+    rules: int  # how many alert rules there are
+    firing: tuple[dict[str, Any], ...] = ()  # records as edgectl.analytics.alerts.firing_alerts gives them
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ class Report:
     latency: dict[str, float | None]  # the whole window: p50, p95, samples
     traffic: dict[str, float | None]  # the whole window: requests, hits, hit_ratio
     nodes: tuple[NodeHealth, ...]
-    alerts: AlertsSection = field(default_factory=lambda: AlertsSection(False))
+    alerts: AlertsSection = field(default_factory=lambda: AlertsSection(0))
     latency_target_ms: float = 100.0
     hit_ratio_target: float = 0.9
 
@@ -103,7 +102,6 @@ def build_report(state, config, *, start_ms: int, end_ms: int, since: str, point
     """The report over [start, end): charts in round steps of about `points` per window, against the
     config's targets (analytics.latency_target, analytics.hit_ratio_target)."""
     from edgectl.analytics.hitratio import CacheRequest, hit_ratios
-    from edgectl.analytics.performance import firing_alerts
     from edgectl.analytics.recommend import Targets
     from edgectl.analytics.trends import choose_step, latency_trends
 
@@ -115,16 +113,24 @@ def build_report(state, config, *, start_ms: int, end_ms: int, since: str, point
     ratios = [Series(OWN_NODES if g.name == "-" else g.name, tuple((at, t.hit_ratio) for at, t in g.steps))
               for g in cache.groups]
     total = cache.overall.total
-    alerts = firing_alerts(state, config)
     return Report(
         generated_at=now or datetime.now(timezone.utc), start_ms=start_ms, end_ms=end_ms, step_ms=step,
         since=since, latency_p95=tuple(_with_data(latency[95.0])), latency_p50=tuple(_with_data(latency[50.0])),
         hit_ratio=tuple(_with_data(ratios)), latency=_latency_overall(state, start_ms, end_ms),
         traffic={"requests": total.requests, "hits": total.hits, "hit_ratio": total.hit_ratio},
         nodes=tuple(_node_health(state, start_ms, end_ms, config.setting("nodes.heartbeat_interval"))),
-        alerts=AlertsSection(alerts is not None, tuple(alerts or ())),
+        alerts=report_alerts(state, config),
         latency_target_ms=targets.latency_ms, hit_ratio_target=targets.hit_ratio,
     )
+
+
+def report_alerts(state, config) -> AlertsSection:
+    """The alert rules there are, and the alerts firing now as the performance screen lists them."""
+    from edgectl.analytics.alerts import list_rules
+    from edgectl.analytics.performance import firing_alerts
+
+    rules = len(list_rules(state))
+    return AlertsSection(rules, tuple(firing_alerts(state, config) or ()) if rules else ())
 
 
 def _with_data(series: list[Series]) -> list[Series]:

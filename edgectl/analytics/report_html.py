@@ -9,7 +9,7 @@ from string import Template
 from edgectl.analytics.charts import (Chart, SvgBox, format_duration, format_value, latency_chart, ratio_chart,
                                       svg_chart)
 from edgectl.analytics.report import AlertsSection, NodeHealth, Report
-from edgectl.timeutil import from_iso, relative, to_iso
+from edgectl.timeutil import relative, to_iso
 
 # The page may load nothing: styles are inline, images would be data: URLs, and scripts cannot run.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -144,7 +144,7 @@ def _tiles(report: Report) -> list[str]:
               if report.nodes else "no nodes registered",
               "idle" if not report.nodes else "bad" if trouble else "good" if healthy == len(report.nodes) else "warn"),
         _tile("alerts firing", str(firing) if report.alerts.rules else "–",
-              "no alert rules" if not report.alerts.rules else "now" if firing else "none firing",
+              f"of {report.alerts.rules} rule(s)" if report.alerts.rules else "no alert rules",
               "idle" if not report.alerts.rules else "bad" if firing else "good"),
     ]
 
@@ -215,26 +215,24 @@ def _alerts(alerts: AlertsSection, now: datetime) -> str:
     if not alerts.rules:
         return head + '<div class="empty">no alert rules (<code>edgectl analytics alerts add</code>)</div></section>'
     if not alerts.firing:
-        return head + '<div class="empty">no alert firing</div></section>'
+        return head + f'<div class="empty">no alert firing · {alerts.rules} rule(s)</div></section>'
     rows = "".join(_alert_row(a, now) for a in alerts.firing)
-    return (head + f'<p class="caption">{len(alerts.firing)} firing now</p>'
+    return (head + f'<p class="caption">{len(alerts.firing)} firing of {alerts.rules} rule(s), as of the last '
+            '<code>edgectl analytics alerts check</code></p>'
             '<table><thead><tr><th>Alert</th><th>Severity</th><th>For</th><th class="num">Value</th>'
-            f"<th>Since</th><th>Summary</th></tr></thead><tbody>{rows}</tbody></table></section>")
+            f"<th>Since</th><th>Condition</th></tr></thead><tbody>{rows}</tbody></table></section>")
 
 
 def _alert_row(alert: dict, now: datetime) -> str:
-    """A firing alert's record as a row: its name, severity, labels, value, since and summary where it has them."""
+    """A firing alert's record (edgectl.analytics.alerts.firing_alerts) as a row."""
     labels = alert.get("labels") or {}
-    annotations = alert.get("annotations") or {}
-    name = alert.get("name") or alert.get("rule") or labels.get("alertname") or "alert"
-    severity = str(alert.get("severity") or labels.get("severity") or "warning")
-    subject = ", ".join(f"{k}={v}" for k, v in labels.items() if k not in ("alertname", "severity")) or "all"
-    since = alert.get("since") or alert.get("starts_at") or alert.get("startsAt")
-    if isinstance(since, str):
-        since = from_iso(since)
+    severity = str(alert.get("severity") or "warning")
+    subject = ", ".join(f"{k}={v}" for k, v in labels.items()) or "everything"
+    since = alert.get("since")
     value = alert.get("value")
-    value = "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-    summary = alert.get("summary") or annotations.get("summary") or annotations.get("description") or ""
-    return (f'<tr><td><strong>{_e(name)}</strong></td><td><span class="badge {_e(severity)}">{_e(severity)}</span>'
-            f'</td><td>{_e(subject)}</td><td class="num">{_e(value)}</td>'
-            f"<td>{_e(relative(since, now)) if isinstance(since, datetime) else '–'}</td><td>{_e(summary)}</td></tr>")
+    silenced = ' <span class="badge">silenced</span>' if alert.get("silenced") else ""
+    return (f'<tr><td><strong>{_e(alert.get("name", ""))}</strong>{silenced}</td>'
+            f'<td><span class="badge {_e(severity)}">{_e(severity)}</span></td><td>{_e(subject)}</td>'
+            f'<td class="num">{_e("" if value is None else value)}</td>'
+            f"<td>{_e(relative(since, now)) if isinstance(since, datetime) else '–'}</td>"
+            f'<td>{_e(alert.get("condition") or "")}</td></tr>')
