@@ -252,10 +252,15 @@ def test_foreground_up_cleans_up_on_ctrl_c(isolated):
 def test_demo_runs_end_to_end_and_leaves_nothing_running(isolated):
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECTL_")}
     result = subprocess.run([sys.executable, "-m", "edgectl", "--no-color", "demo"], env=env, capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Tear the fleet down" in result.stdout and "demo finished" in result.stderr
     demo_dir = isolated / "home" / ".local" / "share" / "edgectl" / "demo"
+    # the analytics steps: a chart, the hit ratio after the two warms, an alert firing, the report
+    assert "p95 latency by region" in result.stdout and "hit ratio by node" in result.stdout
+    assert result.stdout.count("firing") >= 3
+    report = (demo_dir / "report.html").read_text()
+    assert report.startswith("<!DOCTYPE html>") and "<svg" in report and "<script" not in report
     assert not (demo_dir / "sandbox" / "sandbox.json").exists()
     assert _processes_mentioning(str(demo_dir / "sandbox")) == []
 

@@ -68,6 +68,16 @@ STEPS: list[tuple[str, list[tuple[list[str], int]]]] = [
       (["routing", "resolve", "JP"], 0)]),
     ("What if Ashburn failed too? Every continent before and after (nothing changes in state)",
      [(["routing", "simulate", "--fail", "sandbox-us-east-1", "--locations", "continents"], 0)]),
+    ("Every probe, heartbeat, warm and purge is in the metrics history: latency by region over time",
+     [(["analytics", "latency", "--by", "region", "--since", "15m", "--chart"], 0)]),
+    ("The hit ratio after the two warms, per node, against the 90% target",
+     [(["analytics", "cache", "--by", "node", "--since", "15m"], 0)]),
+    ("An alert: any node's p95 latency above 1 ms over the last minute; `alerts check` exits 3 while it fires",
+     [(["analytics", "alerts", "add", "edge-slow", "--metric", "latency", "--stat", "p95", "--by", "node",
+        "--above", "1ms", "--for", "1m", "--severity", "warning"], 0),
+      (["analytics", "alerts", "check"], 3)]),
+    ("One HTML page for the wall: latency, hit ratio, nodes and alerts",
+     [(["analytics", "report", "--html", "{demo}/report.html", "--since", "15m"], 0)]),
 ]
 TEARDOWN = ("Tear the fleet down", [(["sandbox", "down"], 0)])
 
@@ -79,7 +89,7 @@ def _demo_dir() -> Path:
 
 
 def demo(keep: Annotated[bool, typer.Option("--keep", help="Leave the sandbox running afterwards.")] = False) -> None:
-    """Walk through edgectl on a local sandbox fleet (about 20 seconds)."""
+    """Walk through edgectl on a local sandbox fleet (about 30 seconds)."""
     import shlex
     import subprocess
     out = current().out
@@ -95,6 +105,7 @@ def demo(keep: Annotated[bool, typer.Option("--keep", help="Leave the sandbox ru
 
             origin = Sandbox.load(where / "sandbox").origin
             args = [a.replace("{origin}", origin) for a in args]
+        args = [a.replace("{demo}", str(where)) for a in args]
         typer.secho(f"$ edgectl {shlex.join(args)}", fg="cyan", bold=True)
         code = subprocess.run([sys.executable, "-m", "edgectl", *args], env=env).returncode
         if code != expected:
