@@ -10,7 +10,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "cache": ("edgectl.cli.cache", "Cache warming through every node and variant; policies, entries, stats, invalidation."),
     "providers": ("edgectl.cli.providers", "Configured providers and what each can do (purge, routing, analytics): list, show, test."),
     "routing": ("edgectl.cli.routing", "Geographic routing rules: where each location goes and why, what-if failures, and their plan and apply at Route 53 and Cloudflare."),
-    "analytics": ("edgectl.cli.analytics", "The metrics history: ingest samples; latency percentiles, cache hit ratios, resource use, the worst offenders, a performance screen; charts and an HTML report."),
+    "analytics": ("edgectl.cli.analytics", "The metrics history: ingest and pull; latency, hit ratio, resource use, the worst offenders, alerts, recommendations; a performance screen, charts, an HTML report, export to Prometheus."),
     "config": ("edgectl.cli.config_cmd", "Configuration: init, show, get, set, validate, path."),
     "state": ("edgectl.cli.state_cmd", "The SQLite state file: path, status, backup, check."),
     "plugins": ("edgectl.cli.plugins", "Installed plugins: provider kinds registered through entry points."),

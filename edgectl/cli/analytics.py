@@ -144,8 +144,11 @@ def analytics_latency(
 
 @app.command("recommend")
 def analytics_recommend(since: SinceWindow = "7d") -> None:
-    """What the history suggests changing, each with its evidence: nodes to add, weight to shift,
-    paths to cache, nodes to decommission, providers whose errors spiked."""
+    """What the history suggests changing, each with its evidence in numbers.
+
+    Nodes to add where clients are slow and far, weight to shift off busy nodes, path prefixes to
+    cache or warm, nodes that serve almost nothing, providers whose 5xx rate spiked.
+    """
     from edgectl.analytics.recommend import Targets, recommend
 
     ctx = current()
