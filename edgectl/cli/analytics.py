@@ -1,4 +1,5 @@
-"""`edgectl analytics`: the metrics history: ingest samples, percentiles and charts over any window, a report."""
+"""`edgectl analytics`: the metrics history: ingest samples, pull providers' analytics, percentiles and charts
+over any window, a report."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import typer
 from edgectl.cli import group_help
 from edgectl.cli.alerts import app as alerts_app
 from edgectl.cli.context import current
-from edgectl.cli.options import SinceWindow, since_window
+from edgectl.cli.options import SinceWindow, Timeout, overall_timeout, since_window
 from edgectl.errors import UsageError
 from edgectl.output import Column, View
 
@@ -557,3 +558,44 @@ def _report_lines(record: dict) -> list[str]:
     charts = record["charts"]
     return [f"report written: {len(charts['latency_p95'])} region(s) of latency, "
             f"{len(charts['hit_ratio'])} hit-ratio line(s), {len(record['nodes'])} node(s)"]
+
+
+PULL_COLUMNS = [Column("provider"), Column("kind"), Column("status", kind="status"), Column("start"), Column("end"),
+                Column("received", justify="right"), Column("stored", justify="right"),
+                Column("present", justify="right"), Column("requests", justify="right"), Column("error")]
+
+
+def _pull_notes(record: dict) -> list[str]:
+    lines = [f"{row['provider']}: {note}" for row in record["providers"] for note in row["notes"]]
+    return lines + [f"pulled {record['stored']:,} sample(s); {record['present']:,} already in the history"]
+
+
+@app.command("pull")
+def analytics_pull(
+    provider: Annotated[Optional[list[str]], typer.Option("--provider", "-p", metavar="NAME", help="Pull this provider; repeatable.")] = None,
+    all_providers: Annotated[bool, typer.Option("--all", help="Pull every provider with the analytics capability.")] = False,
+    since: SinceWindow = "24h",
+    timeout: Timeout = "10m",
+) -> None:
+    """Pull the providers' analytics (requests, hits, bytes, errors, edge latency) into the history.
+
+    Idempotent: each figure is stored once, so pulling a window again (or two pulls at once) adds
+    only what was not there. Figures newer than a provider's settle time are left for the next pull.
+    Exit 0 when every provider was pulled, 1 when one failed (the others are still pulled).
+    """
+    from edgectl.analytics.pull import pull
+    from edgectl.errors import OperationFailed
+    from edgectl.parse import parse_duration
+
+    ctx = current()
+    if bool(provider) == all_providers:
+        raise UsageError("name the providers to pull with --provider NAME, or pull them all with --all")
+    seconds = parse_duration(since, what="--since")
+    report = pull(ctx.state, ctx.config, provider or None, seconds, timeout_s=overall_timeout(timeout))
+    record = report.to_record()
+    ctx.out.show(record, View(PULL_COLUMNS, rows=lambda r: r["providers"], notes=_pull_notes))
+    if not report.ok:
+        failed = report.failed
+        raise OperationFailed(f"{len(failed)} of {len(report.providers)} provider(s) failed: "
+                              + "; ".join(f"{p.provider}: {p.error}" for p in failed),
+                              hint="the others were pulled; pulling again adds only what is missing")

@@ -16,16 +16,23 @@ The provider splits the window as its API requires (Cloudflare's `maxDuration`, 
 points per call) and says how far back it can see (`oldest_ms`) and how long its figures take to
 settle (`settle_ms`); the domain never asks for more. Pulls are idempotent because the domain
 keeps one value per series and interval: pulling a window twice changes nothing.
+
+Every API request of a pull (and of `oldest_ms`, when it has to ask) goes through `self.send(what,
+call)`: the domain counts it and retries a RetryableError the way the purge executor does (after
+Retry-After, else with backoff, throttling bounded only by --timeout), so a provider never retries
+by itself. `self.note(text)` tells the people reading the pull something that is not a failure (a
+figure the plan does not offer, a node that could not be read this time).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping, TypeVar
 
 from edgectl.providers.base import Provider
 
 POINT_KINDS = ("value", "gauge", "counter")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,8 @@ class Point:
     at_ms: int  # the start of the interval, milliseconds since the epoch, UTC
     value: float
     kind: str = "value"  # value | gauge | counter
-    step_ms: int = 60_000  # the interval's length
+    # the interval's length; a counter's at_ms is the moment it was read and step_ms is not used
+    step_ms: int = 60_000
     unit: str | None = None  # the catalogue's unit when None
     node: str = ""
     country: str = ""  # ISO 3166-1 alpha-2, upper case
@@ -48,6 +56,19 @@ class PullWindow:
     end_ms: int  # exclusive, a whole minute
 
 
+def _send_once(what: str, call: Callable[[], Any], retry: bool = True) -> Any:
+    return call()
+
+
+@dataclass
+class PullLog:
+    """What the domain hands a provider before a pull: how its requests are sent, and where notes go."""
+
+    # send(what, call, retry=True) -> call()'s answer; retry=False sends once (a running total read again next time)
+    send: Callable[..., Any] = _send_once
+    notes: list[str] = field(default_factory=list)
+
+
 class AnalyticsProvider(Provider):
     """A kind whose analytics edgectl pulls into its history."""
 
@@ -55,6 +76,21 @@ class AnalyticsProvider(Provider):
     settle_ms: ClassVar[int] = 5 * 60_000
     # the finest interval the kind reports, in milliseconds
     step_ms: ClassVar[int] = 60_000
+
+    _pull_log: PullLog | None = None
+
+    def pulling(self, log: PullLog) -> None:
+        """The domain's sender and notes for the requests that follow (set before oldest_ms and pull)."""
+        self._pull_log = log
+
+    def send(self, what: str, call: Callable[[], T], *, retry: bool = True) -> T:
+        """One API request, through the domain's sender (counted, retried); sent once when there is none."""
+        log = self._pull_log
+        return log.send(what, call, retry) if log is not None else call()
+
+    def note(self, text: str) -> None:
+        if self._pull_log is not None and text not in self._pull_log.notes:
+            self._pull_log.notes.append(text)
 
     def oldest_ms(self, now_ms: int) -> int | None:
         """The earliest moment the provider can still report, or None when it does not say."""

@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from edgectl.errors import UsageError
+from edgectl.providers.retry import retrying
 from edgectl.routing import journal
 from edgectl.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 6
-BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 30.0
 POLL_FIRST = 0.5
 POLL_MAX = 15.0
 
@@ -46,35 +44,6 @@ class ApplyReport:
     def to_record(self) -> dict[str, Any]:
         return {"apply": self.apply_id, "status": self.status, "steps": self.steps, "waited": self.waited,
                 "failed_providers": self.failed_providers}
-
-
-def backoff(attempt: int) -> float:
-    return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(attempt - 1, 16))
-
-
-def retrying(call: Callable[[], Any], *, deadline: float, what: str, on_retry: Callable[[str], None] | None = None):
-    """`call()`, sent again on a retryable error (after its Retry-After, else with backoff) until the deadline.
-
-    Throttling does not use up attempts, only time: the provider said when to come back.
-    """
-    from edgectl.providers.base import RateLimited, RetryableError
-
-    attempt = throttled = 0
-    while True:
-        try:
-            return call()
-        except RetryableError as exc:
-            if isinstance(exc, RateLimited):
-                throttled += 1
-            else:
-                attempt += 1
-            delay = exc.retry_after if exc.retry_after is not None else backoff(max(attempt, throttled))
-            if attempt >= MAX_ATTEMPTS or time.monotonic() + delay > deadline:
-                raise
-            log.info("%s: %s; again in %.1fs", what, exc.message, delay)
-            if on_retry:
-                on_retry(exc.message)
-            time.sleep(delay)
 
 
 def run(state, apply, providers: dict, options: ApplyOptions, progress: Callable[[str], None] | None = None

@@ -208,7 +208,7 @@ def plan_provider(state, config, provider, *, timeout: float = 120.0) -> Provide
     import time
 
     from edgectl.providers.steering import SteeringRefused
-    from edgectl.routing.apply import retrying
+    from edgectl.providers.retry import retrying
     from edgectl.routing.steering import build_steering
 
     steering = build_steering(state, config, provider.geo_units)

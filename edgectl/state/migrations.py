@@ -566,3 +566,31 @@ def m012_create_alerts(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX idx_alert_events_at ON alert_events(at)")
+
+
+@migration
+def m013_create_pull_tables(db: Database) -> None:
+    # The last reading of each running total a pull reads (the `http` kind's /.edge/stats), so the
+    # next pull stores the increase since: `at` is when it was read (ms since the epoch, UTC).
+    db.execute(
+        """
+        CREATE TABLE metric_counters (
+            series_id INTEGER PRIMARY KEY REFERENCES metric_series(id),
+            at INTEGER NOT NULL,
+            value REAL NOT NULL
+        )
+        """
+    )
+    # Points a pull stored that cover more than a minute (Cloudflare's hours), [start, stop) in ms:
+    # a finer point inside one is already counted there. Minute points need no row: the minute
+    # rollups say which minutes hold a value.
+    db.execute(
+        """
+        CREATE TABLE metric_spans (
+            series_id INTEGER NOT NULL REFERENCES metric_series(id),
+            start INTEGER NOT NULL,
+            stop INTEGER NOT NULL,
+            PRIMARY KEY (series_id, start)
+        ) WITHOUT ROWID
+        """
+    )
