@@ -1,4 +1,4 @@
-"""`analytics pull`'s domain, provider-agnostic: a plugin kind that answers from a JSON file, stored once per interval."""
+"""`analytics pull`, provider-agnostic: a plugin kind answering from a JSON file, each figure stored once."""
 
 from __future__ import annotations
 

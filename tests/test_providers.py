@@ -51,7 +51,8 @@ def test_providers_list_shows_every_provider_with_its_capabilities(cli, config):
                           "hosts": ["www.example.com"], "steers": None, "owner": "default", "geo_units": ["country", "default"],
                           "unsafe": {"update_share": 0.3, "delete_share": 0.3, "min_existing": 10},
                           "analytics": {"step_s": 60, "settle_s": 300}}
-    assert rows["cf"]["capabilities"] == ["purge"]
+    assert rows["cf"]["capabilities"] == ["purge", "analytics"]
+    assert rows["cf"]["analytics"] == {"step_s": 60, "settle_s": 300}
     assert rows["cf"]["purge_kinds"] == ["url", "prefix", "tag", "host", "everything"]
     assert rows["cf"]["limits"]["batch_size"]["url"] == 30
     table = cli("--config", config, "providers", "list").stdout

@@ -172,7 +172,7 @@ def window_for(provider, since_ms: int, now_ms: int):
     if oldest is not None:
         start = max(start, _ceil(oldest, MINUTE))
     end = _floor(now_ms - provider.settle_ms, MINUTE)
-    return PullWindow(start, end) if start < end else None
+    return PullWindow(start, end, now_ms) if start < end else None
 
 
 def pull_provider(state, provider, since_ms: int, now_ms: int, deadline: float) -> ProviderPull:
@@ -235,6 +235,8 @@ class _Storing:
         self.outside = self.first_readings = 0
         self.restarted: set[str] = set()
         self.problems: dict[str, int] = {}
+        self.keys: dict[tuple, object] = {}  # what a point is about -> its SeriesKey
+        self.index = None  # series ids, made in the first batch's transaction
 
     def run(self, points: Iterable) -> None:
         """Store the points a batch at a time; when the provider fails part way, what it answered is kept."""
@@ -265,6 +267,7 @@ class _Storing:
             self.notes.append(f"{count} point(s) left out: {problem}")
 
     def _series(self, point):
+        """The series a point belongs to, or why it cannot be stored; keys are built once per pull."""
         from edgectl.analytics.metrics import CATALOGUE, key
         from edgectl.providers.analytics import POINT_KINDS
 
@@ -274,34 +277,39 @@ class _Storing:
             return None, f"kind {point.kind!r} is not one of {', '.join(POINT_KINDS)}"
         if not isinstance(point.value, (int, float)) or isinstance(point.value, bool) or not math.isfinite(point.value):
             return None, "a value that is not a finite number"
-        labels = {**{str(k): str(v) for k, v in point.labels.items()}, "source": "pull"}
-        return key(point.metric, node=point.node, provider=self.provider_name, country=point.country,
-                   region=point.region, labels=labels, kind="gauge" if point.kind == "gauge" else "histogram",
-                   unit=point.unit), None
+        kind = "gauge" if point.kind == "gauge" else "histogram"
+        labels = tuple(sorted((str(k), str(v)) for k, v in point.labels.items() if k != "source"))
+        wanted = (point.metric, kind, point.unit, point.node, point.country, point.region, labels)
+        series = self.keys.get(wanted)
+        if series is None:
+            series = self.keys[wanted] = key(
+                point.metric, node=point.node, provider=self.provider_name, country=point.country,
+                region=point.region, labels={**dict(labels), "source": "pull"}, kind=kind, unit=point.unit)
+        return series, None
 
     def _store(self, batch: list) -> None:
         from edgectl.analytics.samples import Sample
         from edgectl.analytics.store import SeriesIndex, ingest
 
         with self.state.db.atomic():
-            index = SeriesIndex(self.state)
-            stored = _Stored(self.state.db.conn)
-            fresh: list = []
-            counters = []
+            if self.index is None:
+                self.index = SeriesIndex(self.state)
+            values, counters = [], []
             for point in batch:
                 self.result.received += 1
                 series, problem = self._series(point)
                 if problem:
                     self.problems[problem] = self.problems.get(problem, 0) + 1
-                    continue
-                if point.kind == "counter":
-                    counters.append((index.id_of(series), series, point))
-                    continue
-                if point.at_ms < self.window.start_ms or point.at_ms + point.step_ms > self.window.end_ms \
+                elif point.kind == "counter":
+                    counters.append((self.index.id_of(series), series, point))
+                elif point.at_ms < self.window.start_ms or point.at_ms + point.step_ms > self.window.end_ms \
                         or point.step_ms < MINUTE:
                     self.outside += 1
-                    continue
-                series_id = index.id_of(series)
+                else:
+                    values.append((self.index.id_of(series), series, point))
+            stored = _Stored(self.state.db.conn, [(i, p.at_ms, p.step_ms) for i, _, p in values])
+            fresh: list = []
+            for series_id, series, point in values:
                 if stored.has(series_id, point.at_ms, point.step_ms):
                     self.result.present += 1
                     continue
@@ -336,54 +344,62 @@ class _Storing:
                 if increase > 0:
                     out.append(Sample(series, point.at_ms, float(increase)))
             conn.execute("INSERT INTO metric_counters (series_id, at, value) VALUES (?, ?, ?) ON CONFLICT (series_id)"
-                         " DO UPDATE SET at = excluded.at, value = excluded.value", [series_id, point.at_ms, point.value])
+                         " DO UPDATE SET at = excluded.at, value = excluded.value",
+                         [series_id, point.at_ms, point.value])
         return out
 
 
 class _Stored:
-    """Whether a series already holds a value in an interval: the rollups and spans, and this batch's points."""
+    """Whether a series already holds a value in an interval: what the rollups and spans held when the batch
+    began (read once for the batch's series and hours), and what the batch itself adds."""
 
-    def __init__(self, conn):
+    def __init__(self, conn, wanted: list[tuple[int, int, int]]):
         self.conn = conn
-        self.minutes: set[tuple[int, int]] = set()  # (series, minute) and (series, hour) of this batch's points
-        self.hours: set[tuple[int, int]] = set()
-        self.spans: list[tuple[int, int, int]] = []  # (series, start, stop) of this batch's longer points
+        ids = {series_id for series_id, _, _ in wanted}
+        hours = sorted({hour for _, at, step in wanted for hour in range(_floor(at, HOUR), at + step, HOUR)})
+        self.minutes: set[tuple[int, int]] = set()  # (series, minute start) holding a value in the history
+        self.hours: set[tuple[int, int]] = set()  # (series, hour start) likewise
+        self.spans: list[tuple[int, int, int]] = []  # (series, start, stop) of points longer than a minute
+        for hour in hours:
+            self.minutes.update((series_id, start) for start, series_id in conn.execute(
+                "SELECT start, series_id FROM metric_rollups WHERE resolution = ? AND start >= ? AND start < ?",
+                [MINUTE, hour, hour + HOUR]) if series_id in ids)
+            self.hours.update((series_id, hour) for series_id, in conn.execute(
+                "SELECT series_id FROM metric_rollups WHERE resolution = ? AND start = ?", [HOUR, hour])
+                if series_id in ids)
+        if hours:
+            self.spans = [row for row in conn.execute(
+                "SELECT series_id, start, stop FROM metric_spans WHERE start < ? AND stop > ?",
+                [hours[-1] + HOUR, hours[0]]) if row[0] in ids]
         # minute rollups older than this were pruned, or never were: there the hour says whether it holds a value
         self.oldest_minute = conn.execute("SELECT min(start) FROM metric_rollups WHERE resolution = ?",
                                           [MINUTE]).fetchone()[0]
-
-    def _row(self, resolution: int, start: int, series_id: int) -> bool:
-        return self.conn.execute("SELECT 1 FROM metric_rollups WHERE resolution = ? AND start = ? AND series_id = ?",
-                                 [resolution, start, series_id]).fetchone() is not None
-
-    def _spanned(self, series_id: int, start: int, stop: int) -> bool:
-        if any(s == series_id and a < stop and b > start for s, a, b in self.spans):
-            return True
-        return self.conn.execute("SELECT 1 FROM metric_spans WHERE series_id = ? AND start < ? AND stop > ? LIMIT 1",
-                                 [series_id, stop, start]).fetchone() is not None
+        self.batch_minutes: set[tuple[int, int]] = set()  # what this batch stores
+        self.batch_hours: set[tuple[int, int]] = set()
 
     def has(self, series_id: int, at: int, step: int) -> bool:
         stop = at + step
-        if self._spanned(series_id, at, stop):
+        if any(s == series_id and a < stop and b > at for s, a, b in self.spans):
             return True
         if at % HOUR == 0 and step % HOUR == 0:  # whole hours: anything stored in them
-            return any((series_id, hour) in self.hours or self._row(HOUR, hour, series_id)
+            return any((series_id, hour) in self.hours or (series_id, hour) in self.batch_hours
                        for hour in range(at, stop, HOUR))
         minutes = range(_floor(at, MINUTE), stop, MINUTE)
-        if any((series_id, minute) in self.minutes for minute in minutes):
+        if any((series_id, minute) in self.batch_minutes for minute in minutes):
             return True
         if self.oldest_minute is not None and minutes[0] < self.oldest_minute:
             # no minute rollups this far back: anything stored in the hour counts, so nothing is stored twice
-            return any(self._row(HOUR, hour, series_id) for hour in range(_floor(at, HOUR), stop, HOUR))
-        return any(self._row(MINUTE, minute, series_id) for minute in minutes)
+            return any((series_id, hour) in self.hours for hour in range(_floor(at, HOUR), stop, HOUR))
+        return any((series_id, minute) in self.minutes for minute in minutes)
 
     def add(self, series_id: int, at: int, step: int) -> None:
-        self.minutes.update((series_id, minute) for minute in range(_floor(at, MINUTE), at + step, MINUTE))
-        self.hours.update((series_id, hour) for hour in range(_floor(at, HOUR), at + step, HOUR))
+        stop = at + step
+        self.batch_minutes.update((series_id, minute) for minute in range(_floor(at, MINUTE), stop, MINUTE))
+        self.batch_hours.update((series_id, hour) for hour in range(_floor(at, HOUR), stop, HOUR))
         if step > MINUTE:
-            self.spans.append((series_id, at, at + step))
+            self.spans.append((series_id, at, stop))
             self.conn.execute("INSERT OR IGNORE INTO metric_spans (series_id, start, stop) VALUES (?, ?, ?)",
-                              [series_id, at, at + step])
+                              [series_id, at, stop])
 
 
 def _floor(ms: int, step: int) -> int:

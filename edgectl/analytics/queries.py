@@ -131,3 +131,45 @@ def timeseries(state, metric: str, *, by: str | None, start_ms: int, end_ms: int
             if histogram.count:
                 out[groups[series_id]][n][1].merge(histogram)
     return out
+
+
+def provider_percentiles(state, request: PercentileRequest) -> list[dict[str, Any]]:
+    """Percentiles a provider computed itself (gauges with a `stat` label, such as Cloudflare's edge time
+    to first byte), one record per group with `source: provider`.
+
+    They cannot be merged into a histogram, so each is the mean of the provider's per-interval figures
+    over the window: a summary of what the provider said, not a percentile of the window. Only the
+    unsliced figures count (labels `source` and `stat` alone), and by provider only the provider-wide
+    ones, so a figure for one country or one cache status is never averaged into the whole.
+    """
+    from edgectl.analytics.store import window_histograms
+
+    wanted = {field_name(p) for p in request.percentiles}
+    chosen: dict[int, tuple[str, str, str]] = {}
+    for series_id, series in select_series(state, request.metric, kind="gauge").items():
+        labels = series["labels"]
+        if set(labels) - {"source", "stat"} or labels.get("stat") not in wanted or not series[request.by]:
+            continue
+        if request.by == "provider" and (series["node"] or series["country"] or series["region"]):
+            continue
+        chosen[series_id] = (series[request.by], labels["stat"], series["unit"])
+    figures: dict[str, dict[str, list[float]]] = {}
+    units: dict[str, str] = {}
+    for series_id, histogram in window_histograms(state, chosen, request.start_ms, request.end_ms).items():
+        if not histogram.count:
+            continue
+        group, stat, unit = chosen[series_id]
+        total = figures.setdefault(group, {}).setdefault(stat, [0, 0.0])
+        total[0] += histogram.count
+        total[1] += histogram.sum
+        units[group] = unit
+    rows = []
+    for group, stats in figures.items():
+        row: dict[str, Any] = {request.by: group, "samples": max(count for count, _ in stats.values()),
+                               "unit": units[group], "mean": None, "min": None, "max": None, "source": "provider"}
+        for percentile in request.percentiles:
+            count, total = stats.get(field_name(percentile), (0, 0.0))
+            row[field_name(percentile)] = total / count if count else None
+        rows.append(row)
+    top = field_name(request.percentiles[-1])
+    return sorted(rows, key=lambda r: -(r[top] or 0))

@@ -1,5 +1,4 @@
-"""`edgectl analytics`: the metrics history: ingest samples, pull providers' analytics, percentiles and charts
-over any window, a report."""
+"""`edgectl analytics`: the metrics history: ingest and pull, percentiles and charts over any window, a report."""
 
 from __future__ import annotations
 
@@ -114,16 +113,22 @@ def analytics_latency(
     chart: Annotated[bool, typer.Option("--chart", help="Draw p95 over time per group under the table (the highest "
                                                         "percentile asked for when p95 is not).")] = False,
 ) -> None:
-    """Latency percentiles per node, region, country or provider, from the rollups (within about 0.5%)."""
-    from edgectl.analytics.queries import PercentileRequest, field_name, parse_percentiles, percentiles_by
+    """Latency percentiles per node, region, country or provider, from the rollups (within about 0.5%).
+
+    Percentiles a provider computed itself (pulled) come as their own rows, `source: provider`: the
+    mean of its per-minute figures over the window, as they cannot be merged.
+    """
+    from edgectl.analytics.queries import (PercentileRequest, field_name, parse_percentiles, percentiles_by,
+                                           provider_percentiles)
 
     ctx = current()
     wanted = parse_percentiles(percentiles)
     start, end = since_window(since)
-    rows = percentiles_by(ctx.state, PercentileRequest("latency", by, start, end, wanted))
+    request = PercentileRequest("latency", by, start, end, wanted)
+    rows = percentiles_by(ctx.state, request) + provider_percentiles(ctx.state, request)
     columns = [Column(by), Column("samples", justify="right")] + [
         Column(field_name(p), field_name(p).upper(), kind="ms", justify="right") for p in wanted] + [
-        Column("mean", kind="ms", justify="right"), Column("max", kind="ms", justify="right")]
+        Column("mean", kind="ms", justify="right"), Column("max", kind="ms", justify="right"), Column("source")]
     view = View(columns, empty=f"no latency samples in the last {since}")
     if chart:
         charted = 95.0 if 95.0 in wanted else max(wanted)

@@ -54,6 +54,7 @@ class Point:
 class PullWindow:
     start_ms: int  # inclusive, a whole minute
     end_ms: int  # exclusive, a whole minute
+    now_ms: int | None = None  # the clock the window was cut by, for judging how far back each dataset reaches
 
 
 def _send_once(what: str, call: Callable[[], Any], retry: bool = True) -> Any:

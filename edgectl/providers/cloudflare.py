@@ -1,4 +1,4 @@
-"""Cloudflare: purge one zone's cache through the v4 API with the official SDK, one call per batch.
+"""Cloudflare: purge one zone's cache through the v4 API with the official SDK, one call per batch; pull its analytics.
 
 Every batch is one `POST /zones/{zone_id}/purge_cache` carrying exactly one of `files`, `tags`,
 `hosts`, `prefixes` or `purge_everything`. Purges are instant, so an accepted purge is a completed
@@ -7,6 +7,9 @@ one. The zone is named by `zone_id`, or by `zone` (its name), looked up once wit
 Limits, from https://developers.cloudflare.com/cache/how-to/purge-cache/ (per account): single-file
 purges are paced by URLs per second; tag, host, prefix and purge-everything requests share a token
 bucket of requests.
+
+The zone's analytics come from the GraphQL Analytics API (providers/cloudflare_analytics.py) with
+the same token, which then also needs the zone's Analytics Read permission.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from urllib.parse import urlsplit
 from edgectl.providers import cloudflare_sdk
 from edgectl.providers.base import (AuthError, Batch, Bucket, InvalidTarget, Limits, ProviderError, PurgeProvider,
                                     PurgeAccepted, PATH_SAFE, percent_encode)
+from edgectl.providers.cloudflare_analytics import ZoneAnalytics
 from edgectl.providers.cloudflare_sdk import normalise_hostname
 
 PLANS = ("free", "pro", "business", "enterprise")
@@ -50,9 +54,9 @@ def _is_whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class CloudflareProvider(PurgeProvider):
+class CloudflareProvider(PurgeProvider, ZoneAnalytics):
     kind = "cloudflare"
-    capabilities = frozenset({"purge"})
+    capabilities = frozenset({"purge", "analytics"})
     purge_kinds = frozenset({"url", "prefix", "tag", "host", "everything"})
     async_completion = False
     purge_headers = True

@@ -174,7 +174,8 @@ class CloudflareApi:
 
 
 def _describe(error: dict) -> str:
-    text = f"{error.get('code', '?')} {error.get('message', '')}".strip()
+    # GraphQL errors carry a message and no code
+    text = f"{error.get('code', '?' if 'message' not in error else '')} {error.get('message', '')}".strip()
     chain = [c for c in error.get("error_chain") or [] if isinstance(c, dict)]
     if chain:
         text += " (" + "; ".join(f"{c.get('code', '?')} {c.get('message', '')}".strip() for c in chain) + ")"
