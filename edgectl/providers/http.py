@@ -7,24 +7,37 @@ that already had it once more, which is harmless.
 
 The nodes come from the inventory, chosen by the `nodes` setting (`label:k=v` or a list of names);
 the caller resolves them and hands them over in the context.
+
+Analytics: each node's `GET /.edge/stats` answers running totals since it started, as the sandbox's
+nodes do: `requests`, `hits`, `bytes_served`, `responses_4xx`, `responses_5xx` (a total it does not
+keep is left out; `requests` may be `hits` + `misses`). They are pulled as counters per node, which
+the analytics domain turns into the increase since the reading before. A node that cannot be read
+is noted and read again next time (its totals keep counting meanwhile); a node that refuses the
+token fails the pull.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+import time
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
+from edgectl.providers.analytics import AnalyticsProvider, Point
 from edgectl.providers.base import (PATH_SAFE, AuthError, Batch, Bucket, InvalidTarget, Limits, ProviderError,
                                     PurgeAccepted, PurgeProvider, RateLimited, RetryableError, parse_retry_after,
                                     percent_encode)
 
 _BODY_KEYS = {"url": "urls", "prefix": "prefixes", "tag": "tags"}
+# /.edge/stats' running totals and the catalogue's metric each counts
+STATS_COUNTERS = (("requests", "requests"), ("hits", "cache.hits"), ("bytes_served", "bytes"),
+                  ("responses_4xx", "errors.4xx"), ("responses_5xx", "errors.5xx"))
 
 
-class HttpProvider(PurgeProvider):
+class HttpProvider(PurgeProvider, AnalyticsProvider):
     kind = "http"
-    capabilities = frozenset({"purge"})
+    capabilities = frozenset({"purge", "analytics"})
+    settle_ms = 0  # a running total read now is final
     purge_kinds = frozenset({"url", "prefix", "tag", "everything"})
     required_settings = ("nodes",)
     optional_settings = ("token", "batch_size", "rate")
@@ -172,6 +185,42 @@ class HttpProvider(PurgeProvider):
                 raise ProviderError(f"node {node.name}: HTTP {response.status_code} from /.edge/purge")
         return f"{len(self._nodes())} node(s) reachable; token accepted"
 
+    # -- analytics -------------------------------------------------------------
+    def pull(self, window) -> Iterator[Point]:
+        """Each node's running totals, read now, as counters."""
+        nodes = self._nodes()
+        refused: list[ProviderError] = []
+        unread: list[ProviderError] = []
+        for node in nodes:
+            url = node.url.rstrip("/") + "/.edge/stats"
+            try:
+                # not sent again: a total missed now is in the next reading
+                doc = self.send(f"node {node.name}: stats", lambda: self._send(node, "GET", url, None), retry=False)
+            except AuthError as exc:
+                refused.append(exc)
+                continue
+            except ProviderError as exc:
+                unread.append(exc)
+                self.note(f"{exc.message}: not read; its traffic counts from the next reading")
+                continue
+            read_at = int(time.time() * 1000)
+            totals = dict(doc)
+            if "requests" not in totals and _whole(totals.get("hits")) and _whole(totals.get("misses")):
+                totals["requests"] = totals["hits"] + totals["misses"]
+            found = [(metric, float(totals[key])) for key, metric in STATS_COUNTERS if _whole(totals.get(key))]
+            if not found:
+                self.note(f"node {node.name}: /.edge/stats holds none of {', '.join(k for k, _ in STATS_COUNTERS)}")
+            for metric, reading in found:
+                yield Point(metric, read_at, reading, kind="counter", node=node.name)
+        if refused:
+            raise AuthError("; ".join(e.message for e in refused[:3]))
+        if unread and len(unread) == len(nodes):
+            raise unread[0]
+
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0

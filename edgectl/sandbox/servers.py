@@ -104,13 +104,29 @@ class EdgeNode:
     misses: int = 0
     purges: int = 0
     bytes_served: int = 0
+    requests: int = 0  # visitors' requests answered, whatever the answer (not /health, /.edge/ or PURGE)
+    responses_4xx: int = 0
+    responses_5xx: int = 0
     started: float = field(default_factory=time.monotonic)
+    started_at: float = field(default_factory=time.time)
     _cpu_mark: tuple[float, float] = (0.0, 0.0)
 
     def stats(self) -> dict:
+        """What the node holds now (entries, bytes cached) and running totals since it started, which an
+        `analytics pull` of the `http` kind turns into increases."""
         return {"node": self.name, "hits": self.hits, "misses": self.misses, "entries": len(self.cache),
                 "bytes": sum(len(e.body) for e in self.cache.values()), "purges": self.purges,
+                "requests": self.requests, "responses_4xx": self.responses_4xx, "responses_5xx": self.responses_5xx,
+                "bytes_served": self.bytes_served, "started_at": round(self.started_at, 3),
                 "faults": self.faults.to_dict()}
+
+    def count(self, status: int, size: int) -> None:
+        self.requests += 1
+        self.bytes_served += size
+        if 400 <= status < 500:
+            self.responses_4xx += 1
+        elif status >= 500:
+            self.responses_5xx += 1
 
     def health(self) -> dict:
         now, cpu = time.monotonic(), time.process_time()
@@ -197,7 +213,6 @@ def edge_app(node: EdgeNode) -> web.Application:
         response = web.Response(status=entry.status, body=b"" if head else entry.body)
         for key, value in headers:
             response.headers.add(key, value)
-        node.bytes_served += len(entry.body)
         return response
 
     async def fetch(request: web.Request, conditional: str | None = None):
@@ -251,7 +266,6 @@ def edge_app(node: EdgeNode) -> web.Application:
             for k, v in headers:
                 response.headers.add(k, v)
             response.headers.update({"X-Cache": x_cache, "Cache-Status": status_header(detail), "X-Served-By": cache_name})
-            node.bytes_served += len(body)
             return response
         tags = set(raw.get("Surrogate-Key", "").split()) | {t.strip() for t in raw.get("Cache-Tag", "").split(",") if t.strip()}
         new = Entry(status, headers, body, now, ttl, raw.get("ETag"), tags)
@@ -305,7 +319,14 @@ def edge_app(node: EdgeNode) -> web.Application:
         if "client" in session:
             await session["client"].close()
 
-    app = web.Application()
+    @web.middleware
+    async def count_traffic(request: web.Request, handler):
+        response = await handler(request)
+        if request.method != "PURGE" and request.path != "/health" and not request.path.startswith("/.edge/"):
+            node.count(response.status, len(response.body) if isinstance(response.body, bytes) else 0)
+        return response
+
+    app = web.Application(middlewares=[count_traffic])
     app.router.add_get("/health", health)
     app.router.add_get("/.edge/stats", stats)
     app.router.add_post("/.edge/purge", bulk_purge)
