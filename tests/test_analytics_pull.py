@@ -380,6 +380,8 @@ def test_the_command_shows_each_provider_as_a_row_and_exits_1_when_one_failed(cl
     assert "good" in table.stdout and "ledger" in table.stdout
     assert "good: quantiles are not on this plan" in table.stderr
     assert "pulled 0 sample(s); 5 already in the history" in table.stderr
+    quiet = cli("--config", config, "analytics", "pull", "-p", "good", "--since", "1h", "-q")
+    assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (0, "", "")  # from cron: nothing unless it fails
 
 
 @pytest.mark.parametrize("args, message", [

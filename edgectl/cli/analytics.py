@@ -598,7 +598,7 @@ def analytics_pull(
     seconds = parse_duration(since, what="--since")
     report = pull(ctx.state, ctx.config, provider or None, seconds, timeout_s=overall_timeout(timeout))
     record = report.to_record()
-    ctx.out.show(record, View(PULL_COLUMNS, rows=lambda r: r["providers"], notes=_pull_notes))
+    ctx.out.show(record, View(PULL_COLUMNS, rows=lambda r: r["providers"], notes=_pull_notes, quiet=True))
     if not report.ok:
         failed = report.failed
         raise OperationFailed(f"{len(failed)} of {len(report.providers)} provider(s) failed: "
