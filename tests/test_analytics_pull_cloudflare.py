@@ -287,7 +287,7 @@ def live(isolated, token):
         yield server
 
 
-def test_the_command_pulls_and_the_questions_read_what_it_pulled(cli, isolated, live, state_path):
+def test_the_command_pulls_and_the_questions_read_what_it_pulled(cli, isolated, live):
     config = str(isolated / "edgectl.toml")
     run = cli("--config", config, "analytics", "pull", "-p", "cf", "--since", "1h", "-o", "json")
     assert run.exit_code == 0, run.stderr
@@ -304,21 +304,12 @@ def test_the_command_pulls_and_the_questions_read_what_it_pulled(cli, isolated, 
         assert cf[stat] == pytest.approx(sum(weighted_quantile(b, q) for b in per_minute) / len(per_minute))
     assert (cf["source"], cf["samples"]) == ("provider", len(per_minute))
 
-    from edgectl.analytics.queries import timeseries
-
-    state = open_state(state_path)
-    try:
-        def pulled_sum(metric):
-            [(_, steps)] = timeseries(state, metric, by="provider", start_ms=start, end_ms=end,
-                                      step_ms=end - start).items()
-            return sum(h.sum for _, h in steps)
-
-        hits, requests = pulled_sum("cache.hits"), pulled_sum("requests")
-    finally:
-        state.close()
+    cache = cli("--config", config, "analytics", "cache", "--by", "provider", "--since", "2h", "-o", "json")
+    assert cache.exit_code == 0, cache.stderr
+    [group] = [g for g in cache.json()["groups"] if g["provider"] == "cf"]
     want = expected(blocks)
-    assert hits / requests == pytest.approx(want["cache.hits"] / want["requests"])
-    assert requests == want["requests"]
+    assert (group["requests"], group["hits"], group["bytes"]) == (want["requests"], want["cache.hits"], want["bytes"])
+    assert group["hit_ratio"] == pytest.approx(want["cache.hits"] / want["requests"])
 
 
 def test_two_processes_pulling_the_zone_at_once_store_each_figure_once(isolated, live, state_path):
