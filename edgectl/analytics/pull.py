@@ -125,7 +125,7 @@ def select(config, names: list[str] | None):
 
 def _build(state, config, items, timeout_s: float) -> list:
     """Every provider built and its client prepared, so a missing credential stops the pull before anything."""
-    from edgectl.cdn.providers import node_lookup
+    from edgectl.nodes.inventory import node_lookup
     from edgectl.providers.config import build
 
     request_timeout = max(1.0, min(30.0, timeout_s / 4))  # a hung request leaves time to send it again

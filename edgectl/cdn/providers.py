@@ -2,37 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from edgectl.errors import ConfigError, UsageError
 from edgectl.providers import config as providers_config
-from edgectl.providers.config import DEFAULT_TIMEOUT, NodeLookup, ProviderEntry
+from edgectl.providers.config import DEFAULT_TIMEOUT, ProviderEntry
 
 PURGE = "purge"
-
-
-def node_lookup(state) -> NodeLookup:
-    """The inventory's nodes as the `nodes` setting names them (`label:k=v` or names), as endpoints."""
-
-    def lookup(selector: Any, config_key: str):
-        from edgectl.nodes.inventory import NodeFilter, list_nodes
-        from edgectl.parse import parse_label
-        from edgectl.providers.base import NodeEndpoint
-
-        if isinstance(selector, str) and selector.startswith("label:"):
-            key, value = parse_label(selector[len("label:"):])
-            flt = NodeFilter(labels={key: value})
-        else:
-            flt = NodeFilter(names=list(selector or []))
-        # a node taken out of service still holds cached objects, so it is purged too
-        nodes = list_nodes(state, flt)
-        missing = sorted(set(flt.names or []) - {node.name for node in nodes})
-        if missing:
-            raise ConfigError(f"{config_key}: unknown node(s): {', '.join(missing)}",
-                              hint="edgectl nodes list shows the registered nodes")
-        return [NodeEndpoint(node.name, node.endpoint) for node in nodes]
-
-    return lookup
 
 
 def configured(config) -> list[ProviderEntry]:
@@ -46,6 +20,8 @@ def entry(config, name: str) -> ProviderEntry:
 
 
 def build(config, state, item: ProviderEntry, *, timeout: float = DEFAULT_TIMEOUT):
+    from edgectl.nodes.inventory import node_lookup
+
     return providers_config.build(config, item, nodes=node_lookup(state), timeout=timeout)
 
 

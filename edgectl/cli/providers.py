@@ -68,7 +68,7 @@ def command_group(capability: str | None, help_text: str, command: str) -> typer
     @app.command("list", help=f"Every provider{having} in config: kind, capabilities, what it purges and its "
                               "limits. Contacts nothing.")
     def providers_list() -> None:
-        from edgectl.cdn.providers import node_lookup
+        from edgectl.nodes.inventory import node_lookup
         from edgectl.providers.config import configured, overview
 
         ctx = current()
@@ -79,7 +79,7 @@ def command_group(capability: str | None, help_text: str, command: str) -> typer
     @app.command("show", help="One provider: its settings (secrets masked), capabilities, and limits when it "
                               "purges. Contacts nothing.")
     def providers_show(name: ProviderName) -> None:
-        from edgectl.cdn.providers import node_lookup
+        from edgectl.nodes.inventory import node_lookup
         from edgectl.config import mask_secrets
         from edgectl.providers.config import build, entry
 
@@ -98,7 +98,7 @@ def command_group(capability: str | None, help_text: str, command: str) -> typer
     @app.command("test", help="Check credentials and reachability, changing nothing. Exit 1 with the provider's "
                               "own message on failure.")
     def providers_test(names: ProviderNames = None, all_providers: AllProviders = False) -> None:
-        from edgectl.cdn.providers import node_lookup
+        from edgectl.nodes.inventory import node_lookup
         from edgectl.providers.config import checks, configured, entry
 
         ctx = current()

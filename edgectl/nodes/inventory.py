@@ -435,3 +435,28 @@ def record_heartbeat(state, name: str, metrics: dict[str, float], resources: dic
         )
         record_metrics(state, node, metrics, source="heartbeat", at=now)
     return get_node(state, name)
+
+
+def node_lookup(state):
+    """The inventory's nodes as a provider's `nodes` setting names them (`label:k=v` or names), as
+    endpoints: what the `http` kind needs from the state, handed to it when it is built."""
+
+    def lookup(selector: Any, config_key: str):
+        from edgectl.errors import ConfigError
+        from edgectl.parse import parse_label
+        from edgectl.providers.base import NodeEndpoint
+
+        if isinstance(selector, str) and selector.startswith("label:"):
+            key, value = parse_label(selector[len("label:"):])
+            flt = NodeFilter(labels={key: value})
+        else:
+            flt = NodeFilter(names=list(selector or []))
+        # a node taken out of service still holds cached objects, so it is purged too
+        nodes = list_nodes(state, flt)
+        missing = sorted(set(flt.names or []) - {node.name for node in nodes})
+        if missing:
+            raise ConfigError(f"{config_key}: unknown node(s): {', '.join(missing)}",
+                              hint="edgectl nodes list shows the registered nodes")
+        return [NodeEndpoint(node.name, node.endpoint) for node in nodes]
+
+    return lookup
