@@ -63,6 +63,47 @@ def analytics_ingest(
     ctx.out.show(record, View(INGEST_COLUMNS, rows=lambda r: [r], notes=_ingest_lines))
 
 
+PULL_COLUMNS = [Column("provider"), Column("kind"), Column("status", kind="status"), Column("start"), Column("end"),
+                Column("received", justify="right"), Column("stored", justify="right"),
+                Column("present", justify="right"), Column("requests", justify="right"), Column("error")]
+
+
+def _pull_notes(record: dict) -> list[str]:
+    lines = [f"{row['provider']}: {note}" for row in record["providers"] for note in row["notes"]]
+    return lines + [f"pulled {record['stored']:,} sample(s); {record['present']:,} already in the history"]
+
+
+@app.command("pull")
+def analytics_pull(
+    provider: Annotated[Optional[list[str]], typer.Option("--provider", "-p", metavar="NAME", help="Pull this provider; repeatable.")] = None,
+    all_providers: Annotated[bool, typer.Option("--all", help="Pull every provider with the analytics capability.")] = False,
+    since: SinceWindow = "24h",
+    timeout: Timeout = "10m",
+) -> None:
+    """Pull the providers' analytics (requests, hits, bytes, errors, edge latency) into the history.
+
+    Idempotent: each figure is stored once, so pulling a window again (or two pulls at once) adds
+    only what was not there. Figures newer than a provider's settle time are left for the next pull.
+    Exit 0 when every provider was pulled, 1 when one failed (the others are still pulled).
+    """
+    from edgectl.analytics.pull import pull
+    from edgectl.errors import OperationFailed
+    from edgectl.parse import parse_duration
+
+    ctx = current()
+    if bool(provider) == all_providers:
+        raise UsageError("name the providers to pull with --provider NAME, or pull them all with --all")
+    seconds = parse_duration(since, what="--since")
+    report = pull(ctx.state, ctx.config, provider or None, seconds, timeout_s=overall_timeout(timeout))
+    record = report.to_record()
+    ctx.out.show(record, View(PULL_COLUMNS, rows=lambda r: r["providers"], notes=_pull_notes, quiet=True))
+    if not report.ok:
+        failed = report.failed
+        raise OperationFailed(f"{len(failed)} of {len(report.providers)} provider(s) failed: "
+                              + "; ".join(f"{p.provider}: {p.error}" for p in failed),
+                              hint="the others were pulled; pulling again adds only what is missing")
+
+
 def _chart_width() -> int:
     """Columns a chart may use: the terminal's, else $COLUMNS, else 80."""
     import os
@@ -146,23 +187,6 @@ def analytics_latency(
 
         view = _charted(view, make_chart)
     ctx.out.show(rows, view)
-
-
-@app.command("recommend")
-def analytics_recommend(since: SinceWindow = "7d") -> None:
-    """What the history suggests changing, each with its evidence in numbers.
-
-    Nodes to add where clients are slow and far, weight to shift off busy nodes, path prefixes to
-    cache or warm, nodes that serve almost nothing, providers whose 5xx rate spiked.
-    """
-    from edgectl.analytics.recommend import Targets, recommend
-
-    ctx = current()
-    start, end = since_window(since)
-    found = recommend(ctx.state, Targets.from_config(ctx.config), start, end)
-    ctx.out.show([r.to_record() for r in found], View(
-        [Column("kind"), Column("subject"), Column("action")],
-        empty=f"nothing to recommend from the last {since}"))
 
 
 def _empty(since: str, what: str) -> str:
@@ -422,6 +446,55 @@ def analytics_performance(
             time.sleep(pause)
 
 
+@app.command("recommend")
+def analytics_recommend(since: SinceWindow = "7d") -> None:
+    """What the history suggests changing, each with its evidence in numbers.
+
+    Nodes to add where clients are slow and far, weight to shift off busy nodes, path prefixes to
+    cache or warm, nodes that serve almost nothing, providers whose 5xx rate spiked.
+    """
+    from edgectl.analytics.recommend import Targets, recommend
+
+    ctx = current()
+    start, end = since_window(since)
+    found = recommend(ctx.state, Targets.from_config(ctx.config), start, end)
+    ctx.out.show([r.to_record() for r in found], View(
+        [Column("kind"), Column("subject"), Column("action")],
+        empty=f"nothing to recommend from the last {since}"))
+
+
+@app.command("report")
+def analytics_report(
+    html: Annotated[Optional[str], typer.Option("--html", metavar="FILE", help="Write the report here (HTML).")] = None,
+    since: SinceWindow = "7d",
+) -> None:
+    """One self-contained HTML page: latency and cache hit ratio over time, node health, and alerts.
+
+    Inline SVG charts and styles: no script, and nothing fetched, so it opens anywhere and can be mailed.
+    """
+    from pathlib import Path
+
+    from edgectl.analytics.report import build_report, write_report
+    from edgectl.analytics.report_html import render_report
+
+    ctx = current()
+    if not html:
+        raise UsageError("name the file to write: --html FILE", hint="e.g. edgectl analytics report --html report.html")
+    start, end = since_window(since)
+    report = build_report(ctx.state, ctx.config, start_ms=start, end_ms=end, since=since)
+    path = write_report(Path(html), render_report(report))
+    record = {"path": str(path), **report.to_record()}
+    ctx.out.show(record, View(text=lambda r: r["path"], notes=_report_lines))
+
+
+def _report_lines(record: dict) -> list[str]:
+    if record["empty"]:
+        return [f"no metrics in the window: the report says so ({record['path']})"]
+    charts = record["charts"]
+    return [f"report written: {len(charts['latency_p95'])} region(s) of latency, "
+            f"{len(charts['hit_ratio'])} hit-ratio line(s), {len(record['nodes'])} node(s)"]
+
+
 EXPORT_FORMATS = ("prometheus", "csv", "jsonl")
 
 
@@ -479,7 +552,6 @@ def analytics_export(
     resource use, provider figures, and each node's up, status and heartbeat.
     csv, jsonl: the raw samples with the columns `analytics ingest` reads, or with --step rollups.
     """
-    ctx = current()
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"--format {fmt!r}: one of {', '.join(EXPORT_FORMATS)}")
     if fmt != "prometheus":
@@ -531,76 +603,3 @@ def _export_line(record: dict) -> str:
     where = [w for w in (record["textfile"] and f"wrote {record['textfile']}",
                          record["pushgateway"] and f"pushed to {record['pushgateway']}") if w]
     return f"{' and '.join(where)}: {record['series']:,} series in {record['families']} families"
-
-
-@app.command("report")
-def analytics_report(
-    html: Annotated[Optional[str], typer.Option("--html", metavar="FILE", help="Write the report here (HTML).")] = None,
-    since: SinceWindow = "7d",
-) -> None:
-    """One self-contained HTML page: latency and cache hit ratio over time, node health, and alerts.
-
-    Inline SVG charts and styles: no script, and nothing fetched, so it opens anywhere and can be mailed.
-    """
-    from pathlib import Path
-
-    from edgectl.analytics.report import build_report, write_report
-    from edgectl.analytics.report_html import render_report
-
-    ctx = current()
-    if not html:
-        raise UsageError("name the file to write: --html FILE", hint="e.g. edgectl analytics report --html report.html")
-    start, end = since_window(since)
-    report = build_report(ctx.state, ctx.config, start_ms=start, end_ms=end, since=since)
-    path = write_report(Path(html), render_report(report))
-    record = {"path": str(path), **report.to_record()}
-    ctx.out.show(record, View(text=lambda r: r["path"], notes=_report_lines))
-
-
-def _report_lines(record: dict) -> list[str]:
-    if record["empty"]:
-        return [f"no metrics in the window: the report says so ({record['path']})"]
-    charts = record["charts"]
-    return [f"report written: {len(charts['latency_p95'])} region(s) of latency, "
-            f"{len(charts['hit_ratio'])} hit-ratio line(s), {len(record['nodes'])} node(s)"]
-
-
-PULL_COLUMNS = [Column("provider"), Column("kind"), Column("status", kind="status"), Column("start"), Column("end"),
-                Column("received", justify="right"), Column("stored", justify="right"),
-                Column("present", justify="right"), Column("requests", justify="right"), Column("error")]
-
-
-def _pull_notes(record: dict) -> list[str]:
-    lines = [f"{row['provider']}: {note}" for row in record["providers"] for note in row["notes"]]
-    return lines + [f"pulled {record['stored']:,} sample(s); {record['present']:,} already in the history"]
-
-
-@app.command("pull")
-def analytics_pull(
-    provider: Annotated[Optional[list[str]], typer.Option("--provider", "-p", metavar="NAME", help="Pull this provider; repeatable.")] = None,
-    all_providers: Annotated[bool, typer.Option("--all", help="Pull every provider with the analytics capability.")] = False,
-    since: SinceWindow = "24h",
-    timeout: Timeout = "10m",
-) -> None:
-    """Pull the providers' analytics (requests, hits, bytes, errors, edge latency) into the history.
-
-    Idempotent: each figure is stored once, so pulling a window again (or two pulls at once) adds
-    only what was not there. Figures newer than a provider's settle time are left for the next pull.
-    Exit 0 when every provider was pulled, 1 when one failed (the others are still pulled).
-    """
-    from edgectl.analytics.pull import pull
-    from edgectl.errors import OperationFailed
-    from edgectl.parse import parse_duration
-
-    ctx = current()
-    if bool(provider) == all_providers:
-        raise UsageError("name the providers to pull with --provider NAME, or pull them all with --all")
-    seconds = parse_duration(since, what="--since")
-    report = pull(ctx.state, ctx.config, provider or None, seconds, timeout_s=overall_timeout(timeout))
-    record = report.to_record()
-    ctx.out.show(record, View(PULL_COLUMNS, rows=lambda r: r["providers"], notes=_pull_notes, quiet=True))
-    if not report.ok:
-        failed = report.failed
-        raise OperationFailed(f"{len(failed)} of {len(report.providers)} provider(s) failed: "
-                              + "; ".join(f"{p.provider}: {p.error}" for p in failed),
-                              hint="the others were pulled; pulling again adds only what is missing")

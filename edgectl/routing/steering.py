@@ -18,7 +18,6 @@ out of service (draining, maintenance, inactive) is not published at all.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from typing import Iterable
 
 from edgectl.errors import UsageError
