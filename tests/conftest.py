@@ -83,6 +83,14 @@ def moto():
     server.stop()
 
 
+@pytest.fixture
+def aws_env(monkeypatch):
+    """Credentials moto accepts, in the environment where the AWS chain finds them."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
 @pytest.fixture(scope="module")
 def _route53_faults(moto):
     from tests.fakes.route53_faults import Route53Faults

@@ -40,13 +40,6 @@ def faults(_faults):
 
 
 @pytest.fixture
-def aws_env(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
-@pytest.fixture
 def distribution(admin) -> str:
     reference = f"edgectl-test-{time.monotonic_ns()}"
     created = admin.create_distribution(DistributionConfig={"CallerReference": reference, **DISTRIBUTION_CONFIG})
@@ -326,6 +319,6 @@ def test_limits_and_description(aws_env, moto, distribution):
     assert limits.max_in_flight == 3
     assert make(distribution, moto.url).limits().max_in_flight == 2
     described = provider.describe()
-    assert described["capabilities"] == ["purge"]
+    assert described["capabilities"] == ["purge", "analytics"]
     assert described["purge_kinds"] == ["url", "prefix", "everything"]
     assert described["async_completion"] is True

@@ -107,7 +107,7 @@ def test_plugins_list_shows_declared_capabilities(cli, config):
     listed = {row["name"]: row for row in cli("plugins", "list", "-o", "json").json()}
     assert listed["steer"]["capabilities"] == ["routing", "analytics"] and listed["steer"]["purge_kinds"] == []
     assert listed["steer"]["status"] == "ok" and listed["steer"]["package"] == "edgectl-steer 1.2"
-    assert listed["cloudfront"]["capabilities"] == ["purge"]
+    assert listed["cloudfront"]["capabilities"] == ["purge", "analytics"]
     assert listed["cloudfront"]["purge_kinds"] == ["url", "prefix", "everything"]
 
 

@@ -152,3 +152,90 @@ class AwsApi:
             client, self._client = self._client, None
         if client is not None and hasattr(client, "close"):
             client.close()
+
+
+# ---- CloudWatch metrics ---------------------------------------------------------------------------
+# How long CloudWatch keeps each resolution, and the period a GetMetricData query must use for data
+# of that age ("Start time between 3 hours and 15 days ago - use a multiple of 60 seconds; between 15
+# and 63 days ago - 300 seconds; greater than 63 days ago - 3600 seconds"; 1-hour data is kept 455 days):
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_GetMetricData.html
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+RETENTION = ((15 * DAY_MS, 60), (63 * DAY_MS, 300), (455 * DAY_MS, 3600))  # (kept for, period s)
+# a band's edge is moved this far towards now (and onto a whole hour), so that a request made a
+# little later than planned never asks a resolution for data it no longer holds
+RETENTION_MARGIN_MS = HOUR_MS
+MAX_DATAPOINTS = 100_800  # per GetMetricData call, over all its queries; more pages via NextToken
+MAX_QUERIES = 500  # MetricDataQuery structures in one call
+
+
+def _ceil(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+def _floor(value: int, step: int) -> int:
+    return value // step * step
+
+
+def cloudwatch_oldest_ms(now_ms: int) -> int:
+    """The earliest moment CloudWatch still holds data for (its 1-hour data, 455 days)."""
+    return _ceil(now_ms - RETENTION[-1][0] + RETENTION_MARGIN_MS, HOUR_MS)
+
+
+def cloudwatch_segments(start_ms: int, end_ms: int, now_ms: int, queries: int) -> list[tuple[int, int, int]]:
+    """[start, end) cut into (start_ms, end_ms, period_s) pieces that each fit one GetMetricData call.
+
+    Each piece asks the finest period CloudWatch still keeps for its age, covers whole periods only
+    (the minutes of an hour older than 63 days exist only as that hour), and holds at most
+    MAX_DATAPOINTS over `queries` queries.
+    """
+    pieces = []
+    newer = end_ms
+    for kept_ms, period_s in RETENTION:
+        edge = max(start_ms, _ceil(now_ms - kept_ms + RETENTION_MARGIN_MS, HOUR_MS))
+        step = period_s * 1000
+        band_start, band_end = _ceil(edge, step), _floor(newer, step)
+        span = max(1, MAX_DATAPOINTS // max(1, queries)) * step
+        for piece in range(band_start, band_end, span):
+            pieces.append((piece, min(piece + span, band_end), period_s))
+        newer = min(newer, edge)
+        if newer <= start_ms:
+            break
+    return sorted(pieces)
+
+
+def _ms(moment) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def metric_data(api: AwsApi, queries: list[dict[str, Any]], start_ms: int, end_ms: int) -> dict[str, dict[int, float]]:
+    """Every data point of `queries` in [start, end): query Id -> {interval start ms: value}.
+
+    Follows NextToken until the last page; a query CloudWatch could not answer fails the call.
+    """
+    from datetime import datetime, timezone
+
+    found: dict[str, dict[int, float]] = {query["Id"]: {} for query in queries}
+    params: dict[str, Any] = {"MetricDataQueries": queries, "ScanBy": "TimestampAscending",
+                              "StartTime": datetime.fromtimestamp(start_ms / 1000, timezone.utc),
+                              "EndTime": datetime.fromtimestamp(end_ms / 1000, timezone.utc)}
+    for _ in range(10_000):  # a bound, far above any real answer's pages
+        page = api.call("get_metric_data", **params)
+        for result in page.get("MetricDataResults") or []:
+            status = str(result.get("StatusCode") or "Complete")
+            if status == "InternalError":
+                raise RetryableError(f"{api.label} GetMetricData{api.where()}: {result.get('Id')}: "
+                                     f"CloudWatch could not read the metric (InternalError)")
+            if status == "Forbidden":
+                raise AuthError(f"{api.label} GetMetricData{api.where()}: {result.get('Id')}: "
+                                f"not allowed to read the metric (Forbidden)")
+            values = found.setdefault(str(result.get("Id")), {})
+            for moment, value in zip(result.get("Timestamps") or [], result.get("Values") or []):
+                at = _ms(moment)
+                if start_ms <= at < end_ms:
+                    values[at] = float(value)
+        token = page.get("NextToken")
+        if not token:
+            return found
+        params["NextToken"] = token
+    raise ProviderError(f"{api.label} GetMetricData{api.where()}: NextToken never ended")

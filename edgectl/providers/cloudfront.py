@@ -1,4 +1,4 @@
-"""Amazon CloudFront: one invalidation per batch, of paths, wildcard prefixes or everything.
+"""Amazon CloudFront: one invalidation per batch, of paths, wildcard prefixes or everything; its CloudWatch metrics.
 
 Each batch is one CreateInvalidation whose CallerReference is the batch's stable reference, so a
 resend returns the invalidation made the first time instead of making another (and paying for
@@ -15,7 +15,34 @@ limit, and could still race other clients; the refusal is free, changes nothing 
 Credentials come only from the standard AWS chain (environment, shared config and credentials
 files, an optional `profile`, SSO, container and instance roles), never from the edgectl config.
 
+Analytics come from CloudWatch (`GetMetricData` in us-east-1, namespace AWS/CloudFront, dimensions
+DistributionId and Region=Global), at the finest period CloudWatch still keeps for the window's
+age (1 minute for 15 days, 5 minutes for 63, 1 hour for 455). Every metric is a figure per
+interval, and what edgectl stores is chosen so that windows add up:
+
+  Requests (Sum)              requests     the interval's count
+  BytesDownloaded (Sum)       bytes        bytes viewers downloaded (GET, HEAD, OPTIONS)
+  4xxErrorRate (Average)      errors.4xx   a count: rate / 100 x the interval's Requests
+  5xxErrorRate (Average)      errors.5xx   a count, the same way
+  CacheHitRate (Average)      cache.hits   a count: rate / 100 x the interval's Requests
+  OriginLatency (pNN, avg)    origin.latency  a gauge per statistic (`stat` label), never merged
+
+The rates become counts because a percentage of one minute cannot be merged with another's: the
+day's 5xx share is not the mean of its minutes' shares when traffic varies, while counts add up,
+and a count is what the other providers report (Cloudflare's status classes) and what the
+catalogue's errors.4xx/5xx and hit ratio (hits over requests) are made of. Both error rates are
+shares of all viewer requests, so the counts are exact up to rounding. CacheHitRate is a share of
+the *cacheable* requests (POST, PUT and errors are not), which CloudWatch does not count apart, so
+`cache.hits` is the rate applied to all requests: it overstates hits by the rate times the
+uncacheable requests. TotalErrorRate is 4xx plus 5xx by definition, so it adds nothing and is not
+read. At 5-minute and 1-hour periods CloudWatch averages the rates over the interval; the counts
+from them are as good as that average. CacheHitRate and OriginLatency exist only for a
+distribution with additional metrics turned on; without them CloudWatch returns no points and
+edgectl stores none (the hit ratio of such a distribution is unknown, not 0).
+
 Sources:
+  https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/programming-cloudwatch-metrics.html
+  https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_GetMetricData.html
   https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/InvalidationLimits.html
   https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/invalidation-specifying-objects.html
   https://docs.aws.amazon.com/cloudfront/latest/APIReference/API_CreateInvalidation.html
@@ -25,10 +52,12 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Any, Mapping
+import time
+from typing import Any, Iterator, Mapping
 from urllib.parse import urlsplit
 
 from edgectl.providers import aws
+from edgectl.providers.analytics import AnalyticsProvider, Point, PullWindow
 from edgectl.providers.base import (Backpressure, Batch, Bucket, Completion, InvalidTarget, Limits, ProviderError,
                                     PurgeAccepted, PurgeProvider, percent_encode)
 
@@ -44,6 +73,17 @@ CREATE_RATE = 2.0
 CREATE_BURST = 5.0
 
 _DISTRIBUTION_ID = re.compile(r"[A-Z0-9]+")
+
+NAMESPACE = "AWS/CloudFront"
+METRICS_REGION = "us-east-1"  # "you must use the US East (N. Virginia) Region" for CloudFront's metrics
+# CloudWatch statistic of OriginLatency -> the `stat` label edgectl stores it under
+DEFAULT_LATENCY_STATS = ("p50", "p95", "p99")
+_PERCENTILE = re.compile(r"p(?:100|\d{1,2}(?:\.\d{1,2})?)")
+# query id -> (CloudWatch metric, statistic); ids must match ^[a-z][a-zA-Z0-9_]*$
+_COUNT_QUERIES = {"requests": ("Requests", "Sum"), "bytes": ("BytesDownloaded", "Sum"),
+                  "e4xx": ("4xxErrorRate", "Average"), "e5xx": ("5xxErrorRate", "Average"),
+                  "hits": ("CacheHitRate", "Average")}
+_RATES = {"e4xx": "errors.4xx", "e5xx": "errors.5xx", "hits": "cache.hits"}
 # Left as written in a path: RFC 1738's safe characters and its reserved ones used as such. The
 # guide says to encode non-ASCII and RFC 1738 "unsafe" characters (space " < > # % { } | \ ^ ~ [ ] `)
 # and nothing else, or the old object is not invalidated.
@@ -66,18 +106,25 @@ def _host_forms(host: str) -> set[str]:
     return forms
 
 
-class CloudFrontProvider(PurgeProvider):
+class CloudFrontProvider(PurgeProvider, AnalyticsProvider):
     kind = "cloudfront"
-    capabilities = frozenset({"purge"})
+    capabilities = frozenset({"purge", "analytics"})
     purge_kinds = frozenset({"url", "prefix", "everything"})
     async_completion = True
     required_settings = ("distribution_id",)
-    optional_settings = (*aws.SETTINGS, "poll_interval")
+    optional_settings = (*aws.SETTINGS, "poll_interval", "metrics_endpoint_url", "origin_latency_stats")
+    # CloudFront sends its metrics to CloudWatch once a minute and they show there a few minutes
+    # later; ten minutes leaves room for the late ones before a window is read as final.
+    settle_ms = 10 * 60_000
 
     def __init__(self, name: str, settings: Mapping[str, Any], context):
         super().__init__(name, settings, context)
         self._api = aws.AwsApi("cloudfront", "CloudFront", self.settings, context.timeout,
                                lambda: f" on {self.distribution_id}", self._special)
+        metrics_settings = {**self.settings, "region": METRICS_REGION,
+                            "endpoint_url": self.settings.get("metrics_endpoint_url") or self.settings.get("endpoint_url")}
+        self._metrics = aws.AwsApi("cloudwatch", "CloudWatch", metrics_settings, context.timeout,
+                                   lambda: f" for {self.distribution_id}")
         self._waiter_delay: float | None = None
 
     # -- configuration ---------------------------------------------------------
@@ -88,6 +135,15 @@ class CloudFrontProvider(PurgeProvider):
         if dist not in ("", None) and not (isinstance(dist, str) and _DISTRIBUTION_ID.fullmatch(dist)):
             problems.append("distribution_id: must be a CloudFront distribution ID, uppercase letters and digits "
                             "(like E2QWRUHAPOMQZL)")
+        stats = settings.get("origin_latency_stats")
+        if stats is not None and not (isinstance(stats, list) and all(
+                isinstance(s, str) and (s == "avg" or _PERCENTILE.fullmatch(s)) for s in stats)):
+            problems.append("origin_latency_stats: must be a list of CloudWatch statistics for OriginLatency, "
+                            "\"avg\" or percentiles such as \"p50\", \"p95\", \"p99.9\" (an empty list reads none)")
+        metrics_url = settings.get("metrics_endpoint_url")
+        if metrics_url is not None:
+            problems += [p.replace("endpoint_url", "metrics_endpoint_url", 1)
+                         for p in aws.check_settings({"endpoint_url": metrics_url}, [], "CloudWatch")]
         poll = settings.get("poll_interval")
         if poll is not None and not (isinstance(poll, (int, float)) and not isinstance(poll, bool)
                                      and 0 < poll <= 3600):
@@ -227,5 +283,45 @@ class CloudFrontProvider(PurgeProvider):
         return (f"distribution {self.distribution_id} ({dist.get('Status', '?')}, {dist.get('DomainName', '?')}) "
                 f"reachable; {count} in progress")
 
+    # -- analytics -------------------------------------------------------------
+    def origin_latency_stats(self) -> tuple[str, ...]:
+        stats = self.settings.get("origin_latency_stats")
+        return DEFAULT_LATENCY_STATS if stats is None else tuple(dict.fromkeys(stats))
+
+    def oldest_ms(self, now_ms: int) -> int | None:
+        return aws.cloudwatch_oldest_ms(now_ms)
+
+    def _queries(self, period_s: int) -> list[dict[str, Any]]:
+        dimensions = [{"Name": "DistributionId", "Value": self.distribution_id}, {"Name": "Region", "Value": "Global"}]
+        wanted = dict(_COUNT_QUERIES)
+        for stat in self.origin_latency_stats():
+            wanted[f"lat_{stat.replace('.', '_')}"] = ("OriginLatency", "Average" if stat == "avg" else stat)
+        return [{"Id": query_id, "ReturnData": True, "MetricStat": {
+                    "Metric": {"Namespace": NAMESPACE, "MetricName": metric, "Dimensions": dimensions},
+                    "Period": period_s, "Stat": stat}}
+                for query_id, (metric, stat) in wanted.items()]
+
+    def pull(self, window: PullWindow) -> Iterator[Point]:
+        now_ms = int(time.time() * 1000)
+        for start_ms, end_ms, period_s in aws.cloudwatch_segments(window.start_ms, window.end_ms, now_ms,
+                                                                  len(self._queries(60))):
+            found = aws.metric_data(self._metrics, self._queries(period_s), start_ms, end_ms)
+            yield from self._points(found, period_s * 1000)
+
+    def _points(self, found: dict[str, dict[int, float]], step_ms: int) -> Iterator[Point]:
+        requests = found.get("requests", {})
+        for at, value in sorted(requests.items()):
+            yield Point("requests", at, value, step_ms=step_ms)
+        for at, value in sorted(found.get("bytes", {}).items()):
+            yield Point("bytes", at, value, step_ms=step_ms)
+        for query_id, metric in _RATES.items():
+            for at, rate in sorted(found.get(query_id, {}).items()):
+                if at in requests:  # a rate with no requests to apply it to says nothing countable
+                    yield Point(metric, at, float(round(rate / 100 * requests[at])), step_ms=step_ms)
+        for stat in self.origin_latency_stats():
+            for at, value in sorted(found.get(f"lat_{stat.replace('.', '_')}", {}).items()):
+                yield Point("origin.latency", at, value, kind="gauge", step_ms=step_ms, labels={"stat": stat})
+
     def close(self) -> None:
         self._api.close()
+        self._metrics.close()

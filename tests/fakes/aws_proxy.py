@@ -122,8 +122,13 @@ class AwsProxy:
             self._faults.clear()
             self._log.clear()
 
-    def operation(self, method: str, path: str) -> str:
-        """The operation a request is for, as botocore names it; "" when none matches."""
+    def operation(self, method: str, path: str, target: str = "") -> str:
+        """The operation a request is for, as botocore names it; "" when none matches.
+
+        A JSON-protocol service (CloudWatch) names it in X-Amz-Target ("Prefix.GetMetricData").
+        """
+        if target:
+            return target.rpartition(".")[2]
         bare, _, query = path.partition("?")
         keys = {pair.partition("=")[0] for pair in query.split("&") if pair}
         for route in self._routes:
@@ -162,6 +167,12 @@ class AwsProxy:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def fresh(self):
+        """For a per-test fixture: the proxy with no faults or log left over, before and after."""
+        self.reset()
+        yield self
+        self.reset()
+
     # -- what subclasses override ----------------------------------------------
     def handle(self, exchange: "Exchange") -> None:
         """Answer a request that no fault took; by default, whatever moto answers."""
@@ -177,8 +188,8 @@ class AwsProxy:
                     if (method is None or entry.method == method) and contains in entry.path
                     and (operation is None or entry.operation == operation)]
 
-    def _arrived(self, method: str, path: str) -> tuple[str, Fault | None]:
-        operation = self.operation(method, path)
+    def _arrived(self, method: str, path: str, target: str = "") -> tuple[str, Fault | None]:
+        operation = self.operation(method, path, target)
         with self._lock:
             self._log.append(Logged(method, path, operation, time.monotonic()))
             if self._faults and (self._faults[0].only is None or operation in self._faults[0].only):
@@ -189,6 +200,10 @@ class AwsProxy:
         return (f'<?xml version="1.0"?>\n<ErrorResponse xmlns="{self.namespace}"><Error><Type>{error_type}</Type>'
                 f"<Code>{code}</Code><Message>{escape(message)}</Message></Error>"
                 f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>").encode()
+
+    def error_response(self, code: str, error_type: str, message: str) -> tuple[list[tuple[str, str]], bytes]:
+        """The headers and body of an error answer, in the service's protocol (REST-XML here)."""
+        return [("Content-Type", "text/xml")], self.error_body(code, error_type, message)
 
 
 class Exchange(BaseHTTPRequestHandler):
@@ -217,7 +232,7 @@ class Exchange(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.body = self.rfile.read(length) if length else b""
-        self.operation, fault = self.owner._arrived(self.command, self.path)
+        self.operation, fault = self.owner._arrived(self.command, self.path, self.headers.get("X-Amz-Target", ""))
         if fault is None:
             self.owner.handle(self)
         elif fault.kind == "reset":
@@ -252,10 +267,11 @@ class Exchange(BaseHTTPRequestHandler):
 
     def send_error_response(self, status: int, error_type: str, code: str, message: str, *,
                             retry_after: str | None = None) -> None:
-        headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", str(uuid.uuid4()))]
+        headers, body = self.owner.error_response(code, error_type, message)
+        headers = [*headers, ("x-amzn-RequestId", str(uuid.uuid4()))]
         if retry_after is not None:
             headers.append(("Retry-After", retry_after))
-        self.send(status, headers, self.owner.error_body(code, error_type, message))
+        self.send(status, headers, body)
 
     def reset_connection(self) -> None:
         # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
