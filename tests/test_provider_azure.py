@@ -426,7 +426,7 @@ def test_describe_states_capabilities_and_limits(make):
     cdn = make("azure_cdn").describe()
     frontdoor = make("azure_frontdoor", max_in_flight=2).describe()
 
-    assert cdn["capabilities"] == frontdoor["capabilities"] == ["purge"]
+    assert cdn["capabilities"] == frontdoor["capabilities"] == ["purge", "analytics"]
     assert cdn["purge_kinds"] == ["url", "prefix", "everything"]
     assert frontdoor["purge_kinds"] == ["url", "prefix", "host", "everything"]
     assert cdn["async_completion"] is True

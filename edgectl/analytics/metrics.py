@@ -39,6 +39,8 @@ CATALOGUE: dict[str, Metric] = {
         Metric("network", "mbps", "network throughput"),
         Metric("requests", "count", "requests served", additive=True),
         Metric("cache.hits", "count", "requests answered from the cache", additive=True),
+        Metric("cache.byte_hit_ratio", "percent", "share of the bytes sent to clients that came from the cache "
+               "(a provider's figure, such as Azure's ByteHitRatio): a gauge, not the request hit ratio"),
         Metric("bytes", "bytes", "bytes served to clients", additive=True),
         Metric("errors.4xx", "count", "responses with a 4xx status", additive=True),
         Metric("errors.5xx", "count", "responses with a 5xx status", additive=True),

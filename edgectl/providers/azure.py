@@ -1,4 +1,30 @@
-"""Azure CDN and Azure Front Door (Standard/Premium) purges through Azure Resource Manager."""
+"""Azure CDN and Azure Front Door (Standard/Premium) purges through Azure Resource Manager, and their Azure Monitor metrics.
+
+Analytics come from Azure Monitor's Metrics - List for the profile (`Microsoft.Cdn/profiles`),
+through azure-mgmt-monitor, at its finest time grain (PT1M; platform metrics are kept 93 days),
+filtered to the endpoint's host name (the `Endpoint` dimension) so that two providers on one
+profile do not count each other's traffic:
+
+  RequestCount (Total)        requests         by client country
+  ResponseSize (Total)        bytes            by client country
+  Percentage4XX/5XX (Average) errors.4xx/5xx   counts: share / 100 x that minute's and country's
+                                               requests, as the cloudfront kind does with its rates
+  TotalLatency (Average)      latency          a gauge (stat avg) by client country: request
+                                               received to the client's acknowledgement of the last byte
+  OriginLatency (Average)     origin.latency   a gauge (stat avg); Front Door only
+  ByteHitRatio (Average)      cache.byte_hit_ratio  a gauge: the share of response *bytes* served
+                                               from the cache, not of requests, so it is never
+                                               turned into cache.hits; Azure reports no request hits
+
+ClientCountry comes as a country name ("United States") or code and is stored as its ISO 3166-1
+alpha-2 code; a value that names no country ("Unknown") is stored without one, so the countries
+still add up to the endpoint's total.
+
+Sources:
+  https://learn.microsoft.com/rest/api/monitor/metrics/list
+  https://learn.microsoft.com/azure/azure-monitor/reference/supported-metrics/microsoft-cdn-profiles-metrics
+  https://learn.microsoft.com/azure/azure-monitor/essentials/data-platform-metrics (retention)
+"""
 
 from __future__ import annotations
 
@@ -10,9 +36,11 @@ import string
 import threading
 import time
 import uuid
-from typing import Any, ClassVar, Mapping
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Iterator, Mapping
 from urllib.parse import urlsplit
 
+from edgectl.providers.analytics import AnalyticsProvider, Point, PullWindow
 from edgectl.providers.base import (
     AuthError,
     Batch,
@@ -43,16 +71,31 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 _NAME = re.compile(r"^[^/?#\s]+$")
 
+METRICS_NAMESPACE = "Microsoft.Cdn/profiles"
+METRICS_RETENTION_MS = 93 * 86_400_000  # "platform and custom metrics are stored for 93 days"
+METRICS_SPAN_MS = 6 * 3_600_000  # one Metrics - List request covers at most this much of a window
+# series one answer may hold when split by ClientCountry (the service's default is 10)
+METRICS_TOP = 300
+_BY_COUNTRY = ("RequestCount", "ResponseSize", "Percentage4XX", "Percentage5XX", "TotalLatency")
+# country names the service may write that are not the ISO names or common names pycountry knows
+_COUNTRY_ALIASES = {"russia": "RU", "turkey": "TR", "south korea": "KR", "korea": "KR", "laos": "LA",
+                    "syria": "SY", "macau": "MO", "hong kong sar": "HK", "vatican city": "VA", "ivory coast": "CI"}
 
-class _AzureProvider(PurgeProvider):
-    """What Azure CDN and Front Door share: settings, the ARM client, errors and the long-running purge.
+
+class _AzureProvider(PurgeProvider, AnalyticsProvider):
+    """What Azure CDN and Front Door share: settings, the ARM client, errors, the long-running purge, metrics.
 
     A purge is an ARM long-running operation: the POST answers 202 with an Azure-AsyncOperation URL.
     `purge` returns the poller's continuation token without waiting; `completion` rebuilds the poller
     from that token, which sends no new purge, and looks at the operation once.
     """
 
-    capabilities = frozenset({"purge"})
+    capabilities = frozenset({"purge", "analytics"})
+    # metrics of the profile read without a client-country split
+    whole_metrics: ClassVar[tuple[str, ...]] = ("ByteHitRatio",)
+    # Front Door "sends its metrics in 60-second intervals" and they "can take up to 3 minutes to get
+    # processed" (https://learn.microsoft.com/azure/frontdoor/front-door-diagnostics): 5 minutes covers it.
+    settle_ms = 5 * 60_000
     async_completion = True
     required_settings = ("subscription_id", "resource_group", "profile", "endpoint")
     optional_settings: ClassVar[tuple[str, ...]] = ("endpoint_url", "access_token")
@@ -62,7 +105,10 @@ class _AzureProvider(PurgeProvider):
         super().__init__(name, settings, context)
         self._lock = threading.Lock()
         self._client = None
+        self._monitor = None
         self._credential = None
+        self._options: dict[str, Any] | None = None
+        self._endpoint_host: str | None = None
 
     # -- configuration ---------------------------------------------------------
     @classmethod
@@ -180,12 +226,76 @@ class _AzureProvider(PurgeProvider):
 
     def close(self) -> None:
         with self._lock:
-            client, credential = self._client, self._credential
-            self._client = self._credential = None
-        if client is not None:
-            client.close()
+            clients, credential = (self._client, self._monitor), self._credential
+            self._client = self._monitor = self._credential = self._options = None
+        for client in clients:
+            if client is not None:
+                client.close()
         if credential is not None and hasattr(credential, "close"):
             credential.close()
+
+    # -- analytics -------------------------------------------------------------
+    def oldest_ms(self, now_ms: int) -> int | None:
+        # an hour's margin, so a pull that starts a little later never asks for a minute already gone
+        return -(-(now_ms - METRICS_RETENTION_MS + 3_600_000) // 60_000) * 60_000
+
+    def pull(self, window: PullWindow) -> Iterator[Point]:
+        host = self._metrics_endpoint()
+        for start in range(window.start_ms, window.end_ms, METRICS_SPAN_MS):
+            end = min(start + METRICS_SPAN_MS, window.end_ms)
+            by_country = self._metric_series(start, end, _BY_COUNTRY, "Total,Average",
+                                             f"Endpoint eq '{host}' and ClientCountry eq '*'")
+            yield from _country_points(by_country)
+            whole = self._metric_series(start, end, self.whole_metrics, "Average", f"Endpoint eq '{host}'")
+            for at, value in sorted(whole.get(("ByteHitRatio", ""), {}).get("average", {}).items()):
+                yield Point("cache.byte_hit_ratio", at, value, kind="gauge", labels={"stat": "avg"})
+            for at, value in sorted(whole.get(("OriginLatency", ""), {}).get("average", {}).items()):
+                yield Point("origin.latency", at, value, kind="gauge", labels={"stat": "avg"})
+
+    def _metrics_endpoint(self) -> str:
+        """The endpoint's host name, which is what the Endpoint dimension holds; read once."""
+        if self._endpoint_host is None:
+            client = self._arm_client()
+            with _mapped_errors(f"{self.kind} {self.name}: metrics"):
+                resource = self._get_endpoint(client)
+            host = getattr(getattr(resource, "properties", None), "host_name", None)
+            if not host:
+                raise ProviderError(f"{self.kind} {self.name}: endpoint {self.settings['endpoint']} has no host name "
+                                    "to read its metrics by")
+            self._endpoint_host = str(host).lower()
+        return self._endpoint_host
+
+    def _metric_series(self, start_ms: int, end_ms: int, names: tuple[str, ...], aggregation: str,
+                       where: str) -> dict[tuple[str, str], dict[str, dict[int, float]]]:
+        """(metric, ClientCountry as written) -> aggregation -> {minute ms: value}, for [start, end)."""
+        resource = (f"subscriptions/{self.settings['subscription_id']}/resourceGroups/{self.settings['resource_group']}"
+                    f"/providers/Microsoft.Cdn/profiles/{self.settings['profile']}")
+        client = self._monitor_client()
+        with _mapped_errors(f"{self.kind} {self.name}: metrics"):
+            answer = client.metrics.list(resource, timespan=f"{_iso(start_ms)}/{_iso(end_ms)}", interval="PT1M",
+                                         metricnames=",".join(names), aggregation=aggregation, filter=where,
+                                         top=METRICS_TOP, metricnamespace=METRICS_NAMESPACE)
+        found: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
+        for metric in answer.value or []:
+            name = metric.name.value if metric.name is not None else ""
+            if metric.error_code not in (None, "", "Success"):
+                raise ProviderError(f"{self.kind} {self.name}: metrics: {name}: {metric.error_code}: "
+                                    f"{metric.error_message or ''}".rstrip(": "))
+            for series in metric.timeseries or []:
+                written = ""
+                for meta in series.metadatavalues or []:
+                    if meta.name is not None and str(meta.name.value).lower() == "clientcountry":
+                        written = str(meta.value or "")
+                slot = found.setdefault((name, written), {})
+                for point in series.data or []:
+                    at = int(point.time_stamp.timestamp() * 1000)
+                    if not start_ms <= at < end_ms:
+                        continue
+                    for key in ("total", "average"):
+                        value = getattr(point, key)
+                        if value is not None:
+                            slot.setdefault(key, {})[at] = float(value)
+        return found
 
     # -- for subclasses --------------------------------------------------------
     def _targets(self, batch: Batch) -> tuple[list[str], list[str]]:
@@ -210,12 +320,28 @@ class _AzureProvider(PurgeProvider):
     def _arm_client(self):
         with self._lock:
             if self._client is None:
-                self._client, self._credential = self._build_client()
+                from azure.mgmt.cdn import CdnManagementClient
+
+                self._client = CdnManagementClient(self._credential_locked(), str(self.settings["subscription_id"]),
+                                                   **self._options)
             return self._client
 
-    def _build_client(self):
-        from azure.mgmt.cdn import CdnManagementClient
+    def _monitor_client(self):
+        with self._lock:
+            if self._monitor is None:
+                from azure.mgmt.monitor import MonitorManagementClient
 
+                self._monitor = MonitorManagementClient(self._credential_locked(),
+                                                        str(self.settings["subscription_id"]), **self._options)
+            return self._monitor
+
+    def _credential_locked(self):
+        """The credential and client options both clients share; called with the lock held."""
+        if self._credential is None:
+            self._credential, self._options = self._build_session()
+        return self._credential
+
+    def _build_session(self):
         base_url = self._endpoint_url()
         problem = _endpoint_url_problem(base_url)
         if problem:
@@ -246,8 +372,7 @@ class _AzureProvider(PurgeProvider):
             # is used only for plain http to 127.0.0.0/8, ::1 or localhost (the test fake), so a
             # bearer token is never sent in clear over a network. TLS verification is untouched.
             options["authentication_policy"] = _loopback_bearer_policy()(credential, scope)
-        client = CdnManagementClient(credential, str(self.settings["subscription_id"]), **options)
-        return client, credential
+        return credential, options
 
 
 class AzureCdnProvider(_AzureProvider):
@@ -282,6 +407,8 @@ class AzureFrontDoorProvider(_AzureProvider):
 
     kind = "azure_frontdoor"
     purge_kinds = frozenset({"url", "prefix", "host", "everything"})
+    # OriginLatency is Front Door's ("sent by AFDX edge to the backend"); Azure CDN does not list it
+    whole_metrics = ("ByteHitRatio", "OriginLatency")
     optional_settings = _AzureProvider.optional_settings + ("domains",)
 
     @classmethod
@@ -393,6 +520,66 @@ def _operation_error(status: str, body: Mapping[str, Any]) -> str:
     if isinstance(error, Mapping) and (error.get("code") or error.get("message")):
         return f"{error.get('code') or status}: {error.get('message') or ''}".rstrip(": ")
     return f"operation {status.lower()}"
+
+
+# ---- metrics ----------------------------------------------------------------------
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@functools.lru_cache(maxsize=512)
+def country_code(value: str) -> str:
+    """ISO 3166-1 alpha-2 for a ClientCountry value (a name or a code); "" when it names no country."""
+    import pycountry
+
+    text = value.strip()
+    if not text:
+        return ""
+    alias = _COUNTRY_ALIASES.get(text.lower())
+    if alias:
+        return alias
+    try:
+        return str(pycountry.countries.lookup(text).alpha_2)
+    except LookupError:
+        return ""
+
+
+def _country_points(found: dict[tuple[str, str], dict[str, dict[int, float]]]) -> Iterator[Point]:
+    """The by-country metrics as points, for every minute that had requests.
+
+    Series are keyed by ClientCountry as Azure wrote it; the values that map to one code (or to
+    none) are added up, and their latency is the mean weighted by requests.
+    """
+    counts: dict[tuple[str, str, int], float] = {}
+    latency: dict[tuple[str, int], list[float]] = {}  # (country, minute) -> [latency x requests, requests]
+    for (metric, written), aggregations in found.items():
+        if metric != "RequestCount":
+            continue
+        country = country_code(written)
+        requests = {at: value for at, value in aggregations.get("total", {}).items() if value > 0}
+
+        def add(name: str, at: int, value: float) -> None:
+            counts[(name, country, at)] = counts.get((name, country, at), 0.0) + value
+
+        for at, value in requests.items():
+            add("requests", at, value)
+        for at, value in found.get(("ResponseSize", written), {}).get("total", {}).items():
+            if at in requests:
+                add("bytes", at, value)
+        for name, point_metric in (("Percentage4XX", "errors.4xx"), ("Percentage5XX", "errors.5xx")):
+            for at, share in found.get((name, written), {}).get("average", {}).items():
+                if at in requests:
+                    add(point_metric, at, float(round(share / 100 * requests[at])))
+        for at, value in found.get(("TotalLatency", written), {}).get("average", {}).items():
+            if at in requests:
+                weighted = latency.setdefault((country, at), [0.0, 0.0])
+                weighted[0] += value * requests[at]
+                weighted[1] += requests[at]
+    for (metric, country, at), value in sorted(counts.items()):
+        yield Point(metric, at, value, country=country)
+    for (country, at), (total, requests) in sorted(latency.items()):
+        yield Point("latency", at, total / requests, kind="gauge", country=country, labels={"stat": "avg"})
 
 
 # ---- ARM plumbing ---------------------------------------------------------------

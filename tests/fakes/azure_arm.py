@@ -7,6 +7,8 @@ It serves what edgectl's Azure providers call, shaped and refusing as ARM does:
   GET  .../providers/Microsoft.Cdn/profiles/{p}/afdEndpoints/{e}         a Front Door endpoint
   POST .../providers/Microsoft.Cdn/profiles/{p}/afdEndpoints/{e}/purge   {"contentPaths": [...], "domains": [...]}
   GET  /subscriptions/{s}/resourcegroups/{rg}/providers/Microsoft.Cdn/operationresults/{id}
+  GET  .../providers/Microsoft.Cdn/profiles/{p}/providers/Microsoft.Insights/metrics   Azure Monitor metrics
+                                                                  (tests/fakes/azure_metrics.py)
 
 A purge answers 202 with `Azure-AsyncOperation` (as in the REST spec's Endpoints_PurgeContent example)
 and `Retry-After`; the operation reads InProgress, with `Retry-After` again as ARM sends it, for
@@ -17,6 +19,7 @@ and 429/500 on demand through `fail_next`. Every request and every accepted purg
 
     with FakeArm() as arm:
         arm.add_endpoint(SUB, "rg", "profile", "endpoint")
+        arm.traffic.append(Traffic("profile", "endpoint.azureedge.net", minute, "Germany", requests_2xx=9))
         ... arm.url, arm.purges, arm.requests ...
 """
 
@@ -30,6 +33,9 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes import azure_metrics
+from tests.fakes.azure_metrics import Traffic
 
 # The rule Azure applies to purge paths, as the CDN purge page published it (a single resource
 # with an optional query string, or a directory wildcard):
@@ -48,6 +54,9 @@ _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _RESOURCE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/providers/microsoft\.cdn/profiles/(?P<profile>[^/]+)"
     r"/(?P<type>endpoints|afdendpoints)/(?P<endpoint>[^/]+)(?P<purge>/purge)?$", re.IGNORECASE)
+_METRICS = re.compile(
+    r"^(?P<uri>/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/providers/microsoft\.cdn/profiles"
+    r"/(?P<profile>[^/]+))/providers/microsoft\.insights/metrics$", re.IGNORECASE)
 _OPERATION = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/providers/microsoft\.cdn"
     r"/operationresults/(?P<id>[^/]+)$", re.IGNORECASE)
@@ -111,6 +120,7 @@ class FakeArm:
     endpoints: dict[tuple[str, str, str, str, str], Endpoint] = field(default_factory=dict)
     purges: list[Purge] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
+    traffic: list[Traffic] = field(default_factory=list)  # what the metrics endpoint reports
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -227,6 +237,9 @@ class FakeArm:
         match = _OPERATION.match(path)
         if match and method == "GET":
             return self._operation(match)
+        match = _METRICS.match(path)
+        if match and method == "GET":
+            return self._metrics(match, query)
         match = _RESOURCE.match(path)
         if not match:
             return _error(404, "NotFound", f"No route for {method} {path}.")
@@ -239,6 +252,22 @@ class FakeArm:
         if not match["purge"] and method == "GET":
             return 200, {}, _json(_resource(found))
         return _error(405, "MethodNotAllowed", f"{method} is not allowed on {path}.")
+
+    def _metrics(self, match, query):
+        profiles = {(e.subscription_id.lower(), e.resource_group.lower(), e.profile.lower())
+                    for e in self.endpoints.values()}
+        if (match["sub"].lower(), match["rg"].lower(), match["profile"].lower()) not in profiles:
+            return _error(404, "ResourceNotFound", f"The Resource 'Microsoft.Cdn/profiles/{match['profile']}' under "
+                          f"resource group '{match['rg']}' was not found.")
+        try:
+            with self._lock:
+                traffic = list(self.traffic)
+            return 200, {}, _json(azure_metrics.answer(match["uri"], query, traffic, match["profile"]))
+        except azure_metrics.BadRequest as refused:
+            if refused.wrapped:
+                return _error(refused.status, refused.code, refused.message)
+            # the metrics service answers most refusals unwrapped: {"code": ..., "message": ...}
+            return refused.status, {}, _json({"code": refused.code, "message": refused.message})
 
     def _find(self, sub, rg, profile, kind, name):
         known_groups = {(e.subscription_id.lower(), e.resource_group.lower()) for e in self.endpoints.values()}
