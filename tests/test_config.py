@@ -125,8 +125,8 @@ def test_validate_names_every_unknown_setting_with_what_was_meant(cli, isolated)
         "providers.cf.hostnames": "unknown setting 'hostnames' (did you mean 'hosts'?)",
         "providers.front.domains": "unknown setting 'domains' (did you mean 'hosts'?)",
         "providers.front.frobnicate": "unknown setting 'frobnicate' for kind 'cloudfront' (known: description, "
-                                      "distribution_id, endpoint_url, hosts, kind, max_in_flight, poll_interval, "
-                                      "profile, region)",
+                                      "distribution_id, endpoint_url, hosts, kind, max_in_flight, "
+                                      "metrics_endpoint_url, origin_latency_stats, poll_interval, profile, region)",
         "providers.typo.kind": "unknown provider kind 'cloudflar' (did you mean 'cloudflare'?)",
         # `hostname` is a setting of kind cloudflare_lb, so a table of an unknown kind may hold it
     }
