@@ -99,7 +99,10 @@ def rows(points) -> list[tuple]:
 # -- what is pulled -------------------------------------------------------------------------------
 def test_each_minute_becomes_counts_and_an_origin_latency_gauge(cloudwatch, moto, make, distribution):
     start = whole_minute_ago(60)
-    publish(cloudwatch, distribution, start, 200, 51_200, 2.5, 0.5, 80.0, 31.5)
+    publish(cloudwatch, distribution, start, 150, 51_200, 2.0, 0.5, 80.0, 31.5)
+    # two data points in one minute tell the statistics apart: Requests is a Sum, the rates Averages
+    put(cloudwatch, distribution, "Requests", start, 50.0)
+    put(cloudwatch, distribution, "4xxErrorRate", start, 3.0)
     publish(cloudwatch, distribution, start + MINUTE, 40, 9_000, 10.0, 0.0, 25.0, 120.0)
     provider = make(moto.url, origin_latency_stats=["avg"])
 
