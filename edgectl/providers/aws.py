@@ -208,10 +208,22 @@ def _ms(moment) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def metric_data(api: AwsApi, queries: list[dict[str, Any]], start_ms: int, end_ms: int) -> dict[str, dict[int, float]]:
+def _iso(ms: int) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _send_once(what: str, call: Callable[[], Any]) -> Any:
+    return call()
+
+
+def metric_data(api: AwsApi, queries: list[dict[str, Any]], start_ms: int, end_ms: int,
+                send: Callable[[str, Callable[[], Any]], Any] = _send_once) -> dict[str, dict[int, float]]:
     """Every data point of `queries` in [start, end): query Id -> {interval start ms: value}.
 
     Follows NextToken until the last page; a query CloudWatch could not answer fails the call.
+    Each page's request goes through `send(what, call)`, the caller's way of counting and retrying.
     """
     from datetime import datetime, timezone
 
@@ -220,7 +232,7 @@ def metric_data(api: AwsApi, queries: list[dict[str, Any]], start_ms: int, end_m
                               "StartTime": datetime.fromtimestamp(start_ms / 1000, timezone.utc),
                               "EndTime": datetime.fromtimestamp(end_ms / 1000, timezone.utc)}
     for _ in range(10_000):  # a bound, far above any real answer's pages
-        page = api.call("get_metric_data", **params)
+        page = send(f"GetMetricData {_iso(start_ms)}..{_iso(end_ms)}", lambda: api.call("get_metric_data", **params))
         for result in page.get("MetricDataResults") or []:
             status = str(result.get("StatusCode") or "Complete")
             if status == "InternalError":
