@@ -252,12 +252,15 @@ class _AzureProvider(PurgeProvider, AnalyticsProvider):
             for at, value in sorted(whole.get(("OriginLatency", ""), {}).get("average", {}).items()):
                 yield Point("origin.latency", at, value, kind="gauge", labels={"stat": "avg"})
 
+    def _mapped(self, call):
+        with _mapped_errors(f"{self.kind} {self.name}: metrics"):
+            return call()
+
     def _metrics_endpoint(self) -> str:
         """The endpoint's host name, which is what the Endpoint dimension holds; read once."""
         if self._endpoint_host is None:
             client = self._arm_client()
-            with _mapped_errors(f"{self.kind} {self.name}: metrics"):
-                resource = self._get_endpoint(client)
+            resource = self.send("read the endpoint", lambda: self._mapped(lambda: self._get_endpoint(client)))
             host = getattr(getattr(resource, "properties", None), "host_name", None)
             if not host:
                 raise ProviderError(f"{self.kind} {self.name}: endpoint {self.settings['endpoint']} has no host name "
@@ -271,10 +274,10 @@ class _AzureProvider(PurgeProvider, AnalyticsProvider):
         resource = (f"subscriptions/{self.settings['subscription_id']}/resourceGroups/{self.settings['resource_group']}"
                     f"/providers/Microsoft.Cdn/profiles/{self.settings['profile']}")
         client = self._monitor_client()
-        with _mapped_errors(f"{self.kind} {self.name}: metrics"):
-            answer = client.metrics.list(resource, timespan=f"{_iso(start_ms)}/{_iso(end_ms)}", interval="PT1M",
-                                         metricnames=",".join(names), aggregation=aggregation, filter=where,
-                                         top=METRICS_TOP, metricnamespace=METRICS_NAMESPACE)
+        answer = self.send(f"metrics {_iso(start_ms)}..{_iso(end_ms)}", lambda: self._mapped(
+            lambda: client.metrics.list(resource, timespan=f"{_iso(start_ms)}/{_iso(end_ms)}", interval="PT1M",
+                                        metricnames=",".join(names), aggregation=aggregation, filter=where,
+                                        top=METRICS_TOP, metricnamespace=METRICS_NAMESPACE)))
         found: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
         for metric in answer.value or []:
             name = metric.name.value if metric.name is not None else ""

@@ -303,10 +303,16 @@ class CloudFrontProvider(PurgeProvider, AnalyticsProvider):
 
     def pull(self, window: PullWindow) -> Iterator[Point]:
         now_ms = int(time.time() * 1000)
+        served = {"requests": False, "additional": False}
         for start_ms, end_ms, period_s in aws.cloudwatch_segments(window.start_ms, window.end_ms, now_ms,
                                                                   len(self._queries(60))):
-            found = aws.metric_data(self._metrics, self._queries(period_s), start_ms, end_ms)
+            found = aws.metric_data(self._metrics, self._queries(period_s), start_ms, end_ms, send=self.send)
+            served["requests"] |= bool(found.get("requests"))
+            served["additional"] |= any(found.get(key) for key in found if key == "hits" or key.startswith("lat_"))
             yield from self._points(found, period_s * 1000)
+        if served["requests"] and not served["additional"]:
+            self.note(f"distribution {self.distribution_id}: no CacheHitRate or OriginLatency in CloudWatch; they "
+                      "exist only with the distribution's additional metrics turned on, so its hit ratio is unknown")
 
     def _points(self, found: dict[str, dict[int, float]], step_ms: int) -> Iterator[Point]:
         requests = found.get("requests", {})
