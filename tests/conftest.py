@@ -92,6 +92,20 @@ def aws_env(monkeypatch):
 
 
 @pytest.fixture(scope="module")
+def _cloudwatch_faults(moto):
+    from tests.fakes.cloudwatch_faults import CloudWatchFaults
+
+    with CloudWatchFaults(moto.url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def cloudwatch_faults(_cloudwatch_faults):
+    """The CloudWatch proxy in front of the module's moto, with no faults, raw values or log left over."""
+    yield from _cloudwatch_faults.fresh()
+
+
+@pytest.fixture(scope="module")
 def _route53_faults(moto):
     from tests.fakes.route53_faults import Route53Faults
 

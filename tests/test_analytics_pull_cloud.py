@@ -10,7 +10,6 @@ import pytest
 from edgectl.state import open_state
 from tests.fakes.azure_arm import FakeArm
 from tests.fakes.azure_metrics import Traffic
-from tests.fakes.cloudwatch_faults import CloudWatchFaults
 from tests.fakes.moto_server import TEST_KEYS
 from tests.test_analytics_pull import samples, total
 
@@ -35,15 +34,9 @@ def state(state_path):
 
 
 # -- CloudFront -----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def _proxy(moto):
-    with CloudWatchFaults(moto.url) as proxy:
-        yield proxy
-
-
 @pytest.fixture
-def proxy(_proxy):
-    yield from _proxy.fresh()
+def proxy(cloudwatch_faults):
+    return cloudwatch_faults
 
 
 @pytest.fixture
@@ -94,6 +87,10 @@ def test_cloudfront_pull_stores_counts_hit_ratio_and_percentiles_once(cli, proxy
     assert samples(opened, "origin.latency") == [("front", "", "", '{"source":"pull","stat":"p95"}', "gauge",
                                                   first, 19.0)]
     opened.close()
+    cache = cli("analytics", "cache", "--by", "provider", "--since", "2h", "-o", "json")
+    assert cache.exit_code == 0, cache.stderr
+    [group] = [g for g in cache.json()["groups"] if g["provider"] == "front"]
+    assert (group["requests"], group["hits"], group["hit_ratio"]) == (300, 240, 0.8)
 
     again = cli("analytics", "pull", "--provider", "front", "--since", "1h", "-o", "json")
     assert again.exit_code == 0, again.stderr

@@ -12,7 +12,6 @@ from edgectl.providers import aws
 from edgectl.providers.analytics import Point, PullWindow
 from edgectl.providers.base import AuthError, ProviderContext, RateLimited, RetryableError
 from edgectl.providers.registry import provider_class
-from tests.fakes.cloudwatch_faults import CloudWatchFaults
 from tests.fakes.moto_server import TEST_KEYS
 
 MINUTE = 60_000
@@ -29,15 +28,9 @@ def cloudwatch(moto):
     return boto3.client("cloudwatch", endpoint_url=moto.url, **TEST_KEYS)
 
 
-@pytest.fixture(scope="module")
-def _proxy(moto):
-    with CloudWatchFaults(moto.url) as proxy:
-        yield proxy
-
-
 @pytest.fixture
-def proxy(_proxy):
-    yield from _proxy.fresh()
+def proxy(cloudwatch_faults):
+    return cloudwatch_faults
 
 
 @pytest.fixture

@@ -24,13 +24,6 @@ NODES = {
 }
 
 
-@pytest.fixture
-def aws_env(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
 @pytest.fixture(scope="module")
 def admin(moto):
     return boto3.client("route53", endpoint_url=moto.url, **TEST_KEYS)

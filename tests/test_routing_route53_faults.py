@@ -19,7 +19,7 @@ import time
 import pytest
 
 from tests.fakes.route53_faults import Route53Faults
-from tests.test_routing_route53 import (add_nodes, aws_env, admin, apply, geo_records, plan,  # noqa: F401
+from tests.test_routing_route53 import (add_nodes, admin, apply, geo_records, plan,  # noqa: F401
                                         write_config, zone)
 from tests.routing_state import add_rule
 
