@@ -409,3 +409,21 @@ def test_ctrl_c_stops_the_watch_with_exit_130_and_no_traceback(estate, state_pat
                                  {"EDGECTL_STATE": str(state_path)}, until="Ctrl-C to stop", interrupt=True)
     assert code == 130, drawn
     assert "Traceback" not in drawn and "error: interrupted" in drawn
+
+
+def test_a_provider_that_reports_no_hits_has_no_hit_ratio_rather_than_zero(cli, state_path):
+    from edgectl.analytics.metrics import key
+    from edgectl.analytics.samples import Sample
+    from edgectl.analytics.store import ingest
+    from edgectl.state import open_state
+
+    now = int(__import__("time").time() * 1000) - 600_000
+    state = open_state(state_path)
+    ingest(state, [Sample(key("requests", provider="azure"), now, 1000),  # Azure reports requests, no hits
+                   Sample(key("requests", provider="cf"), now, 100), Sample(key("cache.hits", provider="cf"), now, 95)])
+    state.close()
+    record = cli("analytics", "cache", "--by", "provider", "--since", "1h", "-o", "json").json()
+    groups = {g["provider"]: g for g in record["groups"]}
+    assert groups["azure"]["hit_ratio"] is None and groups["azure"]["below_target"] is False
+    assert groups["cf"]["hit_ratio"] == 0.95
+    assert record["hit_ratio"] == 0.95  # the overall ratio is over those that report hits

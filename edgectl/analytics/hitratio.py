@@ -42,10 +42,15 @@ def totals_by(state, metric: str, by: str | None, start_ms: int, end_ms: int) ->
 
 
 def tallies_by(state, by: str | None, start_ms: int, end_ms: int) -> dict[str, "Tally"]:
-    """Requests, hits and bytes over [start, end) per group that has requests or hits."""
+    """Requests, hits and bytes over [start, end) per group that has requests or hits.
+
+    A group with requests and no `cache.hits` samples at all (a provider that reports none, such as
+    Azure, or CloudFront without its additional metrics) has no hit ratio, rather than 0%.
+    """
     totals = {part: totals_by(state, metric, by, start_ms, end_ms) for part, metric in PARTS.items()}
     names = set(totals["requests"]) | set(totals["hits"])
-    return {name: Tally(*(totals[part].get(name, 0.0) for part in PARTS)) for name in names}
+    return {name: Tally(*(totals[part].get(name, 0.0) for part in PARTS), known=name in totals["hits"])
+            for name in names}
 
 
 def auto_step(start_ms: int, end_ms: int) -> int:
@@ -79,15 +84,18 @@ class Tally:
     requests: float = 0.0
     hits: float = 0.0
     bytes: float = 0.0
+    known: bool = True  # hits were reported: without any, the ratio is unknown, not 0%
 
     @property
     def hit_ratio(self) -> float | None:
-        return ratio(self.hits, self.requests)
+        return ratio(self.hits, self.requests) if self.known else None
 
     def add(self, part: str, amount: float) -> None:
         setattr(self, part, getattr(self, part) + amount)
 
     def merge(self, other: "Tally") -> None:
+        """Another tally's figures added in. A tally whose hits are unknown would count its requests
+        as misses, so a total that is to have a ratio merges only known ones."""
         for part in PARTS:
             self.add(part, getattr(other, part))
 
@@ -157,6 +165,12 @@ def hit_ratios(state, request: CacheRequest) -> CacheReport:
         if not (group.total.requests or group.total.hits):
             continue  # bytes alone: not a cache's requests
         groups.append(group)
+        if not any(h.count for _, h in parts["hits"].get(name, ())):
+            # requests but no hit figures at all (a provider that reports none): no ratio, and
+            # left out of the overall one rather than counted as misses
+            for tally in [group.total, *(t for _, t in group.steps)]:
+                tally.known = False
+            continue
         overall.total.merge(group.total)
         for n, (_, tally) in enumerate(group.steps):
             overall.steps[n][1].merge(tally)

@@ -66,7 +66,8 @@ def performance_snapshot(state, config, start_ms: int, end_ms: int) -> Performan
     by_node = tallies_by(state, "node", start_ms, end_ms)
     overall = Tally()
     for tally in by_node.values():
-        overall.merge(tally)
+        if tally.known:  # a group that reports no hits would count its requests as misses
+            overall.merge(tally)
     nodes = list_nodes(state, heartbeat_interval=config.setting("nodes.heartbeat_interval"))
     by_status: dict[str, int] = {}
     for node in nodes:
