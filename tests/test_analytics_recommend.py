@@ -59,6 +59,8 @@ def test_busy_nodes_missed_prefixes_idle_nodes_and_error_spikes(cli, state_path,
     add_node(cli, "ams-1", "NL", 52.37, 4.90)
     samples = [Sample(key("cpu", node="fra-1", labels={"source": "heartbeat"}), now_ms - i * MINUTE, 90.0 + i % 5)
                for i in range(10)]
+    samples += [Sample(key("cpu", node="osl-1", labels={"source": "heartbeat"}), now_ms - i * MINUTE, 99.0)
+                for i in range(5)]  # too few figures to judge osl-1 busy
     samples += [Sample(key("cpu", node="ams-1", labels={"source": "heartbeat"}), now_ms - i * MINUTE, 30.0)
                 for i in range(10)]
     for prefix, requests, hits in (("/img/", 500, 200), ("/static/", 800, 790), ("/rare/", 40, 0)):
@@ -66,9 +68,10 @@ def test_busy_nodes_missed_prefixes_idle_nodes_and_error_spikes(cli, state_path,
         samples += [Sample(key("requests", node="fra-1", labels=labels), now_ms, requests),
                     Sample(key("cache.hits", node="fra-1", labels=labels), now_ms, hits)]
     samples.append(Sample(key("requests", node="ams-1", labels={"source": "pull", "prefix": "/img/"}), now_ms, 5))
-    warm = {"source": "warm", "prefix": "/warm/"}
+    # a warm's first pass over /shop/ misses everything: not traffic, so no cache policy for it
+    warm = {"source": "warm", "prefix": "/shop/"}
     samples += [Sample(key("requests", node="ams-1", labels=warm), now_ms, 900),
-                Sample(key("cache.hits", node="ams-1", labels=warm), now_ms, 900)]
+                Sample(key("cache.hits", node="ams-1", labels=warm), now_ms, 0)]
     # a provider whose 5xx rate is 0.5% but for one hour at 20%
     for hour in range(6):
         at = now_ms - hour * 3_600_000

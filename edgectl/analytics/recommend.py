@@ -8,8 +8,9 @@ Five questions, each answered from the rollups over one window:
 - nodes that serve almost none of the traffic: candidates to decommission;
 - providers whose 5xx rate spiked in some hour well above their rate over the window.
 
-A suggestion needs enough samples behind it (`MIN_SAMPLES` latencies, `MIN_REQUESTS` requests),
-so a quiet week doesn't recommend anything on the strength of three requests.
+A suggestion needs enough samples behind it (`MIN_SAMPLES` latencies, `MIN_REQUESTS` requests,
+`MIN_CPU_SAMPLES` cpu figures), so a quiet week doesn't recommend anything on the strength of
+three requests. Cache warms' own requests are not traffic: hit ratios and shares leave them out.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 MIN_SAMPLES = 20
 MIN_REQUESTS = 100
+MIN_CPU_SAMPLES = 10  # heartbeats: five minutes of them at the default 30 s
 FAR_KM = 1000.0  # a nearest node further than this is far enough that a nearer one would cut latency
 IDLE_SHARE = 0.01  # under 1% of the nodes' traffic
 SPIKE_RATE = 0.05  # an hour's 5xx rate of at least 5%...
@@ -112,7 +114,7 @@ def _busy_nodes(state, targets: Targets, start_ms: int, end_ms: int) -> list[Rec
     out = []
     for node, histogram in sorted(_by(state, "cpu", "node", start_ms, end_ms).items()):
         p95, mean = histogram.quantile(0.95), histogram.sum / histogram.count
-        if histogram.count < 3 or p95 <= targets.cpu_high:
+        if histogram.count < MIN_CPU_SAMPLES or p95 <= targets.cpu_high:
             continue
         out.append(Recommendation(
             "shift_weight", node, f"shift weight away from {node}: its cpu p95 is {p95:.0f}% "
@@ -122,13 +124,23 @@ def _busy_nodes(state, targets: Targets, start_ms: int, end_ms: int) -> list[Rec
     return out
 
 
+def _served(state, metric: str, by: str, start_ms: int, end_ms: int) -> dict[str, float]:
+    """An additive metric's totals per group from the traffic served, cache warms' own requests left out:
+    a warm is the remedy for misses, and its first pass misses by design."""
+    totals = {name: h.sum for name, h in _by(state, metric, by, start_ms, end_ms).items()}
+    for name, histogram in _by(state, metric, by, start_ms, end_ms, source="warm").items():
+        totals[name] = totals.get(name, 0.0) - histogram.sum
+    return totals
+
+
 def _missed_prefixes(state, targets: Targets, start_ms: int, end_ms: int) -> list[Recommendation]:
-    requests = _by(state, "requests", "prefix", start_ms, end_ms)
-    hits = _by(state, "cache.hits", "prefix", start_ms, end_ms)
+    requests = _served(state, "requests", "prefix", start_ms, end_ms)
+    hits = _served(state, "cache.hits", "prefix", start_ms, end_ms)
     out = []
-    for prefix, histogram in sorted(requests.items(), key=lambda item: -item[1].sum):
-        total = histogram.sum
-        hit = hits[prefix].sum if prefix in hits else 0.0
+    for prefix, total in sorted(requests.items(), key=lambda item: -item[1]):
+        if prefix not in hits:  # a provider that reports no hits: no ratio to judge
+            continue
+        hit = hits[prefix]
         if total < MIN_REQUESTS or hit / total >= targets.hit_ratio:
             continue
         out.append(Recommendation(
@@ -141,9 +153,7 @@ def _missed_prefixes(state, targets: Targets, start_ms: int, end_ms: int) -> lis
 
 def _idle_nodes(state, start_ms: int, end_ms: int) -> list[Recommendation]:
     """Traffic the nodes served (provider pulls of own nodes, ingested logs), warm requests left out."""
-    served = {node: h.sum for node, h in _by(state, "requests", "node", start_ms, end_ms).items()}
-    warm = {node: h.sum for node, h in _by(state, "requests", "node", start_ms, end_ms, source="warm").items()}
-    served = {node: total - warm.get(node, 0.0) for node, total in served.items()}
+    served = _served(state, "requests", "node", start_ms, end_ms)
     everything = sum(served.values())
     if everything < MIN_REQUESTS:
         return []
