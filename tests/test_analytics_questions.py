@@ -54,6 +54,32 @@ def hour_start(now_ms: int, hours_ago: int) -> int:
     return now_ms - now_ms % HOUR - hours_ago * HOUR
 
 
+# --- analytics latency ---------------------------------------------------------------------------
+
+
+def test_latency_records_have_the_same_fields_in_every_format_empty_or_not(cli, put):
+    fields = ["provider", "samples", "p50", "p95", "p99", "mean", "min", "max", "unit", "source"]
+    empty = cli("analytics", "latency", "--by", "provider", "-o", "csv")
+    assert empty.exit_code == 0 and empty.stdout.splitlines() == [",".join(fields)]
+    put([("latency", 40.0, 5, {"provider": "edge"}), ("latency", 60.0, 6, {"provider": "edge"}),
+         ("latency", 80.0, 5, {"provider": "cf", "kind": "gauge", "labels": {"source": "pull", "stat": "p95"}})])
+    rows = cli("analytics", "latency", "--by", "provider", "-o", "json").json()
+    assert [list(r) for r in rows] == [fields, fields]
+    found = {r["provider"]: r for r in rows}
+    assert (found["edge"]["source"], found["edge"]["unit"], found["edge"]["min"], found["edge"]["max"]) == (
+        "history", "ms", 40.0, 60.0)
+    assert (found["cf"]["source"], found["cf"]["p95"], found["cf"]["mean"], found["cf"]["p50"]) == (
+        "provider", 80.0, None, None)
+    lines = cli("analytics", "latency", "--by", "provider", "-o", "jsonl").stdout.splitlines()
+    assert [list(json.loads(line)) for line in lines] == [fields, fields]
+    csv_lines = cli("analytics", "latency", "--by", "provider", "-o", "csv").stdout.splitlines()
+    assert csv_lines[0] == ",".join(fields) and len(csv_lines) == 3
+    table = cli("analytics", "latency", "--by", "provider").stdout.splitlines()
+    assert table[0].split() == ["PROVIDER", "SAMPLES", "P50", "P95", "P99", "MEAN", "MIN", "MAX", "SOURCE"]
+    assert next(line for line in table if line.startswith("cf")).split()[-1] == "provider"
+    assert next(line for line in table if line.startswith("edge")).split()[-1] == "history"
+
+
 # --- analytics cache ---------------------------------------------------------------------------
 
 

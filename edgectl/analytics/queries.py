@@ -64,16 +64,27 @@ def histograms_by(state, metric: str, by: str | None, start_ms: int, end_ms: int
     return groups, units
 
 
+def percentile_fields(by: str, percentiles: tuple[float, ...]) -> tuple[str, ...]:
+    """The fields of every percentile record, in their order, whichever source it has and whether or not
+    there are any: a csv header is the same for an empty window as for a full one."""
+    return (by, "samples", *(field_name(p) for p in percentiles), "mean", "min", "max", "unit", "source")
+
+
+def _percentile_record(request: PercentileRequest, group: str, *, samples: int, unit: str, source: str,
+                       percentiles: list[float | None], mean: float | None = None, low: float | None = None,
+                       high: float | None = None) -> dict[str, Any]:
+    values = {request.by: group, "samples": samples, "mean": mean, "min": low, "max": high, "unit": unit,
+              "source": source, **{field_name(p): v for p, v in zip(request.percentiles, percentiles)}}
+    return {name: values[name] for name in percentile_fields(request.by, request.percentiles)}
+
+
 def percentiles_by(state, request: PercentileRequest) -> list[dict[str, Any]]:
-    """One record per group: samples, mean, min, max and each percentile, from the rollups."""
+    """One record per group: samples, each percentile, mean, min and max, from the rollups (`source: history`)."""
     groups, units = histograms_by(state, request.metric, request.by, request.start_ms, request.end_ms)
-    rows = []
-    for name, histogram in groups.items():
-        values = histogram.quantiles([p / 100 for p in request.percentiles])
-        row: dict[str, Any] = {request.by: name, "samples": histogram.count, "unit": units[name],
-                               "mean": histogram.sum / histogram.count, "min": histogram.min, "max": histogram.max}
-        row.update({field_name(p): v for p, v in zip(request.percentiles, values)})
-        rows.append(row)
+    rows = [_percentile_record(request, name, samples=histogram.count, unit=units[name], source="history",
+                               percentiles=histogram.quantiles([p / 100 for p in request.percentiles]),
+                               mean=histogram.sum / histogram.count, low=histogram.min, high=histogram.max)
+            for name, histogram in groups.items()]
     top = field_name(request.percentiles[-1])
     return sorted(rows, key=lambda r: -r[top])
 
@@ -135,7 +146,8 @@ def timeseries(state, metric: str, *, by: str | None, start_ms: int, end_ms: int
 
 def provider_percentiles(state, request: PercentileRequest) -> list[dict[str, Any]]:
     """Percentiles a provider computed itself (gauges with a `stat` label, such as Cloudflare's edge time
-    to first byte), one record per group with `source: provider`.
+    to first byte), one record per group with `source: provider` and the fields percentiles_by's have
+    (mean, min and max none).
 
     They cannot be merged into a histogram, so each is the mean of the provider's per-interval figures
     over the window: a summary of what the provider said, not a percentile of the window. Only the
@@ -165,11 +177,9 @@ def provider_percentiles(state, request: PercentileRequest) -> list[dict[str, An
         units[group] = unit
     rows = []
     for group, stats in figures.items():
-        row: dict[str, Any] = {request.by: group, "samples": max(count for count, _ in stats.values()),
-                               "unit": units[group], "mean": None, "min": None, "max": None, "source": "provider"}
-        for percentile in request.percentiles:
-            count, total = stats.get(field_name(percentile), (0, 0.0))
-            row[field_name(percentile)] = total / count if count else None
-        rows.append(row)
+        means = [total / count if count else None
+                 for count, total in (stats.get(field_name(p), (0, 0.0)) for p in request.percentiles)]
+        rows.append(_percentile_record(request, group, samples=max(count for count, _ in stats.values()),
+                                       unit=units[group], source="provider", percentiles=means))
     top = field_name(request.percentiles[-1])
     return sorted(rows, key=lambda r: -(r[top] or 0))

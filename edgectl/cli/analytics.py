@@ -139,7 +139,10 @@ def _charted(view: View, make_chart) -> View:
     """`view`'s table with a chart beneath it: make_chart(rows, width) -> Chart, called only for a table
     with rows, so json, jsonl and csv carry the data alone and no series is read for them."""
     def draw(renderer, rows) -> None:
-        renderer.records(rows, list(view.columns), empty=view.empty)
+        if view.draw is not None:
+            view.draw(renderer, rows)
+        else:
+            renderer.records(rows, list(view.columns), empty=view.empty)
         if rows:
             _draw_chart(renderer, make_chart(rows, _chart_width()))
 
@@ -156,21 +159,27 @@ def analytics_latency(
 ) -> None:
     """Latency percentiles per node, region, country or provider, from the rollups (within about 0.5%).
 
-    Percentiles a provider computed itself (pulled) come as their own rows, `source: provider`: the
-    mean of its per-minute figures over the window, as they cannot be merged.
+    Every record has the same fields in every format: the group, samples, the percentiles, mean, min,
+    max, unit and source. `source: history` rows come from the rollups; percentiles a provider computed
+    itself (pulled) come as their own rows, `source: provider`: the mean of its per-minute figures over
+    the window, as they cannot be merged (no mean, min or max).
     """
-    from edgectl.analytics.queries import (PercentileRequest, field_name, parse_percentiles, percentiles_by,
-                                           provider_percentiles)
+    from edgectl.analytics.queries import (PercentileRequest, field_name, parse_percentiles, percentile_fields,
+                                           percentiles_by, provider_percentiles)
 
     ctx = current()
     wanted = parse_percentiles(percentiles)
     start, end = since_window(since)
     request = PercentileRequest("latency", by, start, end, wanted)
     rows = percentiles_by(ctx.state, request) + provider_percentiles(ctx.state, request)
-    columns = [Column(by), Column("samples", justify="right")] + [
-        Column(field_name(p), field_name(p).upper(), kind="ms", justify="right") for p in wanted] + [
-        Column("mean", kind="ms", justify="right"), Column("max", kind="ms", justify="right"), Column("source")]
-    view = View(columns, empty=f"no latency samples in the last {since}")
+    kinds = {"samples": Column("samples", justify="right"), "unit": Column("unit"), "source": Column("source"),
+             **{field_name(p): Column(field_name(p), field_name(p).upper(), kind="ms", justify="right")
+                for p in wanted},
+             **{name: Column(name, kind="ms", justify="right") for name in ("mean", "min", "max")}}
+    columns = [kinds.get(name, Column(name)) for name in percentile_fields(by, wanted)]
+    empty = f"no latency samples in the last {since}"
+    shown = [c for c in columns if c.key != "unit"]  # each figure of the table carries its unit
+    view = View(columns, empty=empty, draw=lambda renderer, rs: renderer.records(rs, shown, empty=empty))
     if chart:
         charted = 95.0 if 95.0 in wanted else max(wanted)
 
