@@ -124,6 +124,7 @@ def points_of(group: Element) -> list[tuple[float, float]]:
 
 
 def test_the_page_holds_every_chart_drawn_from_the_data(cli, tmp_path, estate):
+    (tmp_path / "out").mkdir()
     out = tmp_path / "out" / "report.html"
     run = cli("analytics", "report", "--html", str(out), "--since", "1d", "-o", "json")
     assert run.exit_code == 0, run.stderr
@@ -174,9 +175,9 @@ def test_the_page_holds_every_chart_drawn_from_the_data(cli, tmp_path, estate):
     rows = page.find("section", id="nodes").find("tbody").children
     cells = {r.children[0].all_text(): [c.all_text() for c in r.children] for r in rows}
     assert set(cells) == {"fra-1", "ams-1", "iad-1"}
-    assert cells["ams-1"][2] == "draining" and cells["iad-1"][3] == "never"
-    assert cells["iad-1"][5] == "90%"  # one probe in ten down
-    assert cells["fra-1"][4].endswith("ms")
+    assert cells["ams-1"][2] == "draining" and cells["iad-1"][3] == "never" and cells["iad-1"][4] == "never"
+    assert cells["iad-1"][6] == "90%"  # one probe in ten down
+    assert cells["fra-1"][5].endswith("ms")
     assert "no alert rules" in page.find("section", id="alerts").all_text()
 
 
@@ -206,6 +207,47 @@ def test_the_file_is_replaced_whole_and_bad_paths_are_refused(cli, tmp_path, est
     assert missing.exit_code == 2 and "--html FILE" in missing.stderr
     bad_window = cli("analytics", "report", "--html", str(out), "--since", "soon")
     assert bad_window.exit_code == 2
+
+
+def test_a_missing_directory_is_exit_2_and_is_not_made(cli, tmp_path):
+    out = tmp_path / "no-such-dir" / "deeper" / "report.html"
+    run = cli("analytics", "report", "--html", str(out))
+    assert run.exit_code == 2 and run.stdout == ""
+    lines = run.stderr.splitlines()
+    assert lines[0] == f"error: cannot write {out}: no such directory {out.parent}"
+    assert all(line.startswith("hint: ") for line in lines[1:]) and "Traceback" not in run.stderr
+    assert not (tmp_path / "no-such-dir").exists()
+
+
+def test_stale_nodes_are_counted_as_stale_on_the_card_and_in_the_table(cli, tmp_path):
+    from datetime import timedelta
+
+    from tests.routing_state import age_heartbeat, heartbeat
+
+    now = time.time()
+    rows = []
+    for name in ("fra-1", "ams-1", "iad-1"):
+        assert cli("nodes", "add", name, "--endpoint", "http://127.0.0.1:9", "--region", "eu").exit_code == 0
+        heartbeat(cli, name, "--cpu", "10")
+        age_heartbeat(name, timedelta(minutes=10))  # three heartbeat intervals (30s) missed long ago
+        rows += [{"time": now - 60 * n, "metric": "up", "value": 1, "unit": "bool", "node": name} for n in range(5)]
+    path = tmp_path / "up.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli("analytics", "ingest", str(path), "--format", "jsonl").exit_code == 0
+    out = tmp_path / "report.html"
+    record = cli("analytics", "report", "--html", str(out), "--since", "1h", "-o", "json").json()
+    assert record["nodes_by_health"] == {"stale": 3}
+    assert {(n["health"], n["up_ratio"]) for n in record["nodes"]} == {("stale", 1.0)}
+    page = parse(out.read_text())
+    tile = next(t for t in page.iter("div") if "tile" in t.attrs.get("class", "") and "nodes up" in t.all_text())
+    assert "0 / 3" in tile.all_text() and "3 stale (heartbeats missed)" in tile.all_text()
+    assert "failed" not in tile.all_text()
+    nodes = page.find("section", id="nodes")
+    headers = [th.all_text() for th in nodes.find("thead").iter("th")]
+    assert headers[2] == "Health" and headers[4] == "Last heartbeat" and headers[6] == "Probes up"
+    for row in nodes.find("tbody").children:
+        cells = [c.all_text() for c in row.children]
+        assert cells[2] == "stale" and cells[4] == "10m ago" and cells[6] == "100%", cells
 
 
 # ---- seen in a browser ---------------------------------------------------------------------------
@@ -238,6 +280,7 @@ def colour_counts(image, colours: list[str]) -> dict[str, int]:
 @pytest.mark.slow
 def test_chromium_draws_the_charts(cli, tmp_path, estate):
     full, empty = tmp_path / "report.html", tmp_path / "empty" / "report.html"
+    empty.parent.mkdir()
     assert cli("analytics", "report", "--html", str(full), "--since", "1d").exit_code == 0
     assert cli("analytics", "report", "--html", str(empty), "--since", "1m").exit_code == 0  # nothing that recent
     screenshot(full, tmp_path / "full.png", tmp_path)

@@ -18,6 +18,10 @@ from edgectl.analytics.trends import CHART_POINTS
 from edgectl.errors import UsageError
 
 OWN_NODES = "own nodes"  # the hit-ratio group of series no provider reported: edgectl's own nodes
+TROUBLE = ("failed", "down", "stale")  # healths of a node to look at
+# NodeHealth.health, the nodes to look at first: failed by its probes, down at its last probe, stale
+# (heartbeats missed), then those an operator set aside, never probed, and up
+HEALTH_ORDER = (*TROUBLE, "draining", "maintenance", "inactive", "unchecked", "up")
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,12 @@ class NodeHealth:
     last_error: str | None
     latency_p95: float | None  # over the window, from the history
     up_ratio: float | None  # share of probes up over the window
+    last_heartbeat: datetime | None = None
 
     @property
     def health(self) -> str:
-        """One word for the row: failed, stale, the status an operator set, or up/down from the last probe."""
+        """One word for the row: failed, stale (heartbeats missed, whatever the probes said), the status an
+        operator set, or up/down from the last probe."""
         if self.status == "failed":
             return "failed"
         if self.stale:
@@ -47,7 +53,8 @@ class NodeHealth:
 
     def to_record(self) -> dict[str, Any]:
         return {"name": self.name, "region": self.region, "status": self.status, "health": self.health,
-                "stale": self.stale, "last_check_at": self.last_check_at, "last_check_ok": self.last_check_ok,
+                "stale": self.stale, "last_heartbeat": self.last_heartbeat,
+                "last_check_at": self.last_check_at, "last_check_ok": self.last_check_ok,
                 "last_error": self.last_error, "latency_p95": self.latency_p95, "up_ratio": self.up_ratio}
 
 
@@ -79,6 +86,15 @@ class Report:
         """Whether the window holds no latency sample and no request."""
         return not self.latency["samples"] and not self.traffic["requests"]
 
+    @property
+    def nodes_by_health(self) -> dict[str, int]:
+        """How many nodes have each health (NodeHealth.health), those in trouble first."""
+        counts: dict[str, int] = {}
+        for node in self.nodes:
+            counts[node.health] = counts.get(node.health, 0) + 1
+        order = {health: n for n, health in enumerate(HEALTH_ORDER)}
+        return dict(sorted(counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
     def to_record(self) -> dict[str, Any]:
         def groups(series: tuple[Series, ...]) -> list[str]:
             return [s.name for s in series]
@@ -91,7 +107,7 @@ class Report:
             "latency": self.latency, "traffic": self.traffic,
             "charts": {"latency_p95": groups(self.latency_p95), "latency_p50": groups(self.latency_p50),
                        "hit_ratio": groups(self.hit_ratio)},
-            "nodes": [n.to_record() for n in self.nodes],
+            "nodes": [n.to_record() for n in self.nodes], "nodes_by_health": self.nodes_by_health,
             "targets": {"latency_ms": self.latency_target_ms, "hit_ratio": self.hit_ratio_target},
             "alerts": {"rules": self.alerts.rules, "firing": list(self.alerts.firing)},
         }
@@ -158,21 +174,24 @@ def _node_health(state, start_ms: int, end_ms: int, heartbeat_interval: float) -
     latency = {name: h.quantile(0.95) for name, h in histograms_by(state, "latency", "node", start_ms, end_ms)[0].items()}
     up = {name: h.sum / h.count for name, h in histograms_by(state, "up", "node", start_ms, end_ms)[0].items()}
     rows = [NodeHealth(n.name, n.region, n.status, n.stale, n.last_check_at, n.last_check_ok, n.last_error,
-                       latency.get(n.name), up.get(n.name))
+                       latency.get(n.name), up.get(n.name), n.last_heartbeat)
             for n in list_nodes(state, heartbeat_interval=heartbeat_interval)]
-    trouble = {"failed": 0, "down": 1, "stale": 2}
-    return sorted(rows, key=lambda r: trouble.get(r.health, 3))  # the nodes to look at first; stable by name
+    trouble = {health: n for n, health in enumerate(TROUBLE)}
+    return sorted(rows, key=lambda r: trouble.get(r.health, len(TROUBLE)))  # the nodes to look at first; stable by name
 
 
 def write_report(path: Path, text: str) -> Path:
-    """Write the page atomically: a temporary file beside it, renamed over it when complete."""
+    """Write the page atomically: a temporary file beside it, renamed over it when complete. The directory
+    must exist: a mistyped path is an error, not a new directory."""
     import tempfile
 
     path = Path(path).expanduser()
     if path.is_dir():
         raise UsageError(f"{path} is a directory", hint="give the path of a file, e.g. --html report.html")
+    if not path.parent.is_dir():
+        raise UsageError(f"cannot write {path}: no such directory {path.parent}",
+                         hint="create the directory first, or name a file in one that exists")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -8,7 +8,7 @@ from string import Template
 
 from edgectl.analytics.charts import (Chart, SvgBox, format_duration, format_value, latency_chart, ratio_chart,
                                       svg_chart)
-from edgectl.analytics.report import AlertsSection, NodeHealth, Report
+from edgectl.analytics.report import TROUBLE, AlertsSection, NodeHealth, Report
 from edgectl.timeutil import relative, to_iso
 
 # The page may load nothing: styles are inline, images would be data: URLs, and scripts cannot run.
@@ -126,9 +126,9 @@ def _tiles(report: Report) -> list[str]:
     p95, p50 = report.latency["p95"], report.latency["p50"]
     ratio = report.traffic["hit_ratio"]
     target_ms, target_ratio = report.latency_target_ms, report.hit_ratio_target
-    healthy = sum(1 for n in report.nodes if n.health == "up")
-    trouble = sum(1 for n in report.nodes if n.health in ("failed", "down", "stale"))
-    unchecked = sum(1 for n in report.nodes if n.health == "unchecked")
+    health = report.nodes_by_health
+    healthy = health.get("up", 0)
+    trouble = sum(health.get(h, 0) for h in TROUBLE)
     firing = len(report.alerts.firing)
     return [
         _tile("p95 latency", format_value(p95, "ms") if p95 is not None else "no data",
@@ -140,13 +140,24 @@ def _tiles(report: Report) -> list[str]:
               f"target above {format_value(target_ratio, 'ratio')} · {report.traffic['requests']:,.0f} requests",
               "idle" if ratio is None else "good" if ratio >= target_ratio else "bad"),
         _tile("nodes up", f"{healthy} / {len(report.nodes)}" if report.nodes else "none",
-              (f"{trouble} failed, down or stale" + (f" · {unchecked} never checked" if unchecked else ""))
-              if report.nodes else "no nodes registered",
+              _health_note(health) if report.nodes else "no nodes registered",
               "idle" if not report.nodes else "bad" if trouble else "good" if healthy == len(report.nodes) else "warn"),
         _tile("alerts firing", str(firing) if report.alerts.rules else "–",
               f"of {report.alerts.rules} rule(s)" if report.alerts.rules else "no alert rules",
               "idle" if not report.alerts.rules else "bad" if firing else "good"),
     ]
+
+
+# how the nodes-up card names each health but up, as the node table's Health column shows it
+HEALTH_NOTES = {"failed": "failed", "down": "down at the last probe", "stale": "stale (heartbeats missed)",
+                "unchecked": "never probed"}
+
+
+def _health_note(health: dict[str, int]) -> str:
+    """What the nodes that are not up are, one count per health of the node table: "3 stale (heartbeats
+    missed)", "1 failed · 1 draining"; every node up says so."""
+    parts = [f"{n} {HEALTH_NOTES.get(h, h)}" for h, n in health.items() if h != "up"]
+    return " · ".join(parts) or "every node up"
 
 
 def _chart_card(chart: Chart, box: SvgBox, caption: str, empty: str, name: str) -> str:
@@ -187,18 +198,24 @@ def _body(report: Report) -> list[str]:
 
 def _nodes(report: Report) -> str:
     head = ('<section class="card" id="nodes"><h2>Nodes</h2>'
-            f'<p class="caption">status now; latency and probes up over the last {_e(report.since)}</p>')
+            f'<p class="caption">health now (stale: no heartbeat for three intervals, whatever the probes say); '
+            f'latency and probes up over the last {_e(report.since)}</p>')
     if not report.nodes:
         return head + '<div class="empty">no nodes registered (<code>edgectl nodes add</code>)</div></section>'
     rows = "".join(_node_row(n, report) for n in report.nodes)
     return (head + '<table><thead><tr><th>Node</th><th>Region</th><th>Health</th><th>Last check</th>'
-            '<th class="num">p95 latency</th><th class="num">Up</th><th>Last error</th></tr></thead>'
-            f"<tbody>{rows}</tbody></table></section>")
+            '<th>Last heartbeat</th><th class="num">p95 latency</th><th class="num">Probes up</th>'
+            f"<th>Last error</th></tr></thead><tbody>{rows}</tbody></table></section>")
+
+
+def _ago(moment: datetime | None, now: datetime) -> str:
+    return (f'<span title="{_e(to_iso(moment))}">{_e(relative(moment, now))}</span>' if moment else "never")
 
 
 def _node_row(node: NodeHealth, report: Report) -> str:
-    checked = (f'<span title="{_e(to_iso(node.last_check_at))}">{_e(relative(node.last_check_at, report.generated_at))}'
-               "</span>" if node.last_check_at else "never")
+    checked = _ago(node.last_check_at, report.generated_at)
+    heartbeat = (f'<span class="{"miss" if node.stale else ""}">{_ago(node.last_heartbeat, report.generated_at)}'
+                 "</span>")
     p95 = node.latency_p95
     latency = ("–" if p95 is None else
                f'<span class="{"miss" if p95 > report.latency_target_ms else ""}">{_e(format_value(p95, "ms"))}</span>')
@@ -207,7 +224,7 @@ def _node_row(node: NodeHealth, report: Report) -> str:
     error = f'<span class="error">{_e(node.last_error[:120])}</span>' if node.last_error else ""
     return (f"<tr><td><strong>{_e(node.name)}</strong></td><td>{_e(node.region or '–')}</td>"
             f'<td><span class="badge {_e(node.health)}">{_e(node.health)}</span></td><td>{checked}</td>'
-            f'<td class="num">{latency}</td><td class="num">{up}</td><td>{error}</td></tr>')
+            f'<td>{heartbeat}</td><td class="num">{latency}</td><td class="num">{up}</td><td>{error}</td></tr>')
 
 
 def _alerts(alerts: AlertsSection, now: datetime) -> str:
