@@ -44,6 +44,7 @@ STATUS_STYLES = {
     "REVALIDATED": "cyan",
     "BYPASS": "dim",
     "violation": "bold red",
+    "no node": "bold red",
     "below target": "yellow",
     "no samples": "dim",
 }

@@ -131,6 +131,44 @@ def test_the_node_is_where_resolve_sends_the_source_now(cli, rules, clients, fle
     assert rows["default"]["samples"] == sum(len(clients[c]) for c in (("US", "NY"), ("US", "US-WA"), ("JP", "13")))
 
 
+def test_a_source_no_node_can_serve_says_why_and_is_a_violation(cli, rules, clients):
+    from datetime import timedelta
+
+    from tests.routing_state import age_heartbeat, heartbeat
+
+    for name in ("fra-1", "ams-1", "iad-1", "sfo-1", "zrh-1"):
+        heartbeat(cli, name)
+        age_heartbeat(name, timedelta(minutes=10))  # every node stale: none can serve anything
+    run = cli("routing", "performance", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    rows = {r["source"]: r for r in run.json()}
+    germany = rows["country:DE"]
+    assert (germany["node"], germany["via"], germany["status"], germany["violation"]) == (None, None, "no node", True)
+    explained = cli("routing", "resolve", "DE", "--explain", "-o", "json")
+    assert explained.exit_code == 1
+    resolve_says = explained.json()["steps"][-1]["text"]
+    assert resolve_says.startswith("no node can serve")
+    assert germany["reason"] == resolve_says
+    assert all(r["status"] == "no node" and r["reason"].startswith("no node can serve") for r in rows.values())
+
+    table = cli("routing", "performance")
+    line = next(x for x in table.stdout.splitlines() if x.startswith("country:DE"))
+    assert "no node" in line and "no node can serve" in line
+    assert f"6 of 6 source(s) no node can serve: {', '.join(rows)}" in table.stderr
+
+    check = cli("routing", "performance", "--check")
+    assert check.exit_code == 3
+    error = [line for line in check.stderr.splitlines() if line.startswith("error: ")]
+    assert error == [f"error: 6 source(s) no node can serve: {', '.join(rows)}"]
+
+
+def test_a_slow_source_gives_its_p95_and_threshold_as_the_reason(cli, rules, clients):
+    rows = {r["source"]: r for r in cli("routing", "performance", "-o", "json").json()}
+    assert rows["country:DE"]["reason"].startswith("p95 ") and rows["country:DE"]["reason"].endswith(
+        "above the 40.0ms threshold")
+    assert rows["continent:EU"]["reason"] is None
+
+
 def test_old_samples_and_samples_without_a_client_country_belong_to_no_source(cli, rules, state_path):
     put_latency(state_path, {("", ""): [500.0] * 50}, minutes_ago=(1, 60))  # a node's own probes
     put_latency(state_path, {("DE", ""): [900.0] * 50}, minutes_ago=(26 * 60, 30 * 60))

@@ -359,18 +359,33 @@ PERFORMANCE_COLUMNS = [Column("source"), Column("node", "ROUTES TO"), Column("vi
                        Column("samples", justify="right"), Column("p50", "P50", kind="ms", justify="right"),
                        Column("p95", "P95", kind="ms", justify="right"),
                        Column("latency_threshold_ms", "THRESHOLD", kind="ms", justify="right"),
-                       Column("status", kind="status")]
+                       Column("status", kind="status"), Column("reason")]
+
+
+def _violation_parts(slow: list[str], unserved: list[str], of: int | None = None) -> list[str]:
+    """The violations in words, `of` so many sources: those above their threshold, and those no node can serve."""
+    def count(found: list[str]) -> str:
+        return f"{len(found)} of {of}" if of is not None else str(len(found))
+
+    def names(found: list[str]) -> str:
+        return ", ".join(found[:10]) + (" ..." if len(found) > 10 else "")
+
+    return ([f"{count(slow)} source(s) above their latency threshold: {names(slow)}"] if slow else []) + (
+        [f"{count(unserved)} source(s) no node can serve: {names(unserved)}"] if unserved else [])
 
 
 @app.command("performance")
 def routing_performance(
     since: SinceWindow = "24h",
-    check: Annotated[bool, typer.Option("--check", help="Exit 3 when any source's p95 is above its rule's threshold.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Exit 3 when any source is in violation: its p95 above its "
+                                                        "rule's threshold, or no node can serve it.")] = False,
 ) -> None:
     """Per source of the rules: where it is routed now, its clients' p50/p95 latency, the threshold, violations.
 
     A source's samples are the latency samples of clients in it, by their country and region.
-    The default source takes the clients that no other rule's source covers.
+    The default source takes the clients that no other rule's source covers. A source is in
+    violation when its p95 is above the threshold, or when no node can serve it now (every
+    candidate failed, stale or ruled out): the row's reason says which.
     """
     from edgectl.errors import ConditionMet
     from edgectl.routing.performance import routing_performance as performance
@@ -380,18 +395,17 @@ def routing_performance(
     start, end = since_window(since)
     report = performance(ctx.state, ctx.config, start, end, options_from(ctx.config))
 
+    slow = [str(s.source) for s in report.slow]
+    unserved = [str(s.source) for s in report.unserved]
+
     def notes(rows: list[dict]) -> list[str]:
-        if rows and not report.samples:
-            return [f"no samples in the last {since} (latency samples with a client country)"]
-        late = [r["source"] for r in rows if r["violation"]]
-        return [f"{len(late)} of {len(rows)} source(s) above their latency threshold: {', '.join(late)}"] if late else []
+        empty = [f"no samples in the last {since} (latency samples with a client country)"]
+        return (empty if rows and not report.samples else []) + _violation_parts(slow, unserved, of=len(rows))
 
     ctx.out.show([s.to_record() for s in report.sources],
                  View(PERFORMANCE_COLUMNS, empty="no active routing rules", notes=notes))
     if check and report.violations:
-        late = [str(s.source) for s in report.violations]
-        raise ConditionMet(f"{len(late)} source(s) above their latency threshold: {', '.join(late[:10])}"
-                           + (" ..." if len(late) > 10 else ""),
+        raise ConditionMet("; ".join(_violation_parts(slow, unserved)),
                            hint="edgectl routing resolve LOCATION --explain shows where each goes")
 
 

@@ -8,8 +8,10 @@ geo.cf_region_of places them), a continent its countries, and the default source
 other source of a rule covers. Samples without a client country (a node's own probes) are no
 source's. Percentiles come from the rollups, within their 0.54%.
 
-A source is in violation when its clients' p95 is above its rule's latency threshold: the
-threshold of the rule resolve answered by, else the strictest of the source's active rules.
+A source is in violation when no node can serve it now (every candidate failed, stale, draining
+or ruled out: resolve's own reason is the row's) or when its clients' p95 is above its rule's
+latency threshold: the threshold of the rule resolve answered by, else the strictest of the
+source's active rules.
 """
 
 from __future__ import annotations
@@ -34,22 +36,48 @@ class SourcePerformance:
     samples: int = 0
     p50: float | None = None
     p95: float | None = None
+    unserved_reason: str | None = None  # resolve's answer when no node can serve the source
+
+    @property
+    def unserved(self) -> bool:
+        return self.node is None
+
+    @property
+    def slow(self) -> bool:
+        """Served, and its clients' p95 above the threshold (a source no node serves is that violation)."""
+        return (not self.unserved and self.p95 is not None and self.threshold_ms is not None
+                and self.p95 > self.threshold_ms)
 
     @property
     def violation(self) -> bool:
-        return self.p95 is not None and self.threshold_ms is not None and self.p95 > self.threshold_ms
+        return self.unserved or self.slow
 
     @property
     def status(self) -> str:
+        if self.unserved:
+            return "no node"
         if not self.samples:
             return "no samples"
-        return "violation" if self.violation else "ok"
+        return "violation" if self.slow else "ok"
+
+    @property
+    def reason(self) -> str | None:
+        """Why the source is in violation, in a line; None when it is not."""
+        from edgectl.analytics.charts import format_value
+
+        if self.unserved:
+            return self.unserved_reason or f"no node can serve {self.source}"
+        if self.slow:
+            return (f"p95 {format_value(self.p95, 'ms')} above the {format_value(self.threshold_ms, 'ms')} "
+                    "threshold")
+        return None
 
     def to_record(self) -> dict[str, Any]:
         return {"source": str(self.source), "source_kind": self.source.kind, "source_value": self.source.value,
                 "rules": [r.id for r in self.rules], "targets": list(dict.fromkeys(r.target for r in self.rules)),
                 "node": self.node, "via": self.via, "samples": self.samples, "p50": self.p50, "p95": self.p95,
-                "latency_threshold_ms": self.threshold_ms, "violation": self.violation, "status": self.status}
+                "latency_threshold_ms": self.threshold_ms, "violation": self.violation, "status": self.status,
+                "reason": self.reason}
 
 
 @dataclass
@@ -59,6 +87,14 @@ class RoutingPerformance:
     @property
     def violations(self) -> list[SourcePerformance]:
         return [s for s in self.sources if s.violation]
+
+    @property
+    def slow(self) -> list[SourcePerformance]:
+        return [s for s in self.sources if s.slow]
+
+    @property
+    def unserved(self) -> list[SourcePerformance]:
+        return [s for s in self.sources if s.unserved]
 
     @property
     def samples(self) -> int:
@@ -174,6 +210,8 @@ def routing_performance(state, config, start_ms: int, end_ms: int, options) -> R
         answer = resolver.resolve(source_location(source, config))
         histogram = merged[source]
         p50, p95 = histogram.quantiles([0.5, 0.95])
+        why = next((step.text for step in reversed(answer.steps) if step.kind == "none"), None)
         report.sources.append(SourcePerformance(source, rules, answer.node, answer.via,
-                                                _threshold(rules, answer.rule), histogram.count, p50, p95))
+                                                _threshold(rules, answer.rule), histogram.count, p50, p95,
+                                                why if answer.node is None else None))
     return report
