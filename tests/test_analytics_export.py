@@ -279,7 +279,14 @@ def test_an_unreachable_pushgateway_is_one_line_and_exit_1(cli, history):
 
 @pytest.mark.parametrize("args, message", [
     (["--textfile", "{tmp}/missing"], "--textfile {tmp}/missing: no such directory"),
-    (["--textfile", "{tmp}/plain.txt"], "--textfile {tmp}/plain.txt: not a directory"),
+    (["--textfile", "{tmp}/plain"], "--textfile {tmp}/plain: not a directory"),
+    (["--textfile", "{tmp}/plain.txt"], "--textfile {tmp}/plain.txt: the file name must end in .prom "
+                                        "(node_exporter's textfile collector reads only *.prom)"),
+    (["--textfile", "{tmp}/x.txt"], "--textfile {tmp}/x.txt: the file name must end in .prom "
+                                    "(node_exporter's textfile collector reads only *.prom)"),
+    (["--format", "csv", "--metric", "nope"], "--metric 'nope': no such metric in the catalogue or the history"),
+    (["--format", "jsonl", "--metric", "latency", "--metric", "latancy"],
+     "--metric 'latancy': no such metric in the catalogue or the history"),
     (["--textfile", "{tmp}/missing/edgectl.prom"], "--textfile {tmp}/missing/edgectl.prom: no such directory"),
     (["--pushgateway", "ftp://127.0.0.1:9091"], "--pushgateway: an http:// or https:// URL with a host"),
     (["--pushgateway", "http://127.0.0.1:99999"], "--pushgateway: not a URL with a valid host and port"),
@@ -298,9 +305,30 @@ def test_an_unreachable_pushgateway_is_one_line_and_exit_1(cli, history):
 ])
 def test_bad_input_is_one_line_and_exit_2(cli, tmp_path, args, message):
     (tmp_path / "plain.txt").write_text("not a directory")
+    (tmp_path / "plain").write_text("not a directory")
     run = cli("analytics", "export", *[a.format(tmp=tmp_path) for a in args])
     assert run.exit_code == 2 and run.stdout == ""
     assert run.stderr.splitlines()[0] == f"error: {message.format(tmp=tmp_path)}"
+
+
+def test_an_unknown_metric_names_the_known_ones_and_a_known_one_without_samples_is_empty(cli, history, tmp_path):
+    from edgectl.analytics.metrics import CATALOGUE
+
+    path = tmp_path / "own.jsonl"
+    path.write_text(json.dumps({"time": time.time() - 60, "metric": "queue.depth", "value": 3, "unit": "count",
+                                "node": "edge-up"}) + "\n")
+    assert cli("analytics", "ingest", str(path), "--format", "jsonl").exit_code == 0
+    run = cli("analytics", "export", "--format", "csv", "--metric", "nope")
+    assert run.exit_code == 2 and run.stdout == ""
+    hint = run.stderr.splitlines()[1]
+    assert hint.startswith("hint: metrics: ")
+    named = hint.removeprefix("hint: metrics: ").split(", ")
+    assert set(CATALOGUE) <= set(named) and "queue.depth" in named  # the catalogue's and the history's own
+    own = cli("analytics", "export", "--format", "jsonl", "--metric", "queue.depth")
+    assert own.exit_code == 0 and [json.loads(line)["value"] for line in own.stdout.splitlines()] == [3.0]
+    quiet = cli("analytics", "export", "--format", "csv", "--metric", "purge.items")  # catalogued, no samples
+    assert quiet.exit_code == 0 and quiet.stdout.splitlines() == [
+        "time,metric,value,unit,node,country,region,provider,labels,kind"]
 
 
 def test_an_unwritable_textfile_directory_is_exit_2(cli, tmp_path):

@@ -313,6 +313,26 @@ def _series_fields(row: dict) -> dict[str, Any]:
             "region": row["region"], "provider": row["provider"], "labels": json.loads(row["labels"])}
 
 
+def known_metrics(state) -> list[str]:
+    """Every metric name there is: the catalogue's and any other the history holds (ingested under a
+    name of its own)."""
+    from edgectl.analytics.metrics import CATALOGUE
+
+    stored = {row[0] for row in state.db.execute("SELECT DISTINCT metric FROM metric_series")}
+    return sorted(set(CATALOGUE) | stored)
+
+
+def check_metrics(state, metrics: tuple[str, ...]) -> None:
+    """A --metric that names no metric is bad input (a typo would otherwise export nothing, quietly)."""
+    from edgectl.errors import UsageError
+
+    known = known_metrics(state)
+    unknown = [m for m in metrics if m not in known]
+    if unknown:
+        raise UsageError(f"--metric {unknown[0]!r}: no such metric in the catalogue or the history",
+                         hint=f"metrics: {', '.join(known)}")
+
+
 def export_rows(state, request: RowsRequest) -> Iterator[dict[str, Any]]:
     """The window's raw samples in time order, or with a step its rollups per series per step."""
     if request.step_ms is None:

@@ -59,8 +59,16 @@ def exposition(families: list[Family]) -> bytes:
 
 
 def textfile_path(target: str) -> Path:
-    """Where --textfile writes: DIR/edgectl.prom, or the FILE.prom named, in a directory that exists."""
+    """Where --textfile writes: DIR/edgectl.prom, or the FILE.prom named, in a directory that exists.
+
+    node_exporter's textfile collector reads only files whose names end in .prom, so a file named
+    otherwise (x.txt) is refused for that, rather than taken for a directory that is not there.
+    """
     path = Path(target).expanduser()
+    if path.suffix and path.suffix != ".prom" and not path.is_dir():
+        raise UsageError(f"--textfile {target}: the file name must end in .prom "
+                         "(node_exporter's textfile collector reads only *.prom)",
+                         hint=f"--textfile DIR writes DIR/{TEXTFILE_NAME}; or name DIR/NAME.prom")
     if path.suffix == ".prom" and not path.is_dir():
         folder = path.parent
     else:

@@ -511,7 +511,7 @@ def _export_rows(fmt: str, since: str, step: Optional[str], metrics: list[str], 
                  out: Optional[str]) -> None:
     import sys
 
-    from edgectl.analytics.export import RowsRequest, export_rows, write_rows, write_rows_file
+    from edgectl.analytics.export import RowsRequest, check_metrics, export_rows, write_rows, write_rows_file
     from edgectl.analytics.queries import parse_percentiles
     from edgectl.parse import parse_duration
 
@@ -523,6 +523,7 @@ def _export_rows(fmt: str, since: str, step: Optional[str], metrics: list[str], 
             raise UsageError(f"--step {step}: a whole number of minutes", hint="e.g. --step 1m, 5m, 1h or 1d")
     start, end = since_window(since)
     request = RowsRequest(start, end, tuple(dict.fromkeys(metrics)), step_ms, parse_percentiles(percentiles))
+    check_metrics(ctx.state, request.metrics)
     rows = export_rows(ctx.state, request)
     if out is None:
         write_rows(sys.stdout, fmt, request.columns(), rows)
