@@ -156,6 +156,17 @@ def test_hit_ratio_by_prefix_and_a_target_from_the_config(cli, traffic, isolated
     assert bad.exit_code == 2 and "analytics.hit_ratio_target: must be at most 1" in bad.stderr
 
 
+def test_hit_ratio_by_region_is_offered_as_top_ranks_it(cli, put):
+    put([("requests", 1000, 30, {"region": "eu"}), ("cache.hits", 970, 30, {"region": "eu"}),
+         ("requests", 800, 30, {"region": "us"}), ("cache.hits", 600, 30, {"region": "us"})])
+    run = cli("analytics", "cache", "--by", "region", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert [(g["region"], g["hit_ratio"], g["below_target"]) for g in run.json()["groups"]] == [
+        ("us", 0.75, True), ("eu", 0.97, False)]
+    top = cli("analytics", "top", "-o", "json").json()["lowest_hit_ratio_regions"]
+    assert [(r["region"], r["hit_ratio"]) for r in top] == [("us", 0.75), ("eu", 0.97)]
+
+
 def test_the_cache_table_flags_what_is_below_target(cli, traffic):
     run = cli("analytics", "cache", "--step", "6h")
     assert run.exit_code == 0, run.stderr
@@ -165,6 +176,25 @@ def test_the_cache_table_flags_what_is_below_target(cli, traffic):
     assert "75.0%" in iad and "below target" in iad and "95.0%" in fra and "below target" not in fra
     assert "hit ratio over time, every 6h" in run.stdout
     assert "1 of 2 below the target: iad-1" in run.stderr and "hit ratio 89.3% over the last 24h" in run.stderr
+
+
+def test_the_table_over_time_leaves_out_the_empty_steps_around_the_data(cli, put):
+    # samples in the last three hours of a day cut into hours: 21 empty hours before them
+    put([("requests", 100, 150, {"node": "fra-1"}), ("cache.hits", 90, 150, {"node": "fra-1"}),
+         ("requests", 100, 10, {"node": "fra-1"}), ("cache.hits", 95, 10, {"node": "fra-1"})])
+    record = cli("analytics", "cache", "--step", "1h", "-o", "json").json()
+    held = [n for n, s in enumerate(record["steps"]) if s["requests"]]
+    assert len(record["steps"]) >= 24 and len(held) == 2  # json keeps every step
+    inside = held[-1] - held[0] + 1
+    left_out = len(record["steps"]) - inside
+    table = cli("analytics", "cache", "--step", "1h")
+    assert table.exit_code == 0, table.stderr
+    lines = table.stdout.splitlines()
+    steps = lines[lines.index("hit ratio over time, every 1h") + 2:]
+    shown = [line for line in steps if line[:4].isdigit()]
+    assert len(shown) == inside  # the empty hour between the two is kept: it is inside the data
+    assert "no samples" in " ".join(shown) and "no samples" not in shown[0] + shown[-1]
+    assert f"{left_out} step(s) without samples not shown" in table.stdout
 
 
 def test_no_samples_is_one_line_and_exit_0(cli):
@@ -179,7 +209,7 @@ def test_no_samples_is_one_line_and_exit_0(cli):
 
 
 @pytest.mark.parametrize("args, says", [
-    (("--by", "region"), "--by 'region': one of node, provider, prefix"),
+    (("--by", "country"), "--by 'country': one of node, provider, region, prefix"),
     (("--step", "90s"), "--step must be whole minutes"),
     (("--step", "1m", "--since", "7d"), "--step is too fine for the window: more than 2,000 steps"),
     (("--since", "0s"), "--since must be more than zero"),

@@ -2,8 +2,8 @@
 
 A window's hit ratio is sum(cache.hits) / sum(requests) of the series in it (the catalogue's
 definition), read from the rollups' sums, so it is exact whatever the window. A group is a node,
-a provider or a path prefix (the `prefix` label), as `requests` and `cache.hits` are recorded
-with the same node, provider and labels. Misses are requests less hits.
+a provider, a region or a path prefix (the `prefix` label), as `requests` and `cache.hits` are
+recorded with the same node, provider, region and labels. Misses are requests less hits.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from edgectl.errors import UsageError
 
-CACHE_GROUPINGS = ("node", "provider", "prefix")
+CACHE_GROUPINGS = ("node", "provider", "region", "prefix")
 DEFAULT_TARGET = 0.9  # the reference specification's: a hit ratio above 90%
 MINUTE_MS = 60_000
 # the steps `analytics cache` picks from, finest first: the first giving at most MAX_STEPS steps

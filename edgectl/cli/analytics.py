@@ -210,8 +210,9 @@ def _heading(renderer, title: str) -> None:
     renderer.console(sys.stdout).print(Text(title, style="bold"))
 
 
-def _sections(renderer, parts: list[tuple[str, list[dict], list[Column], str]]) -> None:
-    """Titled tables one under another, each with its line for when it has no rows."""
+def _sections(renderer, parts: list[tuple], captions: dict[int, str] | None = None) -> None:
+    """Titled tables one under another, each (title, rows, columns, the line for when it has no rows);
+    captions: a line under the table of that part."""
     import sys
 
     from rich.text import Text
@@ -221,7 +222,21 @@ def _sections(renderer, parts: list[tuple[str, list[dict], list[Column], str]]) 
         if n:
             console.print()
         _heading(renderer, title)
-        console.print(renderer.table(rows, columns) if rows else Text(f"  {empty}", style="dim"))
+        caption = (captions or {}).get(n)
+        console.print(renderer.table(rows, columns, caption=caption) if rows else Text(f"  {empty}", style="dim"))
+
+
+def _trimmed(steps: list[dict]) -> tuple[list[dict], int]:
+    """The steps from the first with samples to the last, and how many were left out around them: a
+    window that the history fills only at its end does not open with rows of nothing."""
+    def held(step: dict) -> bool:
+        return bool(step["requests"] or step["hits"] or step["bytes"])
+
+    full = [n for n, step in enumerate(steps) if held(step)]
+    if not full:
+        return steps, 0
+    kept = steps[full[0]:full[-1] + 1]
+    return kept, len(steps) - len(kept)
 
 
 def _flag(below: bool, ratio) -> str:
@@ -236,15 +251,17 @@ def _hit_columns(first: Column) -> list[Column]:
 
 @app.command("cache")
 def analytics_cache(
-    by: Annotated[str, typer.Option("--by", metavar="node|provider|prefix", help="Group by this.")] = "node",
+    by: Annotated[str, typer.Option("--by", metavar="node|provider|region|prefix", help="Group by this.")] = "node",
     since: SinceWindow = "24h",
     step: Annotated[Optional[str], typer.Option("--step", metavar="DURATION", help="The step of the series over time, in whole minutes. \\[default: a round step, at most 30 of them]")] = None,
     chart: Annotated[bool, typer.Option("--chart", help="Draw the hit ratio over time per group under the tables, "
                                                         "against the target.")] = False,
 ) -> None:
-    """Cache hit ratio (hits over requests) per node, provider or path prefix, and over time, against the target.
+    """Cache hit ratio (hits over requests) per node, provider, region or path prefix, and over time, against the
+    target.
 
     The target is analytics.hit_ratio_target in the config (default 0.9); groups below it are flagged.
+    The table over time starts at the first step with samples and ends at the last; -o json has every step.
     """
     from edgectl.analytics.hitratio import CacheRequest, hit_ratios
     from edgectl.parse import format_duration, parse_duration
@@ -265,10 +282,12 @@ def analytics_cache(
         if not r["groups"]:
             renderer.note(empty)
             return
-        steps = [{**s, "at": s["start"].strftime("%Y-%m-%d %H:%M")} for s in r["steps"]]
+        steps, left_out = _trimmed([{**s, "at": s["start"].strftime("%Y-%m-%d %H:%M")} for s in r["steps"]])
         _sections(renderer, [
             (f"hit ratio by {by}, last {since} (target {target:.1%})", flagged(r["groups"]), group_columns, empty),
-            (f"hit ratio over time, every {format_duration(r['step_s'])}", flagged(steps), step_columns, empty)])
+            (f"hit ratio over time, every {format_duration(r['step_s'])}", flagged(steps), step_columns, empty)],
+            captions={1: f"{left_out} step(s) without samples not shown (before the first with samples and after "
+                         "the last; -o json has every step)"} if left_out else None)
         if chart:
             _draw_chart(renderer, hit_ratio_chart([g[by] for g in r["groups"]], _chart_width()))
 
