@@ -58,6 +58,7 @@ class Column:
     header: str | None = None
     kind: str = "text"  # text | time | status | ms | ratio | bytes | list | map | bool | number
     justify: str = "left"
+    wrap: bool = True  # False: a name, never broken across lines (cut short with … where there is no room)
 
     @property
     def title(self) -> str:
@@ -270,7 +271,8 @@ class Renderer:
 
         table = Table(box=None, header_style="bold", pad_edge=False, caption=caption, caption_justify="left")
         for col in columns:
-            table.add_column(col.title, justify=col.justify, overflow="fold")
+            table.add_column(col.title, justify=col.justify, overflow="fold" if col.wrap else "ellipsis",
+                             no_wrap=not col.wrap)
         for row in rows:
             table.add_row(*(self._styled(row.get(c.key), c) for c in columns))
         return table

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -404,8 +405,8 @@ def test_performance_bad_input_is_exit_2(cli):
 
 
 def _in_a_terminal(args: list[str], env: dict, *, until: str | None = None, interrupt: bool = False,
-                   deadline_s: float = 60.0):
-    """Run edgectl on a pseudo-terminal (120x40); (exit code, everything it drew).
+                   deadline_s: float = 60.0, columns: int = 120):
+    """Run edgectl on a pseudo-terminal (`columns` x 40); (exit code, everything it drew).
 
     With `until`, SIGINT is sent once that text has been drawn (as Ctrl-C would).
     """
@@ -419,7 +420,7 @@ def _in_a_terminal(args: list[str], env: dict, *, until: str | None = None, inte
     import termios
 
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECTL_")} | env | {"TERM": "xterm"}
     proc = subprocess.Popen([sys.executable, "-m", "edgectl", *args], stdin=slave, stdout=slave, stderr=slave,
                             env=full_env, close_fds=True)
@@ -458,6 +459,22 @@ def test_watch_at_a_terminal_refreshes_the_layout_count_times(estate, state_path
         assert title in drawn
     assert "Ctrl-C to stop" in drawn and "Traceback" not in drawn
     assert "╭" in drawn  # panels, as a terminal draws them
+
+
+def test_a_narrow_terminal_never_breaks_a_node_name(cli, put, state_path):
+    names = ("sandbox-ap-south-1", "sandbox-eu-west-1", "sandbox-us-east-1")
+    for name in names:
+        assert cli("nodes", "add", name, "-e", "http://127.0.0.1:9", "--region", name[8:]).exit_code == 0
+    for name in names[:2]:
+        assert cli("nodes", "check", name, "--fail-after", "1").exit_code == 1  # nothing listens on port 9
+    put([(metric, value, 5, {"node": name}) for name in names for metric, value in (("requests", 100), ("cache.hits", 73))])
+    code, drawn = _in_a_terminal(["--no-color", "analytics", "performance", "--watch", "--count", "1"],
+                                 {"EDGECTL_STATE": str(state_path)}, columns=100)
+    assert code == 0, drawn
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn)
+    assert "failing and stale nodes" in text and "hit ratio" in text
+    for name in names:
+        assert name in text, (name, text)  # whole on one line, in each panel that lists it
 
 
 def test_ctrl_c_stops_the_watch_with_exit_130_and_no_traceback(estate, state_path):

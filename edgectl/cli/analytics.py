@@ -371,18 +371,20 @@ def analytics_top(
     ctx.out.show(record, View(rows=rows, draw=draw))
 
 
-PERFORMANCE_PANELS = {
-    "latency": ("latency by region", [Column("region"), Column("samples", justify="right"),
+PERFORMANCE_PANELS = {  # names are never broken across lines (wrap=False), however narrow the panel
+    "latency": ("latency by region", [Column("region", wrap=False), Column("samples", justify="right"),
                                       Column("p50", "P50", kind="ms", justify="right"),
                                       Column("p95", "P95", kind="ms", justify="right"),
                                       Column("p99", "P99", kind="ms", justify="right")]),
-    "hit_ratio": ("hit ratio", [c for c in _hit_columns(Column("node")) if c.key not in ("misses", "bytes")]),
-    "nodes": ("failing and stale nodes", [Column("name"), Column("status", kind="status"),
-                                          Column("stale", kind="bool"), Column("region"),
+    "hit_ratio": ("hit ratio", [c for c in _hit_columns(Column("node", wrap=False))
+                                if c.key not in ("misses", "bytes")]),
+    "nodes": ("failing and stale nodes", [Column("name", wrap=False), Column("status", kind="status", wrap=False),
+                                          Column("stale", kind="bool"), Column("region", wrap=False),
                                           Column("last_heartbeat", "HEARTBEAT", kind="time"),
                                           Column("last_error", "LAST ERROR")]),
-    "alerts": ("firing alerts", [Column("name"), Column("severity", kind="status"), Column("labels", kind="map"),
-                                 Column("value", justify="right"), Column("since", kind="time")]),
+    "alerts": ("firing alerts", [Column("name", wrap=False), Column("severity", kind="status"),
+                                 Column("labels", kind="map"), Column("value", justify="right"),
+                                 Column("since", kind="time")]),
 }
 
 
@@ -410,19 +412,30 @@ def _performance_parts(r: dict, since: str) -> list[tuple[str, list[dict], list[
     ]
 
 
-def _performance_screen(renderer, r: dict, since: str, caption: str):
-    """The parts as one screen: a rich Layout of four panels under a caption."""
+PANEL_FRAME = 4  # a panel's borders and padding, in columns
+
+
+def _performance_screen(renderer, console, r: dict, since: str, caption: str):
+    """The parts as one screen under a caption: four panels two by two (a rich Layout filling the
+    terminal) where each panel's table fits in half the width, else one under another, each as tall
+    as it needs, so that no table is squeezed into breaking its names."""
+    from rich.console import Group
     from rich.layout import Layout
     from rich.panel import Panel
     from rich.text import Text
 
-    panels = [Layout(Panel(renderer.table(rows, columns) if rows else Text(empty, style="dim"),
-                           title=title, title_align="left"))
-              for title, rows, columns, empty in _performance_parts(r, since)]
+    parts = _performance_parts(r, since)
+    bodies = [renderer.table(rows, columns) if rows else Text(empty, style="dim") for _, rows, columns, empty in parts]
+    # a table wants its widest row and a title its length; a line of text may wrap between its words
+    wanted = max(max(len(title) + 2, console.measure(body).maximum if rows else 0) + PANEL_FRAME
+                 for body, (title, rows, _, _) in zip(bodies, parts))
+    panels = [Panel(body, title=title, title_align="left") for body, (title, _, _, _) in zip(bodies, parts)]
+    if wanted > console.width // 2:
+        return Group(Text(caption, style="bold"), *panels)
     screen = Layout()
     screen.split_column(Layout(Text(caption, style="bold"), size=1), Layout(name="upper"), Layout(name="lower"))
-    screen["upper"].split_row(*panels[:2])
-    screen["lower"].split_row(*panels[2:])
+    screen["upper"].split_row(*(Layout(p) for p in panels[:2]))
+    screen["lower"].split_row(*(Layout(p) for p in panels[2:]))
     return screen
 
 
@@ -461,14 +474,15 @@ def analytics_performance(
         return
     from rich.live import Live
 
-    with Live(console=ctx.out.console(), auto_refresh=False) as live:
+    console = ctx.out.console()
+    with Live(console=console, auto_refresh=False) as live:
         rounds = 0
         while True:
             record = snapshot()
             rounds += 1
             caption = (f"edgectl analytics performance, last {since}: {record['at']:%H:%M:%S}, "
                        f"every {format_duration(pause)}; Ctrl-C to stop")
-            live.update(_performance_screen(ctx.out, record, since, caption), refresh=True)
+            live.update(_performance_screen(ctx.out, console, record, since, caption), refresh=True)
             if count is not None and rounds >= count:
                 return
             time.sleep(pause)
