@@ -56,7 +56,7 @@ class Column:
 
     key: str
     header: str | None = None
-    kind: str = "text"  # text | time | status | ms | ratio | bytes | list | map | bool | number
+    kind: str = "text"  # text | time | status | ms | ratio | bytes | list | map | bool | number | decimal
     justify: str = "left"
     wrap: bool = True  # False: a name, never broken across lines (cut short with … where there is no room)
 
@@ -131,6 +131,8 @@ def _cell(value: Any, kind: str) -> str:
         return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else str(value)
     if kind == "bytes" and isinstance(value, (int, float)):
         return _bytes(value)
+    if kind == "decimal" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:,.1f}"  # one decimal, so a column's figures line up: 29.7 above 61.0
     if kind == "list":
         return ", ".join(str(v) for v in value)
     if kind == "map":

@@ -251,6 +251,18 @@ def test_usage_per_node_average_p95_and_max(cli, put):
     assert "NODE" in table.stdout and "P95" in table.stdout and "network" in table.stdout
 
 
+def test_usage_figures_have_one_decimal_in_every_row(cli, put):
+    put([("cpu", 29.728, 5, {"node": "fra-1"}), ("cpu", 29.728, 6, {"node": "fra-1"}),
+         ("cpu", 61, 5, {"node": "iad-1"}), ("network", 1234.5678, 5, {"node": "iad-1"})])
+    lines = cli("analytics", "usage").stdout.splitlines()
+    assert lines[0].split() == ["NODE", "METRIC", "UNIT", "SAMPLES", "AVG", "P95", "MAX"]
+    rows = {tuple(line.split()[:2]): line.split()[4:] for line in lines[1:]}
+    assert rows["fra-1", "cpu"][0] == "29.7" and rows["fra-1", "cpu"][2] == "29.7"
+    assert rows["iad-1", "cpu"] == ["61.0", "61.0", "61.0"]
+    assert rows["iad-1", "network"][0] == "1,234.6"
+    assert cli("analytics", "usage", "-o", "json").json()[0]["avg"] == pytest.approx(29.728)  # data stays exact
+
+
 # --- analytics top -----------------------------------------------------------------------------
 
 

@@ -313,8 +313,8 @@ def analytics_cache(
 
 
 USAGE_COLUMNS = [Column("node"), Column("metric"), Column("unit"), Column("samples", justify="right"),
-                 Column("avg", justify="right"), Column("p95", "P95", justify="right"),
-                 Column("max", justify="right")]
+                 Column("avg", kind="decimal", justify="right"), Column("p95", "P95", kind="decimal", justify="right"),
+                 Column("max", kind="decimal", justify="right")]
 
 
 @app.command("usage")
