@@ -329,7 +329,7 @@ def test_top_names_the_urls_cache_warms_missed(cli, box, isolated):
     missed = {r["url"]: r for r in cli("analytics", "top", "-o", "json").json()["most_missed_urls"]}
     assert set(missed) == set(urls)
     nodes = len(box.nodes)
-    assert (missed[urls[0]]["misses"], missed[urls[0]]["hits"], missed[urls[0]]["results"]) == (nodes, nodes, 2 * nodes)
+    assert (missed[urls[0]]["misses"], missed[urls[0]]["hits"], missed[urls[0]]["fetches"]) == (nodes, nodes, 2 * nodes)
     assert missed[urls[0]]["hit_ratio"] == 0.5 and missed[urls[1]]["hit_ratio"] == 0.0
     assert missed[urls[1]]["nodes"] == nodes
     # the warms' own requests and hits, as they recorded them in the history
@@ -340,6 +340,26 @@ def test_top_names_the_urls_cache_warms_missed(cli, box, isolated):
         (n.name, 4, 1, 0.25) for n in box.nodes}
     paths = cli("analytics", "top", "-o", "json").json()["most_missed_prefixes"]
     assert [(p["prefix"], p["misses"]) for p in paths] == [("/docs/", 3 * nodes)]
+
+    # each list's table headers are its records' field names
+    record = cli("analytics", "top", "-o", "json").json()
+    table = cli("analytics", "top").stdout.split("\n\n")
+    titled = 0
+    for key, rows in record.items():
+        if not rows:
+            continue
+        section = next(part.splitlines() for part in table if part.splitlines()[0].startswith(TOP_TITLES[key]))
+        headers = [h.lower().replace(" ", "_") for h in re.split(r"\s{2,}", section[1].strip())]
+        assert set(headers) <= set(rows[0]), (key, headers, list(rows[0]))
+        titled += 1
+    assert titled >= 2
+    urls_section = next(part for part in table if part.startswith(TOP_TITLES["most_missed_urls"]))
+    assert "FETCHES" in urls_section and "LAST FETCHED" in urls_section
+
+
+TOP_TITLES = {"slowest_nodes": "slowest nodes", "slowest_regions": "slowest regions",
+              "lowest_hit_ratio_regions": "regions with the lowest hit ratio",
+              "most_missed_prefixes": "most missed paths", "most_missed_urls": "most missed URLs"}
 
 
 # --- analytics performance ---------------------------------------------------------------------

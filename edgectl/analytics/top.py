@@ -59,10 +59,11 @@ def _missed_urls(state, request: TopRequest) -> list[dict[str, Any]]:
     start, end = (to_iso(datetime.fromtimestamp(ms / 1000, timezone.utc)) for ms in (request.start_ms, request.end_ms))
     marks = ", ".join("?" for _ in MISSED_STATUSES)
     rows = state.db.query(
-        f"SELECT url, count(*) AS results, sum(cache_status IN ({marks})) AS misses, sum(cache_status = 'hit') AS hits,"
-        " count(DISTINCT coalesce(node, '')) AS nodes, max(at) AS last_at FROM warm_results WHERE at >= ? AND at < ?"
+        f"SELECT url, count(*) AS fetches, sum(cache_status IN ({marks})) AS misses, sum(cache_status = 'hit') AS hits,"
+        " count(DISTINCT coalesce(node, '')) AS nodes, max(at) AS last_fetched"
+        " FROM warm_results WHERE at >= ? AND at < ?"
         " GROUP BY url HAVING misses > 0 ORDER BY misses DESC, url LIMIT ?",
         [*MISSED_STATUSES, start, end, request.limit])
-    return [{"url": r["url"], "results": r["results"], "misses": r["misses"], "hits": r["hits"],
-             "hit_ratio": r["hits"] / r["results"], "nodes": r["nodes"], "last_at": from_iso(r["last_at"])}
+    return [{"url": r["url"], "fetches": r["fetches"], "misses": r["misses"], "hits": r["hits"],
+             "hit_ratio": r["hits"] / r["fetches"], "nodes": r["nodes"], "last_fetched": from_iso(r["last_fetched"])}
             for r in rows]

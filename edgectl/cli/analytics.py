@@ -340,9 +340,9 @@ TOP_SECTIONS = [
     ("most_missed_prefixes", "most missed paths (requests less hits, by prefix)",
      [Column("misses", justify="right")] + [c for c in _hit_columns(Column("prefix"))[:5] if c.key != "misses"]),
     ("most_missed_urls", "most missed URLs in cache warms (miss or expired)",
-     [Column("url"), Column("misses", justify="right"), Column("results", "FETCHES", justify="right"),
-      Column("hit_ratio", "HIT RATIO", kind="ratio", justify="right"), Column("nodes", justify="right"),
-      Column("last_at", "LAST", kind="time")]),
+     [Column("url"), Column("misses", justify="right"), Column("fetches", justify="right"),
+      Column("hits", justify="right"), Column("hit_ratio", kind="ratio", justify="right"),
+      Column("nodes", justify="right"), Column("last_fetched", kind="time")]),
 ]
 
 
