@@ -76,6 +76,20 @@ def test_a_ratio_chart_marks_the_steps_under_the_target():
     assert "╌" in text  # the target line across the rows it falls in
 
 
+def test_the_caption_explains_the_marks_of_the_short_figures():
+    many = [series(f"node-{n}", [50.0, 120.0, 130.0, 40.0, 200.0]) for n in range(6)]  # sparklines, short figures
+    lines = plain(terminal_chart(latency_chart("p95 latency by node", many, step_ms=STEP), 100)).splitlines()
+    assert lines[0] == "p95 latency by node · target 100ms · ▲n = steps over 100ms · 15m steps"
+    assert all(line.endswith("▲3") for line in lines[1:7])
+    # a ratio counts the steps under its floor, and where the caption has no room the legend has a line of its own
+    ratios = [series(f"prefix-{n}", [0.95, 0.5, 0.99]) for n in range(6)]
+    narrow = plain(terminal_chart(ratio_chart("hit ratio by prefix, last 24h", ratios, step_ms=STEP), 64)).splitlines()
+    assert narrow[1] == "▼n = steps under 90%" and narrow[2].endswith("▼1")
+    # without a mark, nothing to explain
+    calm = [series(f"node-{n}", [50.0, 60.0]) for n in range(6)]
+    assert "▲" not in plain(terminal_chart(latency_chart("p95", calm, step_ms=STEP), 100))
+
+
 @settings(max_examples=60, deadline=None)
 @given(width=st.integers(min_value=10, max_value=220),
        groups=st.lists(st.lists(st.one_of(st.none(), st.floats(min_value=0, max_value=5000)), min_size=1, max_size=150),

@@ -280,6 +280,21 @@ def plot_columns(names: Sequence[str], width: int, rows: int | None = None, max_
     return _layout(names[:max_groups], width, rows, 1).plot
 
 
+def _marker(chart: Chart) -> str:
+    """The mark before a count of steps that miss the target: ▲ over a ceiling, ▼ under a floor."""
+    return "▼" if chart.higher_is_better else "▲"
+
+
+def _missed(chart: Chart, series: Series) -> int:
+    return sum(1 for v in series.present if chart.worse(v)) if chart.target is not None else 0
+
+
+def _marker_legend(chart: Chart) -> str:
+    """What the short figures' mark means, for the caption: "▲n = steps over 100ms"."""
+    word = "under" if chart.higher_is_better else "over"
+    return f"{_marker(chart)}n = steps {word} {format_value(chart.target, chart.unit)}"
+
+
 def _stats(chart: Chart, series: Series, *, short: bool) -> Line:
     present = series.present
     if not present:
@@ -290,10 +305,9 @@ def _stats(chart: Chart, series: Series, *, short: bool) -> Line:
                    if not short else f"max {format_value(max(present), unit)}  "),
            Segment("last "), Segment(format_value(last, unit), "bold")]
     if chart.target is not None:
-        missed = sum(1 for v in present if chart.worse(v))
+        missed = _missed(chart, series)
         if short:
-            out.append(Segment(f"  {'▲' if not chart.higher_is_better else '▼'}{missed}" if missed else "",
-                               "red" if missed else ""))
+            out.append(Segment(f"  {_marker(chart)}{missed}" if missed else "", "red" if missed else ""))
         else:
             word = "under" if chart.higher_is_better else "over"
             out.append(Segment(f"  {missed} of {len(present)} steps {word} {format_value(chart.target, unit)}",
@@ -307,8 +321,10 @@ def terminal_chart(chart: Chart, width: int = 80, *, rows: int | None = None, ma
 
     Every group is drawn on the same scale, so heights compare across groups. A value that misses the
     target is styled "red", one that meets it "green"; the target is also drawn (as ╌ across the rows
-    where it falls) or counted in the figures, so the chart reads the same without colour. The first
-    `max_groups` groups are drawn (a caller puts the ones that matter first) and the others counted.
+    where it falls) or counted in the figures, so the chart reads the same without colour: where the
+    figures are short, as "▲3" (three steps over the target; ▼ under it for a ratio), the caption line
+    says what the mark counts. The first `max_groups` groups are drawn (a caller puts the ones that
+    matter first) and the others counted.
     """
     left_out = chart.series[max_groups:]
     # names come from the history (samples anyone could ingest): no control characters reach a terminal
@@ -328,15 +344,11 @@ def terminal_chart(chart: Chart, width: int = 80, *, rows: int | None = None, ma
     elif chart.unit != "ratio":
         # rows are few: the highest value (or the target) near the top rather than a round number
         hi = max(present + ([chart.target] if chart.target is not None else []), default=hi) * 1.05 or hi
-    title = chart.title
-    for part in ([f"target {format_value(chart.target, chart.unit)}"] if chart.target is not None else []) + (
-            [f"{format_duration(chart.step_ms)} steps"] if chart.step_ms else []):
-        if len(title) + 3 + len(part) <= width:
-            title += " · " + part
-    lines: list[Line] = [[Segment(_fit(title, max(10, width)), "bold")]]
     if not chart.has_data:
-        lines.append([Segment("no data in this window", "dim")])
+        lines = [_caption(chart, width, marked=False), [Segment("no data in this window", "dim")]]
         return [_cut(line, width) for line in lines]
+    lines: list[Line] = []
+    marked = False  # whether a group's figures carry the ▲n mark, which the caption then explains
     for series, values in drawn:
         cells = _cells(chart, values, lo, hi, layout.rows)
         if layout.rows == 1:
@@ -346,6 +358,7 @@ def terminal_chart(chart: Chart, width: int = 80, *, rows: int | None = None, ma
                 line = [Segment(name.ljust(layout.name_width) + " ")] + _stretch(row, layout.stretch)
                 if layout.stats_beside:
                     line += [Segment("  ")] + _stats(chart, series, short=True)
+                    marked = marked or bool(_missed(chart, series))
                 lines.append(line)
             else:
                 lines.append([Segment(_fit(series.name, width), "bold")])
@@ -353,7 +366,10 @@ def terminal_chart(chart: Chart, width: int = 80, *, rows: int | None = None, ma
             continue
         head = [Segment(_fit(series.name, max(4, width // 3)), "bold"), Segment("  ")]
         full = head + _stats(chart, series, short=False)
-        lines.append(full if _width(full) <= width else head + _stats(chart, series, short=True))
+        if _width(full) > width:
+            full = head + _stats(chart, series, short=True)
+            marked = marked or bool(_missed(chart, series))
+        lines.append(full)
         labels = _row_labels(chart, lo, hi, layout.rows)
         for r in range(layout.rows - 1, -1, -1):
             label, tick = labels.get(r, ("", "│"))
@@ -362,7 +378,23 @@ def terminal_chart(chart: Chart, width: int = 80, *, rows: int | None = None, ma
     if left_out:
         lines.append([Segment(f"{len(left_out)} more not drawn: {', '.join(_printable(s.name) for s in left_out[:5])}"
                               + (", …" if len(left_out) > 5 else ""), "dim")])
-    return [_cut(line, width) for line in lines]
+    head = [_caption(chart, width, marked=marked)]
+    if marked and _marker_legend(chart) not in plain(head):
+        head.append([Segment(_marker_legend(chart), "dim")])  # no room in the caption: a line of its own
+    return [_cut(line, width) for line in head + lines]
+
+
+def _caption(chart: Chart, width: int, *, marked: bool) -> Line:
+    """The chart's first line: its title, the target, what the ▲n figures count (where they appear) and
+    the step, as many of them as fit."""
+    title = chart.title
+    parts = ([f"target {format_value(chart.target, chart.unit)}"] if chart.target is not None else []) + (
+        [_marker_legend(chart)] if marked else []) + (
+        [f"{format_duration(chart.step_ms)} steps"] if chart.step_ms else [])
+    for part in parts:
+        if len(title) + 3 + len(part) <= width:
+            title += " · " + part
+    return [Segment(_fit(title, max(10, width)), "bold")]
 
 
 def _width(line: Line) -> int:
