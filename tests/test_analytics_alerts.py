@@ -492,6 +492,12 @@ def test_json_of_list_show_check_and_history(cli, state_path, state):
 
 
 def test_the_performance_screen_lists_the_firing_alerts(cli, state_path):
+    before = cli("analytics", "performance", "-o", "json")
+    assert before.exit_code == 0 and before.json()["alerts"] == {"rules": False, "firing": []}
+    assert "no alert rules" in cli("analytics", "performance").stdout
+    cli("analytics", "alerts", "add", "idle", "--metric", "cpu", "--above", "99%")
+    assert cli("analytics", "performance", "-o", "json").json()["alerts"] == {"rules": True, "firing": []}
+    assert "none firing" in cli("analytics", "performance").stdout
     cli("analytics", "alerts", "add", "lat", "--metric", "latency", "--above", "200ms", "--by", "node",
         "--severity", "critical")
     put(state_path, slow_minutes(node="fra-1", region="eu") + slow_minutes(node="ams-1", region="eu", value=50.0))

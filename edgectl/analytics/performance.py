@@ -14,19 +14,13 @@ PERCENTILES = (50.0, 95.0, 99.0)
 
 
 def firing_alerts(state, config) -> list[dict[str, Any]] | None:
-    """The alerts firing now, or None where there are no alert rules to ask.
+    """The alerts firing now (edgectl.analytics.alerts.firing_alerts), or None where there are no
+    alert rules: "no alert rules" is not the same answer as "none firing"."""
+    from edgectl.analytics import alerts
 
-    The one place the screen learns of alerts: edgectl.analytics.alerts, where it is installed,
-    answers with its `firing_alerts(state, config)`, whose items are records or have to_record().
-    """
-    try:
-        from edgectl.analytics import alerts
-    except ImportError:
+    if not alerts.list_rules(state):
         return None
-    ask = getattr(alerts, "firing_alerts", None)
-    if ask is None:
-        return None
-    return [a.to_record() if hasattr(a, "to_record") else dict(a) for a in ask(state, config)]
+    return alerts.firing_alerts(state, config)
 
 
 @dataclass
