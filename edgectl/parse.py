@@ -56,8 +56,8 @@ def _duration(text: str, what: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """The inverse of parse_duration for display: 90 -> '1m30s', 0.25 -> '250ms'."""
-    if seconds < 1:
+    """The inverse of parse_duration for display: 90 -> '1m30s', 0.25 -> '250ms', 0 -> '0s'."""
+    if 0 < seconds < 1:
         return f"{round(seconds * 1000)}ms"
     whole = int(round(seconds))
     parts = []

@@ -33,8 +33,9 @@ def put(state_path, rows):
         state.close()
 
 
-def slow_minutes(metric="latency", value=300.0, minutes=(1, 2, 3), now=None, count=20, **where):
-    """`count` samples of `value` in each of the minutes `minutes` ago (at 30 s past the mark)."""
+def slow_minutes(metric="latency", value=300.0, minutes=(1, 2, 3, 4, 5, 6), now=None, count=20, **where):
+    """`count` samples of `value` in each of the minutes `minutes` ago (at 30 s past the mark): by
+    default six, so that the first minute's evaluation is more than the default `for` (5m) ago."""
     now = time.time() if now is None else now
     return [(metric, now - 30 - MINUTE * m + i * 0.1, value, where) for m in minutes for i in range(count)]
 
@@ -87,7 +88,7 @@ def one_line_error(run) -> str:
     (["--metric", "latency", "--above", "fast"], "is not a number with a unit"),
     (["--metric", "latency", "--above", "-5ms"], "not negative"),
     (["--metric", "latency", "--above", "1", "--by", "city"], "--by 'city'"),
-    (["--metric", "latency", "--above", "1", "--for", "10s"], "--for 10s: from 1m"),
+    (["--metric", "latency", "--above", "1", "--for", "10s"], "--for 10s: 0 (at once), or from 1m"),
     (["--metric", "latency", "--above", "1", "--for", "2d"], "to 1d"),
     (["--metric", "latency", "--above", "1", "--for", "soon"], "not a valid duration"),
     (["--metric", "latency", "--above", "1", "--severity", "loud"], "--severity 'loud'"),
@@ -198,7 +199,7 @@ def test_samples_that_stop_leave_a_firing_alert_neither_firing_nor_resolved(cli,
     cli("analytics", "alerts", "add", "lat", "--metric", "latency", "--above", "200ms")
     start = t0()
     assert alerts.check(state, now=at(start)).instances[0].evaluation == "nodata"
-    put(state_path, slow_minutes(now=start + 5 * MINUTE, node="fra-1", minutes=(0, 1, 2, 3, 4)))
+    put(state_path, slow_minutes(now=start + 5 * MINUTE, node="fra-1", minutes=range(6)))
     assert alerts.check(state, now=at(start + 5 * MINUTE)).firing
     later = alerts.check(state, now=at(start + 30 * MINUTE))
     [instance] = later.instances
@@ -213,6 +214,67 @@ def test_pending_while_only_the_latest_minutes_hold(cli, state_path):
     run = cli("analytics", "alerts", "check", "-o", "json")
     assert run.exit_code == 0
     assert run.json()["alerts"][0]["evaluation"] == "pending" and run.json()["alerts"][0]["status"] == "inactive"
+
+
+def test_a_new_series_is_pending_until_it_has_held_for_the_whole_for(cli, state_path):
+    cli("analytics", "alerts", "add", "x", "--metric", "latency", "--stat", "p95", "--above", "200ms", "--for", "15m")
+    now = time.time()
+    put(state_path, [("latency", now - 20 + i, 500.0, {}) for i in range(20)])  # the last 20 s only
+    run = cli("analytics", "alerts", "check", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    [alert] = run.json()["alerts"]
+    assert (alert["evaluation"], alert["status"], alert["change"]) == ("pending", "inactive", None)
+    assert alert["value"] == pytest.approx(500, rel=0.01) and run.json()["firing"] == 0
+    assert cli("analytics", "alerts", "history", "-o", "json").json() == []
+    assert "1 pending" in cli("analytics", "alerts", "check").stderr
+
+
+def test_for_needs_the_holding_minutes_to_reach_back_the_whole_for(cli, state, state_path):
+    from edgectl.analytics import alerts
+
+    cli("analytics", "alerts", "add", "x", "--metric", "latency", "--above", "200ms", "--for", "15m", "--by", "node")
+    start = t0()
+    rows = []
+    for minute in range(60):
+        groups = ["fra-1"]  # slow every minute
+        groups += ["ams-1"] if minute <= 10 or minute >= 31 else []  # then nothing for twenty minutes
+        groups += ["iad-1"] if minute % 5 == 0 else []  # a probe every five minutes, from cron
+        rows += [("latency", start + minute * MINUTE + 10 + i, 300.0, {"node": node}) for node in groups for i in range(3)]
+    put(state_path, rows)
+
+    def evaluations(minute):  # a dry run: what a check at 30 s past that minute would say
+        report = alerts.check(state, now=at(start + minute * MINUTE + 30), record=False)
+        return {i.group: i.evaluation for i in report.instances}
+
+    # the first minute's evaluation is made at its end (start + 1m): at 14m30 that is 13m30 ago
+    assert evaluations(14) == {"fra-1": "pending", "ams-1": "pending", "iad-1": "pending"}
+    assert evaluations(15) == {"fra-1": "pending", "ams-1": "pending", "iad-1": "pending"}  # 14m30
+    # 15m30: minutes without samples are no evaluations, so iad-1's probes every five minutes count,
+    # and ams-1's last sample (minute 10) is within the last 15m
+    assert evaluations(16) == {"fra-1": "firing", "ams-1": "firing", "iad-1": "firing"}
+    assert evaluations(30) == {"fra-1": "firing", "iad-1": "firing"}  # ams-1: nothing in the last 15m
+    # back after twenty minutes without samples: a new run, pending for a whole 15m again
+    assert evaluations(33)["ams-1"] == "pending"
+    assert evaluations(46)["ams-1"] == "pending"  # its run's first evaluation (minute 31's, at 32m) 14m30 ago
+    later = evaluations(47)
+    assert later == {"fra-1": "firing", "ams-1": "firing", "iad-1": "firing"}
+    assert evaluations(33)["ams-1"] == "pending"  # the history alone decides: in any order, at any times
+
+    fired = alerts.check(state, now=at(start + 16 * MINUTE + 30))
+    assert {i.group: (i.change, i.starts_at) for i in fired.instances} == {
+        node: ("fired", at(start)) for node in ("fra-1", "ams-1", "iad-1")}  # held since minute 0
+    again = alerts.check(state, now=at(start + 33 * MINUTE + 30))  # ams-1's run began again after the gap
+    states = {i.group: (i.evaluation, i.status, i.change) for i in again.instances}
+    assert states == {"fra-1": ("firing", "firing", None), "ams-1": ("pending", "inactive", "resolved"),
+                      "iad-1": ("firing", "firing", None)}
+
+
+def test_for_0_fires_at_the_first_evaluation_that_holds(cli, state_path):
+    added = cli("analytics", "alerts", "add", "x", "--metric", "latency", "--above", "200ms", "--for", "0", "-o", "json")
+    assert added.exit_code == 0 and added.json()["condition"] == "p95 above 200ms for 0s"
+    put(state_path, [("latency", time.time() - 5, 500.0, {}) for _ in range(5)])
+    run = cli("analytics", "alerts", "check", "-o", "json")
+    assert run.exit_code == 3 and run.json()["alerts"][0]["change"] == "fired"
 
 
 def test_by_node_is_one_alert_per_node_each_with_its_labels(cli, state_path, hook):
@@ -244,7 +306,7 @@ def test_hit_ratio_and_error_rate_are_sums_over_sums(cli, state_path):
     cli("analytics", "alerts", "add", "cold", "--metric", "hit_ratio", "--below", "90%", "--by", "node")
     cli("analytics", "alerts", "add", "errs", "--metric", "error_rate", "--above", "5%")
     rows = []
-    for m in (1, 2, 3):
+    for m in range(1, 7):
         when = time.time() - 30 - MINUTE * m
         rows += [("requests", when, 100.0, {"node": "fra-1"}), ("cache.hits", when, 95.0, {"node": "fra-1"}),
                  ("requests", when, 100.0, {"node": "ams-1"}), ("cache.hits", when, 70.0, {"node": "ams-1"}),
@@ -359,21 +421,23 @@ def test_cooldown_keeps_a_flapping_alert_from_telling_again(cli, state, state_pa
     cli("analytics", "alerts", "add", "lat", "--metric", "latency", "--above", "200ms", "--for", "2m",
         "--webhook", hook.url, "--cooldown", "30m")
     start = t0()
-    # slow for minutes 0-2, fast at 3, slow again 4-6, then slow on and on
+    # slow for minutes 0-3, fast at 4, slow again from 5 on
     for minute in range(0, 60):
-        value = 50.0 if minute == 3 else 300.0
+        value = 50.0 if minute == 4 else 300.0
         put(state_path, [("latency", start + minute * MINUTE + 10 + i, value, {"node": "fra-1"}) for i in range(5)])
 
     def check(minute):
         report = alerts.check(state, now=at(start + minute * MINUTE + 30))
         return report.instances[0]
 
-    assert check(2).change == "fired" and [b["status"] for b in hook.received] == ["firing"]
-    assert check(3).change == "resolved" and [b["status"] for b in hook.received] == ["firing", "resolved"]
-    again = check(6)
+    assert check(2).evaluation == "pending"  # minute 0's evaluation, at its end, is 1m30 ago
+    assert check(3).change == "fired" and [b["status"] for b in hook.received] == ["firing"]
+    assert check(4).change == "resolved" and [b["status"] for b in hook.received] == ["firing", "resolved"]
+    assert check(7).evaluation == "pending"
+    again = check(8)
     assert again.change == "fired" and again.notification == "cooldown" and len(hook.received) == 2
     assert check(20).notification == "cooldown" and len(hook.received) == 2
-    reminder = check(33)  # past the cooldown from the first notification, still firing: told again
+    reminder = check(34)  # past the cooldown from the first notification, still firing: told again
     assert reminder.notification == "sent" and [b["status"] for b in hook.received] == ["firing", "resolved", "firing"]
     assert [e.status for e in alerts.history(state)] == ["firing", "resolved", "firing"]
 

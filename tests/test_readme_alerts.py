@@ -49,7 +49,7 @@ def test_the_readme_alerts_line_is_quiet_while_firing_and_loud_when_a_receiver_f
         samples.write_text("".join(
             f'{{"time": {now - 30 - 60 * m + i / 10}, "metric": "latency", "value": {value}, "unit": "ms", '
             f'"node": "{node}"}}\n'
-            for m in (1, 2, 3) for i in range(20) for node, value in (("fra-1", 320), ("ams-1", 45))))
+            for m in range(1, 7) for i in range(20) for node, value in (("fra-1", 320), ("ams-1", 45))))
         assert cli("--config", str(config), "analytics", "ingest", str(samples), "--format", "jsonl").exit_code == 0
 
         firing = run(written)

@@ -4,13 +4,18 @@ A rule watches one statistic of a metric (latency p95, cpu avg, the hit ratio...
 estate or, with `by`, for each node, region, country or provider, each group being one alert
 instance with its own labels and fingerprint.
 
-`for` follows Prometheus's meaning as far as a tool run from cron can: the condition must hold at
-every evaluation over the last `for`. The evaluations are the minutes overlapping [now - for, now),
-each the statistic over that minute's rollups, so a run every five minutes sees the same
-evaluations Prometheus would have made every minute in between. A minute without samples is no
-evaluation (probes and warms are sparser than Prometheus's scrapes) rather than a reset; a window
-with no sample at all is "no data", neither firing nor resolved. An alert that fires resolves at
-the first minute whose value does not hold, and fires again only after holding for `for` again.
+`for` means what Prometheus's `for` means: an alert is pending until its condition has held at
+every evaluation for the whole `for`, and only then fires. An evaluation is one minute's statistic
+over that minute's rollups, made at the minute's end (the current minute's at the check), so what
+a check says depends on the history alone: a run every five minutes, or two at once, sees what
+Prometheus evaluating every minute would have seen. A check looks back past `for` for the start
+of the current run of holding minutes: a minute without samples is no evaluation (probes and
+warms are sparser than Prometheus's scrapes) rather than a reset, but more than `for` without
+samples ends the run, so a new series, or one back after such a gap, is pending for a whole
+`for` first. `for` 0 fires at the first evaluation that holds. A group without a sample in the
+last `for` (at least a minute) is "no data", neither firing nor resolved. A firing alert
+resolves at the first check whose latest minute does not hold, or whose run of holding minutes
+is too short (it began after a gap), and fires again only after holding for `for` again.
 
 Each check records a transition (firing, resolved) once: the stored instance is read and written
 under the write lock (BEGIN IMMEDIATE), so two checks running at once find each other's events,
@@ -38,7 +43,7 @@ DERIVED = {
     "hit_ratio": ("cache.hits", "requests", "requests answered from the cache, over all requests"),
     "error_rate": ("errors.5xx", "requests", "responses with a 5xx status, over all requests"),
 }
-MIN_FOR, MAX_FOR = 60, 86400  # seconds: at least one whole minute, at most a day of minutes
+MIN_FOR, MAX_FOR = 60, 86400  # seconds: 0 (at once), or at least one whole minute and at most a day
 DEFAULT_FOR, DEFAULT_COOLDOWN = 300, 1800
 MINUTE_MS = 60_000
 CLAIM_MS = 10 * 60_000  # a notification claimed by a run that died is free again after this
@@ -155,6 +160,18 @@ def parse_window(text: str, *, what: str, low: int, high: int) -> int:
     if not low <= seconds <= high:
         raise UsageError(f"{what} {text}: from {format_duration(low) if low else '0s'} to {format_duration(high)}")
     return int(round(seconds))
+
+
+def parse_for(text: str) -> int:
+    """--for in seconds: 0 fires at the first evaluation that holds, else from a minute to a day."""
+    from edgectl.parse import parse_duration
+
+    if parse_duration(text, what="--for") == 0:
+        return 0
+    try:
+        return parse_window(text, what="--for", low=MIN_FOR, high=MAX_FOR)
+    except UsageError as exc:
+        raise UsageError(exc.message.replace(": from ", ": 0 (at once), or from "), hint=exc.hint) from None
 
 
 def check_webhook(text: str) -> str:
@@ -345,14 +362,14 @@ def alert_labels(rule: Rule, group: str) -> dict[str, str]:
 
 @dataclass
 class Evaluation:
-    """One alert instance at one check: what the minutes of its window say."""
+    """One alert instance at one check: what the minutes of its current run say."""
 
     rule: Rule
     group: str  # the node, region... it is about; '' for a rule without `by`
     state: str  # firing | pending | ok | nodata
     value: float | None  # the latest minute's value
-    held: int  # how many minutes with samples, the latest back, the condition held
-    first_ms: int | None  # the start of the earliest of them
+    held: int  # how many minutes with samples, the latest back, the condition held (as far as read)
+    first_ms: int | None  # the start of the earliest of them: the condition has held since then
     labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -360,11 +377,14 @@ class Evaluation:
         return fingerprint(self.labels)
 
 
-def window_minutes(now_ms: int, for_seconds: int) -> list[int]:
-    """The starts of the minutes that overlap [now - for, now)."""
-    start = now_ms - for_seconds * 1000
-    first = start - start % MINUTE_MS
-    return list(range(first, now_ms, MINUTE_MS))
+def data_window_ms(rule: Rule) -> int:
+    """How far back a sample keeps an alert in data: its `for`, and at least a minute."""
+    return max(rule.for_seconds * 1000, MINUTE_MS)
+
+
+def evaluated_at(minute: int, now_ms: int) -> int:
+    """When the evaluation of a minute is made: at its end, the current minute's at the check."""
+    return min(minute + MINUTE_MS, now_ms)
 
 
 def _stat(histogram, stat: str) -> float | None:
@@ -404,43 +424,67 @@ def _minute(state, rule: Rule, series: list[dict[int, str]], minute: int) -> dic
     return {group: _stat(histogram, rule.stat) for group, histogram in merged.items()}
 
 
+@dataclass
+class _Run:
+    """A group's run of holding minutes, as read so far from the latest minute back."""
+
+    value: float  # the latest minute's value
+    first: int | None = None  # the earliest holding minute read so far
+    held: int = 0
+    reaches: bool = False  # its first evaluation is `for` ago or more: it fires
+    done: bool = False  # no earlier minute can change what the run says
+
+
 def evaluate(state, rule: Rule, now_ms: int, known_groups: Iterable[str] = ()) -> list[Evaluation]:
     """Each instance of the rule: the groups with samples in the window, and those already known
     (an instance whose samples stopped is `nodata`, not resolved).
 
-    The minutes are read from the latest back, and a group is read no further once a minute of it
-    does not hold: a healthy estate costs one minute's read, a firing group the whole window's.
+    The minutes are read from the latest back, past the window where a run needs it: a group is
+    read no further once a minute of it does not hold, once its run's first evaluation is `for`
+    ago (it fires), or once more than `for` without samples ends its run (it is pending). A
+    healthy estate costs one minute's read, a firing group its `for`, a pending one at most twice.
     """
     from edgectl.analytics.metrics import CATALOGUE
 
     metrics = DERIVED[rule.metric][:2] if rule.metric in DERIVED else (rule.metric,)
     series = [_grouped(state, metric, CATALOGUE[metric].unit, rule.by) for metric in metrics]
-    latest: dict[str, float] = {}
-    held: dict[str, int] = {}
-    first: dict[str, int] = {}
-    broken: set[str] = set()
-    for minute in reversed(window_minutes(now_ms, rule.for_seconds)):
-        wanted = [{sid: group for sid, group in groups.items() if group not in broken} for groups in series]
+    for_ms = rule.for_seconds * 1000
+    window_start = now_ms - data_window_ms(rule)
+    runs: dict[str, _Run] = {}
+    minute = (now_ms - 1) - (now_ms - 1) % MINUTE_MS
+    while True:
+        reading = {group for group, run in runs.items() if not run.done}
+        in_window = minute + MINUTE_MS > window_start  # a group first seen here has data
+        wanted = [{sid: group for sid, group in groups.items()
+                   if group in reading or (in_window and group not in runs)} for groups in series]
         if not any(wanted):
             break
-        for group, value in _minute(state, rule, wanted, minute).items():
-            latest.setdefault(group, value)
-            if rule.holds(value):
-                held[group] = held.get(group, 0) + 1
-                first[group] = minute
-            else:
-                broken.add(group)
-    groups = sorted(set(latest) | set(known_groups)) or ([""] if not rule.by else [])
+        values = _minute(state, rule, wanted, minute)
+        for group, value in values.items():
+            run = runs.setdefault(group, _Run(value))
+            if not rule.holds(value):
+                run.done = True
+                continue
+            run.first, run.held = minute, run.held + 1
+            if evaluated_at(minute, now_ms) <= now_ms - for_ms:
+                run.reaches = run.done = True
+        for group in reading - set(values):
+            run = runs[group]
+            if run.first - (minute - MINUTE_MS) > for_ms + MINUTE_MS:  # a gap longer than `for`
+                run.done = True
+        minute -= MINUTE_MS
+    groups = sorted(set(runs) | set(known_groups)) or ([""] if not rule.by else [])
     out = []
     for group in groups:
-        if group not in latest:
+        run = runs.get(group)
+        if run is None:
             status = "nodata"
-        elif group not in broken:
-            status = "firing"
+        elif not run.held:
+            status = "ok"
         else:
-            status = "pending" if held.get(group) else "ok"
-        out.append(Evaluation(rule, group, status, latest.get(group), held.get(group, 0), first.get(group),
-                              alert_labels(rule, group)))
+            status = "firing" if run.reaches else "pending"
+        out.append(Evaluation(rule, group, status, run.value if run else None, run.held if run else 0,
+                              run.first if run else None, alert_labels(rule, group)))
     return out
 
 

@@ -68,7 +68,7 @@ def alerts_add(
     above: Annotated[Optional[str], typer.Option("--above", metavar="VALUE", help="Fire above this, e.g. 200ms.")] = None,
     below: Annotated[Optional[str], typer.Option("--below", metavar="VALUE", help="Fire below this, e.g. 0.9 or 90%.")] = None,
     for_: Annotated[str, typer.Option("--for", metavar="DURATION",
-                                      help="The condition must hold over the whole last DURATION.")] = "5m",
+                                      help="Pending until the condition has held this long; 0 fires at once.")] = "5m",
     severity: Annotated[str, typer.Option("--severity", metavar="critical|warning|info")] = "warning",
     webhook: Annotated[Optional[str], typer.Option("--webhook", metavar="env:VAR|URL",
                                                    help="Where to post; a URL with a secret in it by reference.")] = None,
@@ -80,7 +80,8 @@ def alerts_add(
     """Add an alert rule; `alerts check` evaluates it.
 
     Thresholds are read in the metric's unit: --above 200ms or 1.5s for latency, --below 0.9 or 90%
-    for hit_ratio. The condition must hold at every minute with samples over the last --for.
+    for hit_ratio. The alert is pending until the condition has held at every minute with samples
+    for the whole --for, and fires only then.
     """
     from edgectl.analytics import alerts
 
@@ -95,7 +96,7 @@ def alerts_add(
         op="above" if above is not None else "below",
         threshold=alerts.parse_threshold(above if above is not None else below, metric,
                                          what="--above" if above is not None else "--below"),
-        for_seconds=alerts.parse_window(for_, what="--for", low=alerts.MIN_FOR, high=alerts.MAX_FOR),
+        for_seconds=alerts.parse_for(for_),
         by=by or "",
         severity=severity,
         webhook=alerts.check_webhook(webhook) if webhook is not None else None,

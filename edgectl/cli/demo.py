@@ -72,9 +72,10 @@ STEPS: list[tuple[str, list[tuple[list[str], int]]]] = [
      [(["analytics", "latency", "--by", "region", "--since", "15m", "--chart"], 0)]),
     ("The hit ratio after the two warms, per node, against the 90% target",
      [(["analytics", "cache", "--by", "node", "--since", "15m"], 0)]),
-    ("An alert: any node's p95 latency above 1 ms over the last minute; `alerts check` exits 3 while it fires",
+    ("An alert: any node's p95 latency above 1 ms, firing at once (--for 0; a rule with --for 5m is pending until "
+     "the condition has held five minutes); `alerts check` exits 3 while it fires",
      [(["analytics", "alerts", "add", "edge-slow", "--metric", "latency", "--stat", "p95", "--by", "node",
-        "--above", "1ms", "--for", "1m", "--severity", "warning"], 0),
+        "--above", "1ms", "--for", "0", "--severity", "warning"], 0),
       (["analytics", "alerts", "check"], 3)]),
     ("One HTML page for the wall: latency, hit ratio, nodes and alerts",
      [(["analytics", "report", "--html", "{demo}/report.html", "--since", "15m"], 0)]),
