@@ -555,6 +555,58 @@ def test_json_of_list_show_check_and_history(cli, state_path, state):
     assert alerts.firing(state) == []
 
 
+def test_history_list_and_the_payload_say_values_durations_and_times_as_a_person_reads_them(cli, state_path, hook):
+    cli("analytics", "alerts", "add", "cold", "--metric", "hit_ratio", "--below", "90%", "--cooldown", "0",
+        "--webhook", hook.url)
+    cli("analytics", "alerts", "add", "slow", "--metric", "latency", "--stat", "p95", "--above", "200ms")
+    rows = []
+    for m in range(1, 7):
+        when = time.time() - 30 - MINUTE * m
+        rows += [("requests", when, 800.0, {}), ("cache.hits", when, 410.0, {})]
+    put(state_path, rows + slow_minutes(value=409.0))
+    check = cli("analytics", "alerts", "check")
+    assert check.exit_code == 3, check.stderr
+    assert "51.25%" in check.stdout and "409ms" in check.stdout
+    table = cli("analytics", "alerts", "history").stdout
+    assert "51.25%" in table and "409ms" in table and "90%" in table and "200ms" in table
+    assert "0.5125" not in table
+    events = {e["alert"]: e for e in cli("analytics", "alerts", "history", "-o", "json").json()}
+    assert events["cold"]["value"] == pytest.approx(0.5125) and events["cold"]["value_text"] == "51.25%"
+    assert events["slow"]["threshold_text"] == "200ms" and events["slow"]["unit"] == "ms"
+    [body] = hook.received
+    description = body["alerts"][0]["annotations"]["description"]
+    assert description.startswith("hit_ratio has been below 90% ") and "ratio ratio" not in description
+    listed = {r["name"]: r for r in cli("analytics", "alerts", "list", "-o", "json").json()}
+    assert listed["cold"]["cooldown"] == "0s" and listed["slow"]["cooldown"] == "30m"
+    [cold] = [line for line in cli("analytics", "alerts", "list").stdout.splitlines() if line.startswith("cold ")]
+    assert " 0s " in cold and "0ms" not in cold
+
+    silenced = cli("analytics", "alerts", "silence", "slow", "--for", "2h", "-o", "json").json()
+    until = datetime.fromisoformat(silenced["silenced_until"].replace("Z", "+00:00"))
+    listing = cli("analytics", "alerts", "list").stdout
+    assert f"{until:%Y-%m-%d %H:%M} UTC" in listing and "in 1h" not in listing
+    assert f"{until:%Y-%m-%d %H:%M} UTC" in cli("analytics", "alerts", "show", "slow").stdout
+
+    for since in ("0", "0s"):
+        zero = cli("analytics", "alerts", "history", "--since", since)
+        assert zero.exit_code == 2 and "--since must be more than zero" in one_line_error(zero)
+    assert len(cli("analytics", "alerts", "history", "--since", "1h", "-o", "json").json()) == 2
+
+
+def test_an_event_from_before_units_were_kept_takes_its_rules_unit(cli, state_path, state):
+    cli("analytics", "alerts", "add", "slow", "--metric", "latency", "--above", "200ms")
+    put(state_path, slow_minutes(value=409.0))
+    assert cli("analytics", "alerts", "check").exit_code == 3
+    with state.db.atomic():
+        state.db.execute("UPDATE alert_events SET unit = NULL")
+        state.db.execute("INSERT INTO alert_events (rule, fingerprint, labels, status, value, threshold, severity,"
+                         " starts_at, at) VALUES ('gone', '0', '{}', 'firing', 0.25, 0.5, 'warning',"
+                         " '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')")
+    events = {e["alert"]: e for e in cli("analytics", "alerts", "history", "-o", "json").json()}
+    assert events["slow"]["value_text"].endswith("ms") and events["slow"]["unit"] == "ms"
+    assert (events["gone"]["value_text"], events["gone"]["unit"]) == ("0.25", None)  # its rule is gone: bare
+
+
 def test_the_performance_screen_lists_the_firing_alerts(cli, state_path):
     before = cli("analytics", "performance", "-o", "json")
     assert before.exit_code == 0 and before.json()["alerts"] == {"rules": False, "firing": []}

@@ -237,8 +237,13 @@ class Rule:
         return metric_unit(self.metric)
 
     @property
+    def measure(self) -> str:
+        """What is compared: `latency p95`, or `hit_ratio` for a ratio of sums."""
+        return self.metric if self.stat == "ratio" else f"{self.metric} {self.stat}"
+
+    @property
     def condition(self) -> str:
-        """`p95 above 200.0ms for 5m`."""
+        """`p95 above 200ms for 5m`."""
         from edgectl.parse import format_duration
 
         stat = "" if self.stat == "ratio" else f"{self.stat} "
@@ -521,8 +526,7 @@ class Instance:
     def summary(self) -> str:
         """`latency p95 312.4ms on node fra-1 (p95 above 200.0ms for 5m)`."""
         where = f" on {self.rule.by} {self.group}" if self.rule.by else ""
-        stat = "" if self.rule.stat == "ratio" else f" {self.rule.stat}"
-        return f"{self.rule.metric}{stat} {format_value(self.value, self.rule.unit)}{where} ({self.rule.condition})"
+        return f"{self.rule.measure} {format_value(self.value, self.rule.unit)}{where} ({self.rule.condition})"
 
     def to_record(self) -> dict[str, Any]:
         return {"alert": self.rule.name, "labels": self.labels, "fingerprint": self.fingerprint,
@@ -604,10 +608,11 @@ def _record(state, evaluation: Evaluation, now_ms: int) -> tuple[Instance, Due |
         return _instance(rule, row), None
     after, change = _next(evaluation, row, now_ms)
     if change:
-        conn.execute("INSERT OR IGNORE INTO alert_events (rule, fingerprint, labels, status, value, threshold, severity,"
-                     " starts_at, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        conn.execute("INSERT OR IGNORE INTO alert_events (rule, fingerprint, labels, status, value, threshold, unit,"
+                     " severity, starts_at, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      [rule.name, evaluation.fingerprint, after["labels"], "firing" if change == "fired" else "resolved",
-                      evaluation.value, rule.threshold, rule.severity, after["starts_at"], to_iso(_at(now_ms))])
+                      evaluation.value, rule.threshold, rule.unit, rule.severity, after["starts_at"],
+                      to_iso(_at(now_ms))])
     conn.execute(
         "INSERT INTO alert_instances (rule_id, fingerprint, labels, status, evaluation, value, starts_at, ends_at,"
         " evaluated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rule_id, fingerprint) DO UPDATE SET"
@@ -780,13 +785,18 @@ class Event:
     fingerprint: str
     value: float | None
     threshold: float
+    unit: str | None  # None: an event from before units were kept, whose rule is gone
     severity: str
     starts_at: datetime
     at: datetime
 
     def to_record(self) -> dict[str, Any]:
+        def shown(number: float | None) -> str:
+            return format_value(number, self.unit) if self.unit else format_value(number, "count")
+
         return {"id": self.id, "alert": self.alert, "status": self.status, "labels": self.labels,
-                "fingerprint": self.fingerprint, "value": self.value, "threshold": self.threshold,
+                "fingerprint": self.fingerprint, "value": self.value, "value_text": shown(self.value),
+                "threshold": self.threshold, "threshold_text": shown(self.threshold), "unit": self.unit,
                 "severity": self.severity, "starts_at": self.starts_at, "at": self.at}
 
 
@@ -803,6 +813,18 @@ def history(state, name: str | None = None, *, since: datetime | None = None, li
         params.append(to_iso(since))
     sql += " ORDER BY at DESC, id DESC LIMIT ?"
     params.append(limit)
+    units: dict[str, str | None] = {}
+
+    def unit(row: dict) -> str | None:
+        """The event's unit; for an event recorded before units were kept, its rule's, if it still has one."""
+        if row["unit"] or row["rule"] in units:
+            return row["unit"] or units[row["rule"]]
+        try:
+            units[row["rule"]] = get_rule(state, row["rule"]).unit
+        except UsageError:  # gone (NotFound), or on a metric no longer catalogued
+            units[row["rule"]] = None
+        return units[row["rule"]]
+
     return [Event(row["id"], row["rule"], row["status"], json.loads(row["labels"]), row["fingerprint"], row["value"],
-                  row["threshold"], row["severity"], from_iso(row["starts_at"]), from_iso(row["at"]))
+                  row["threshold"], unit(row), row["severity"], from_iso(row["starts_at"]), from_iso(row["at"]))
             for row in state.db.query(sql, params)]

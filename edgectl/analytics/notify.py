@@ -86,9 +86,9 @@ def _annotations(due: Due) -> dict[str, str]:
     threshold = format_value(rule.threshold, rule.unit)
     window = format_duration(rule.for_seconds)
     if due.kind == "firing":
-        description = f"{rule.metric} {rule.stat} has been {rule.op} {threshold} at every minute with samples over the last {window}"
+        description = f"{rule.measure} has been {rule.op} {threshold} at every evaluation for {window} or more"
     else:
-        description = f"{rule.metric} {rule.stat} is no longer {rule.op} {threshold}"
+        description = f"{rule.measure} is no longer {rule.op} {threshold}"
     return {"summary": instance.summary(), "description": description,
             "value": f"{instance.value:g}" if instance.value is not None else "",
             "threshold": f"{rule.threshold:g}", "unit": rule.unit}

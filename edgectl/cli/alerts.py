@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgectl.cli.context import current
-from edgectl.cli.options import Reason, Since, Timeout, overall_timeout
+from edgectl.cli.options import Reason, Since, Timeout, overall_timeout, since_window
 from edgectl.errors import EXIT_CONDITION, OperationFailed, UsageError
 from edgectl.output import Column, View
 
@@ -24,7 +24,7 @@ RULE_COLUMNS = [
     Column("webhook"),
     Column("cooldown"),
     Column("firing", justify="right"),
-    Column("silenced_until", "SILENCED UNTIL", kind="time"),
+    Column("silenced_until_text", "SILENCED UNTIL"),
 ]
 INSTANCE_COLUMNS = [
     Column("alert"),
@@ -41,12 +41,21 @@ HISTORY_COLUMNS = [
     Column("alert"),
     Column("status"),
     Column("labels", kind="map"),
-    Column("value", justify="right"),
-    Column("threshold", justify="right"),
+    Column("value_text", "VALUE", justify="right"),
+    Column("threshold_text", "THRESHOLD", justify="right"),
     Column("starts_at", "SINCE", kind="time"),
 ]
-RULE_FIELDS = [Column("silenced", kind="bool"), Column("silenced_until", kind="time"), Column("created_at", kind="time")]
+RULE_FIELDS = [Column("silenced", kind="bool"), Column("created_at", kind="time")]
 STATES = {"nodata": "no data"}
+
+
+def _until(moment) -> str:
+    """A silence's end as a time, not rounded to "in 1h"."""
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else ""
+
+
+def _rule_row(record: dict) -> dict:
+    return {**record, "silenced_until_text": _until(record["silenced_until"])}
 
 
 def _row(record: dict) -> dict:
@@ -105,7 +114,7 @@ def alerts_add(
     )
     rule = alerts.add_rule(ctx.state, rule)
     ctx.out.note(f"added alert {rule.name}: {rule.metric} {rule.condition}" + (f" by {rule.by}" if rule.by else ""))
-    ctx.out.show({**rule.to_record(), "firing": 0}, View(RULE_COLUMNS, rows=lambda r: [r]))
+    ctx.out.show({**rule.to_record(), "firing": 0}, View(RULE_COLUMNS, rows=lambda r: [_rule_row(r)]))
 
 
 @app.command("list")
@@ -118,11 +127,13 @@ def alerts_list() -> None:
     for instance in alerts.firing(ctx.state):
         counts[instance.rule.name] = counts.get(instance.rule.name, 0) + 1
     rows = [{**rule.to_record(), "firing": counts.get(rule.name, 0)} for rule in alerts.list_rules(ctx.state)]
-    ctx.out.show(rows, View(RULE_COLUMNS, empty="no alert rules; add one with edgectl analytics alerts add"))
+    ctx.out.show(rows, View(RULE_COLUMNS, rows=lambda r: [_rule_row(row) for row in r],
+                            empty="no alert rules; add one with edgectl analytics alerts add"))
 
 
 def _draw_show(out, record: dict) -> None:
     rule = {k: v for k, v in record.items() if k != "instances"}
+    rule["silenced_until"] = _until(rule["silenced_until"])
     out.record(rule, RULE_FIELDS)
     out.records([_row(i) for i in record["instances"]], INSTANCE_COLUMNS, empty="not checked yet")
 
@@ -162,7 +173,7 @@ def alerts_silence(
     ctx = current()
     seconds = alerts.parse_window(for_, what="--for", low=60, high=30 * 86400)
     rule = alerts.silence(ctx.state, name, seconds, reason)
-    ctx.out.show(rule.to_record(), View(text=lambda r: f"silenced alert {r['name']} until {r['silenced_until']:%Y-%m-%d %H:%M} UTC"))
+    ctx.out.show(rule.to_record(), View(text=lambda r: f"silenced alert {r['name']} until {_until(r['silenced_until'])}"))
 
 
 @app.command("unsilence")
@@ -233,12 +244,13 @@ def alerts_history(
     limit: Annotated[int, typer.Option("--limit", metavar="N", help="At most N events, the newest first.")] = 100,
 ) -> None:
     """Firing and resolved events, the newest first (a removed rule's included)."""
+    from datetime import datetime, timezone
+
     from edgectl.analytics import alerts
-    from edgectl.parse import parse_duration, parse_positive_int
-    from edgectl.timeutil import from_iso, ago
+    from edgectl.parse import parse_positive_int
 
     ctx = current()
     parse_positive_int(limit, what="--limit", maximum=100_000)
-    start = from_iso(ago(parse_duration(since, what="--since"))) if since else None
+    start = datetime.fromtimestamp(since_window(since)[0] / 1000, timezone.utc) if since is not None else None
     events = alerts.history(ctx.state, name, since=start, limit=limit)
     ctx.out.show([e.to_record() for e in events], View(HISTORY_COLUMNS, empty="no alert events"))

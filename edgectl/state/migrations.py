@@ -594,3 +594,10 @@ def m013_create_pull_tables(db: Database) -> None:
         ) WITHOUT ROWID
         """
     )
+
+
+@migration
+def m014_add_alert_event_unit(db: Database) -> None:
+    # the unit an event's value and threshold are in, so the history shows them as the check did
+    # (51.25%, 409ms) even once its rule is gone; NULL for the events recorded before
+    db.execute("ALTER TABLE alert_events ADD COLUMN unit TEXT")
