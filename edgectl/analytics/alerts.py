@@ -451,6 +451,7 @@ def evaluate(state, rule: Rule, now_ms: int, known_groups: Iterable[str] = ()) -
     """
     from edgectl.analytics.metrics import CATALOGUE
 
+    metric_unit(rule.metric)  # a stored rule on a metric no longer catalogued: bad input, said as such
     metrics = DERIVED[rule.metric][:2] if rule.metric in DERIVED else (rule.metric,)
     series = [_grouped(state, metric, CATALOGUE[metric].unit, rule.by) for metric in metrics]
     for_ms = rule.for_seconds * 1000

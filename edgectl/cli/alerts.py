@@ -213,9 +213,10 @@ def alerts_check(
 ) -> None:
     """Evaluate every rule, record firing and resolved events, and post them to the webhooks.
 
-    Exit 3 while any alert fires (and is not silenced), 0 when none does, 1 when a rule could not
-    be evaluated or a receiver kept failing (the next check sends it again). Made for cron: with
-    --quiet it prints nothing unless something is wrong.
+    Exit 3 while any alert fires (and is not silenced) and every receiver was told, 0 when none
+    fires; 1 when a rule could not be evaluated or a notification could not be delivered (a
+    receiver kept failing, a webhook's variable not set), firing alerts or not: the next check
+    sends it again. Made for cron: with --quiet it prints nothing unless something is wrong.
     """
     from edgectl.analytics import alerts
 
@@ -229,12 +230,28 @@ def alerts_check(
     for delivery in report.failed_deliveries:
         ctx.out.warn(f"alert {delivery.alert}: notification not delivered after {delivery.attempts} attempt(s): "
                      f"{delivery.error}")
+    if report.errors or report.failed_deliveries:
+        raise OperationFailed(_check_failure(report),
+                              hint="the warnings above say why; the next check tries the notifications again")
     if report.firing:
         raise typer.Exit(EXIT_CONDITION)
-    if report.errors or report.failed_deliveries:
-        failed = len(report.errors) + len(report.failed_deliveries)
-        raise OperationFailed(f"{failed} alert rule(s) could not be evaluated or notified",
-                              hint="the warnings above say why; the next check tries the notifications again")
+
+
+def _check_failure(report) -> str:
+    """`1 alert(s) firing, and 1 notification(s) not delivered: slow-edge (1 firing) to env:HOOK`."""
+    firing = f"{len(report.firing)} alert(s) firing" if report.firing else "no alert firing"
+    parts = []
+    if report.errors:
+        parts.append(f"{len(report.errors)} rule(s) not evaluated")
+    failed = report.failed_deliveries
+    if failed:
+        said = []
+        for delivery in failed:
+            kinds = delivery.to_record()
+            counts = ", ".join(f"{kinds[k]} {k}" for k in ("firing", "resolved") if kinds[k])
+            said.append(f"{delivery.alert} ({counts}) to {delivery.receiver}")
+        parts.append(f"{len(failed)} notification(s) not delivered: {'; '.join(said)}")
+    return f"{firing}, and {', and '.join(parts)}"
 
 
 @app.command("history")
