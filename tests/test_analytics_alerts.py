@@ -104,6 +104,12 @@ def error_after_warnings(run) -> str:
     (["--metric", "latency", "--above", "1", "--webhook", "env:1BAD"], "not an environment variable name"),
     (["--metric", "latency", "--above", "1", "--webhook", "https://hooks.slack.com/services/T0/B0/sekrit"],
      "a Slack webhook URL is a secret"),
+    (["--metric", "latency", "--above", "1", "--webhook", "https://hooks.slack.com./services/T0/B0/sekrit"],
+     "a Slack webhook URL is a secret"),
+    (["--metric", "latency", "--above", "1", "--webhook", "https://hooks.slack-gov.com/services/T0/B0/sekrit"],
+     "a Slack webhook URL is a secret"),
+    (["--metric", "latency", "--above", "1", "--webhook",
+      "https://chat-proxy.example.com/services/T0123ABCD/B0456EFGH/sekritsekritsekrit"], "a Slack webhook URL is a secret"),
     (["--metric", "latency", "--above", "1", "--webhook", "https://hooks.example.com/in?token=sekrit"],
      "query string"),
     (["--metric", "latency", "--above", "1", "--webhook", "https://user:sekrit@hooks.example.com/in"],
@@ -115,6 +121,8 @@ def test_each_bad_option_is_one_line_and_exit_2_and_nothing_is_stored(cli, args,
     assert run.exit_code == 2
     assert says in one_line_error(run)
     assert "sekrit" not in run.stderr + run.stdout
+    if "secret" in says or "credentials" in says or "query string" in says:
+        assert "env:NAME" in run.stderr  # where the secret goes instead
     assert cli("analytics", "alerts", "list", "-o", "json").json() == []
 
 
@@ -519,6 +527,26 @@ def test_a_webhook_secret_never_reaches_the_state_the_output_or_the_logs(cli, st
     assert unset.exit_code == 1 and "environment variable ALERT_HOOK is not set" in unset.stderr
 
 
+def test_a_webhook_variable_not_set_is_a_warning_at_add_and_exit_1_at_a_check_while_firing(cli, state_path,
+                                                                                          monkeypatch):
+    monkeypatch.delenv("UNSET_VAR", raising=False)
+    added = cli("analytics", "alerts", "add", "lat", "--metric", "latency", "--above", "200ms",
+                "--webhook", "env:UNSET_VAR")
+    assert added.exit_code == 0  # cron's environment may set it
+    assert "warning: alert lat webhook: environment variable UNSET_VAR is not set" in added.stderr
+    assert cli("analytics", "alerts", "show", "lat", "-o", "json").json()["webhook"] == "env:UNSET_VAR"
+    monkeypatch.setenv("SET_VAR", "http://127.0.0.1:9/hook")
+    quiet = cli("analytics", "alerts", "add", "lat2", "--metric", "latency", "--above", "200ms", "--webhook", "env:SET_VAR")
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+    put(state_path, slow_minutes(node="fra-1"))
+    monkeypatch.delenv("SET_VAR")
+    run = cli("analytics", "alerts", "check", "-q")
+    assert run.exit_code == 1 and run.stdout == ""
+    assert "environment variable UNSET_VAR is not set" in run.stderr
+    assert error_after_warnings(run) == ("error: 2 alert(s) firing, and 2 notification(s) not delivered: "
+                                         "lat (1 firing) to env:UNSET_VAR; lat2 (1 firing) to env:SET_VAR")
+
+
 def test_a_rule_that_cannot_be_evaluated_is_exit_1_while_others_fire(cli, state_path, state):
     cli("analytics", "alerts", "add", "lat", "--metric", "latency", "--above", "200ms")
     cli("analytics", "alerts", "add", "old", "--metric", "cpu", "--above", "90%")
@@ -528,6 +556,34 @@ def test_a_rule_that_cannot_be_evaluated_is_exit_1_while_others_fire(cli, state_
     run = cli("analytics", "alerts", "check", "-q")
     assert run.exit_code == 1 and "alert old: --metric 'gone.metric'" in run.stderr
     assert error_after_warnings(run) == "error: 1 alert(s) firing, and 1 rule(s) not evaluated"
+
+
+def test_a_webhook_url_from_a_secret_may_carry_basic_auth_never_shown(cli, state_path, hook, monkeypatch, isolated):
+    import base64
+
+    password = "pa:ss/w@rd-9f3e"
+    monkeypatch.setenv("SECRETHOOK", f"http://ops%40example:{password.replace(':', '%3A').replace('/', '%2F').replace('@', '%40')}"
+                                     f"@{hook.url.removeprefix('http://')}/x")
+    cli("analytics", "alerts", "add", "lat", "--metric", "latency", "--above", "200ms", "--webhook", "env:SECRETHOOK")
+    put(state_path, slow_minutes(node="fra-1"))
+    hook.fail_next(500)  # a failed attempt's error is shown too
+    run = cli("analytics", "alerts", "check", "--debug", "-o", "json")
+    assert run.exit_code == 3, run.stderr
+    assert [r.path for r in hook.requests] == ["/x", "/x"] and run.json()["notifications"][0]["ok"]
+    expected = "Basic " + base64.b64encode(f"ops@example:{password}".encode()).decode()
+    assert {r.headers.get("authorization") for r in hook.requests} == {expected}
+    hook.fail_always(503)
+    put(state_path, [("latency", time.time() - 2, 40.0, {"node": "fra-1"}) for _ in range(50)])
+    failed = cli("analytics", "alerts", "check", "--debug")
+    assert failed.exit_code == 1 and "HTTP 503" in failed.stderr
+    for shown in (run, failed, cli("analytics", "alerts", "show", "lat", "-o", "json")):
+        text = shown.stdout + shown.stderr
+        assert "pa:ss" not in text and "pa%3Ass" not in text and expected.split()[1] not in text
+        assert "ops%40example" not in text and "ops@example" not in text
+    monkeypatch.setenv("SECRETHOOK", "http://ops:pw@/x")
+    bad = cli("analytics", "alerts", "check")
+    assert bad.exit_code == 1 and "env:SECRETHOOK is not an http(s) URL with a host" in bad.stderr
+    assert "ops:pw" not in bad.stderr
 
 
 def test_two_checks_at_once_record_and_send_each_transition_once(cli, state_path, hook):

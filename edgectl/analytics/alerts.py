@@ -177,16 +177,18 @@ def parse_for(text: str) -> int:
 def check_webhook(text: str) -> str:
     """A webhook as it may be stored: an env:/file: reference, or a plain http(s) URL that holds no secret.
 
-    A Slack incoming webhook's path is its secret, and a query string or credentials usually hold
-    one: those must be given by reference, so that the state file never holds them.
+    A Slack incoming webhook's path is its secret (on Slack's hosts, or a path shaped like one,
+    /services/T.../B.../..., behind a proxy), and a query string or credentials usually hold one:
+    those must be given by reference, so that the state file never holds them.
     """
     from urllib.parse import urlsplit
 
-    from edgectl.analytics.notify import SLACK_HOST, masked_url
+    from edgectl.analytics.notify import is_slack_host, masked_url, slack_secret_path
+    from edgectl.config import is_reference
     from edgectl.parse import parse_secret_ref, parse_url
 
     raw = str(text).strip()
-    if raw.startswith(("env:", "file:")):
+    if is_reference(raw):
         return parse_secret_ref(raw, what="--webhook")
     hint = "export the URL and pass --webhook env:NAME; the state file keeps the reference, never the URL"
     try:
@@ -197,7 +199,7 @@ def check_webhook(text: str) -> str:
         raise UsageError(f"--webhook {masked_url(raw)} is not an http(s) URL with a host",
                          hint="give an absolute http:// or https:// URL, or env:NAME") from None
     parts = urlsplit(url)
-    if parts.hostname == SLACK_HOST:
+    if is_slack_host(parts.hostname) or slack_secret_path(parts.path):
         raise UsageError("--webhook: a Slack webhook URL is a secret (its path is the key)", hint=hint)
     if parts.query or parts.fragment:
         raise UsageError("--webhook: a URL with a query string usually carries a token", hint=hint)
@@ -257,12 +259,13 @@ class Rule:
 
     def to_record(self, now: datetime | None = None) -> dict[str, Any]:
         from edgectl.analytics.notify import masked_url
+        from edgectl.config import is_reference
         from edgectl.parse import format_duration
         from edgectl.timeutil import utcnow
 
         now = now or utcnow()
         webhook = self.webhook
-        if webhook and not webhook.startswith(("env:", "file:")):
+        if webhook and not is_reference(webhook):
             webhook = masked_url(webhook)
         return {"name": self.name, "metric": self.metric, "stat": self.stat, "by": self.by or None,
                 "op": self.op, "threshold": self.threshold, "unit": self.unit, "condition": self.condition,

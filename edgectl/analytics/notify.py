@@ -3,7 +3,9 @@
 One post per rule and check carries every alert of the rule that is due (firing, resolved), as
 Alertmanager groups by `alertname`. A webhook named by reference (env:NAME, file:PATH) is resolved
 just before it is sent and registered with the log redaction; errors and --debug lines show a URL
-as scheme, host and port only, since a path or query string may be its secret.
+as scheme, host and port only, since a path or query string may be its secret. A URL from a
+reference may carry credentials (https://user:password@host/...): they are taken off the URL and
+sent as basic auth, so no error or log line that shows the URL can hold them.
 
 Retries: 408, 429, 5xx and transport errors are sent again, at most ATTEMPTS times, after the
 receiver's Retry-After when it gives one and exponential backoff with jitter otherwise, all
@@ -17,6 +19,7 @@ import json
 import logging
 import random
 import time
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
@@ -25,7 +28,9 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from edgectl.analytics.alerts import Due
 
-SLACK_HOST = "hooks.slack.com"
+SLACK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")
+# an incoming webhook's path, /services/T<team id>/B<channel id>/<key>, wherever it is served from
+_SLACK_PATH = re.compile(r"/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{12,}/?")
 RECEIVER = "edgectl"
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time: what Alertmanager sends as a firing alert's endsAt
 ATTEMPTS = 4
@@ -48,31 +53,70 @@ def masked_url(url: str) -> str:
     return where + ("/********" if parts.path not in ("", "/") or parts.query or parts.fragment else "/")
 
 
-def resolve_webhook(reference: str, *, alert: str) -> str:
-    """The URL to post to, read at the last moment from env:/file: references, and checked."""
-    from edgectl.config import resolve_secret
+def is_slack_host(host: str | None) -> bool:
+    return bool(host) and host.lower().rstrip(".") in SLACK_HOSTS
+
+
+def slack_secret_path(path: str) -> bool:
+    """Whether a URL path is shaped like a Slack incoming webhook's, whose last part is its key."""
+    return bool(_SLACK_PATH.fullmatch(path or ""))
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """Where to post: the URL without credentials, and the basic auth its reference carried."""
+
+    url: str
+    auth: tuple[str, str] | None = None
+
+
+def resolve_webhook(reference: str, *, alert: str) -> Webhook:
+    """The webhook to post to, read at the last moment from env:/file: references, and checked."""
+    from urllib.parse import unquote, urlunsplit
+
+    from edgectl.config import is_reference, resolve_secret
     from edgectl.errors import ConfigError, UsageError
     from edgectl.logs import register_secret
     from edgectl.parse import parse_url
 
     key = f"alert {alert} webhook"
-    url = resolve_secret(reference, key=key) if reference.startswith(("env:", "file:")) else reference
+    secret = is_reference(reference)
+    url = resolve_secret(reference, key=key) if secret else reference
+    shown = reference if secret else masked_url(url)
+    auth = None
     try:
+        parts = urlsplit(url)
+        if secret and "@" in parts.netloc:  # credentials, in a URL only a secret holds
+            auth = (unquote(parts.username or ""), unquote(parts.password or ""))
+            parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+            url = urlunsplit(parts)
         parse_url(url, what=key)
-    except UsageError:  # parse_url's message would quote the URL
-        shown = reference if reference.startswith(("env:", "file:")) else masked_url(url)
-        raise ConfigError(f"{key}: {shown} is not an http(s) URL with a host") from None
-    parts = urlsplit(url)
-    for piece in (url, parts.path + (f"?{parts.query}" if parts.query else ""), parts.query):
+    except (UsageError, ValueError):  # parse_url's message would quote the URL
+        raise ConfigError(f"{key}: {shown} is not an http(s) URL with a host",
+                          hint="give it as http(s)://[user:password@]host[:port]/path") from None
+    for piece in (parts.path + (f"?{parts.query}" if parts.query else ""), parts.query, *(auth or ())):
         if piece not in ("", "/"):
             register_secret(piece)
-    return url
+    return Webhook(url, auth)
+
+
+def webhook_problem(reference: str, *, alert: str) -> str | None:
+    """Why this webhook could not be posted to from here (a variable not set, a file missing,
+    what they hold not a URL), or None."""
+    from edgectl.errors import EdgectlError
+
+    try:
+        resolve_webhook(reference, alert=alert)
+    except EdgectlError as exc:
+        return exc.message
+    return None
 
 
 def payload_format(url: str, chosen: str) -> str:
     if chosen != "auto":
         return chosen
-    return "slack" if urlsplit(url).hostname == SLACK_HOST else "alertmanager"
+    parts = urlsplit(url)
+    return "slack" if is_slack_host(parts.hostname) or slack_secret_path(parts.path) else "alertmanager"
 
 
 # ---- payloads ---------------------------------------------------------------------------------
@@ -173,7 +217,7 @@ def _backoff(tries: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (tries - 1)) * random.uniform(0.5, 1.0)
 
 
-def post(client, url: str, body: dict, delivery: Delivery, *, deadline: float,
+def post(client, url: str, body: dict, delivery: Delivery, *, deadline: float, auth: tuple[str, str] | None = None,
          sleep: Callable[[float], None] = time.sleep) -> None:
     """POST the body until it is accepted, it is refused for good, or the attempts or time run out."""
     import httpx
@@ -188,7 +232,8 @@ def post(client, url: str, body: dict, delivery: Delivery, *, deadline: float,
         remaining = deadline - time.monotonic()
         retry_after = None
         try:
-            response = client.post(url, content=content, timeout=max(1.0, min(REQUEST_TIMEOUT, remaining)))
+            response = client.post(url, content=content, timeout=max(1.0, min(REQUEST_TIMEOUT, remaining)),
+                                   **({"auth": auth} if auth else {}))
         except httpx.TimeoutException:
             delivery.status, delivery.error, retryable = None, f"{shown}: timed out", True
         except httpx.HTTPError as exc:
@@ -221,6 +266,7 @@ def deliver_all(due: list[Due], *, deadline: float) -> list[Delivery]:
     import httpx
 
     from edgectl import __version__
+    from edgectl.config import is_reference
     from edgectl.errors import EdgectlError
 
     by_rule: dict[str, list[Due]] = {}
@@ -232,18 +278,18 @@ def deliver_all(due: list[Due], *, deadline: float) -> list[Delivery]:
         for name, alerts in by_rule.items():
             rule = alerts[0].instance.rule
             reference = rule.webhook
-            shown = reference if reference.startswith(("env:", "file:")) else masked_url(reference)
+            shown = reference if is_reference(reference) else masked_url(reference)
             delivery = Delivery(name, shown, rule.webhook_format, alerts)
             deliveries.append(delivery)
             try:
-                url = resolve_webhook(reference, alert=name)
+                webhook = resolve_webhook(reference, alert=name)
             except EdgectlError as exc:
                 delivery.error = exc.message
                 continue
-            delivery.format = payload_format(url, rule.webhook_format)
+            delivery.format = payload_format(webhook.url, rule.webhook_format)
             body = slack_payload(alerts) if delivery.format == "slack" else alertmanager_payload(alerts)
             if time.monotonic() >= deadline:
-                delivery.error = f"{masked_url(url)}: not sent, the check ran out of time"
+                delivery.error = f"{masked_url(webhook.url)}: not sent, the check ran out of time"
                 continue
-            post(client, url, body, delivery, deadline=deadline)
+            post(client, webhook.url, body, delivery, deadline=deadline, auth=webhook.auth)
     return deliveries

@@ -93,6 +93,7 @@ def alerts_add(
     for the whole --for, and fires only then.
     """
     from edgectl.analytics import alerts
+    from edgectl.analytics.notify import webhook_problem
 
     ctx = current()
     if (above is None) == (below is None):
@@ -114,6 +115,10 @@ def alerts_add(
     )
     rule = alerts.add_rule(ctx.state, rule)
     ctx.out.note(f"added alert {rule.name}: {rule.metric} {rule.condition}" + (f" by {rule.by}" if rule.by else ""))
+    problem = webhook_problem(rule.webhook, alert=rule.name) if rule.webhook else None
+    if problem:  # kept all the same: the checks may run where it is set (cron's environment)
+        ctx.out.warn(f"{problem}: a check run here could not notify (exit 1); the rule is kept, "
+                     "as cron's environment may differ")
     ctx.out.show({**rule.to_record(), "firing": 0}, View(RULE_COLUMNS, rows=lambda r: [_rule_row(r)]))
 
 
