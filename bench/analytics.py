@@ -1,9 +1,9 @@
 """The metrics history: ingest speed, and percentiles over a week of 200 nodes against DuckDB's exact answer.
 
 Figures, each beside a reference measured in the same run:
-- ingest of 1,000,000 samples (raw rows and minute, hour and day rollups) against the bare
-  executemany of the same rows into a table with no rollups and no index (the floor); goal: the
-  ingest within 3 s;
+- ingest of 1,000,000 samples (raw blocks, hour and day rollups) against the bare executemany
+  of the same rows, built beforehand, into a table with no rollups and no index (the floor: what
+  a row per sample costs SQLite alone); goal: the ingest within 3 s;
 - with 10,000,000 samples over 7 days and 200 nodes, `analytics latency --by node --since 7d`
   with p50/p95/p99 from the rollups (in-process, median of 5) against DuckDB computing the
   exact same percentiles (quantile_disc, the nearest rank) over the same raw data loaded into it;
@@ -60,9 +60,11 @@ def bench_ingest(work: Path, count: int) -> None:
     bare = sqlite3.connect(work / "bare.db")
     bare.execute("PRAGMA journal_mode = WAL")
     bare.execute("CREATE TABLE s (series_id INTEGER, at INTEGER, value REAL)")
+    ids = {key: n for n, key in enumerate(dict.fromkeys(s.series for s in data))}
+    rows = [(ids[s.series], s.at_ms, s.value) for s in data]  # built before the clock starts: SQLite alone
     started = time.perf_counter()
     with bare:
-        bare.executemany("INSERT INTO s VALUES (?, ?, ?)", ((hash(s.series) % 200, s.at_ms, s.value) for s in data))
+        bare.executemany("INSERT INTO s VALUES (?, ?, ?)", rows)
     floor = time.perf_counter() - started
     print(f"ingest {count:,} samples     {took:6.2f} s   ({count / took:,.0f}/s; goal: {count:,} within 3 s)")
     print(f"bare executemany             {floor:6.2f} s   ratio ingest / bare = {took / floor:.2f}")
@@ -72,7 +74,7 @@ def bench_query(work: Path, count: int) -> None:
     import duckdb
 
     from edgectl.analytics.queries import PercentileRequest, percentiles_by
-    from edgectl.analytics.store import ingest
+    from edgectl.analytics.store import ingest, raw_samples
     from edgectl.state import open_state
 
     end = int(time.time() * 1000)
@@ -94,11 +96,11 @@ def bench_query(work: Path, count: int) -> None:
 
     # the same raw samples, handed to DuckDB as a CSV file it reads itself
     raw = work / "raw.csv"
+    nodes = dict(state.db.conn.execute("SELECT id, node FROM metric_series"))
     with open(raw, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["node", "value"])
-        writer.writerows(state.db.conn.execute("SELECT s.node, m.value FROM metric_samples m JOIN metric_series s"
-                                               " ON s.id = m.series_id"))
+        writer.writerows((nodes[series], value) for series, _, value in raw_samples(state))
     duck = duckdb.connect()
     duck.execute(f"CREATE TABLE raw AS SELECT * FROM read_csv('{raw}', header = true)")
     query = ("SELECT node, quantile_disc(value, 0.5), quantile_disc(value, 0.95), quantile_disc(value, 0.99)"

@@ -68,6 +68,12 @@ SETTINGS: dict[str, Setting] = {
                 minimum=0, maximum=1),
         Setting("analytics.cpu_high", "float", 80.0, "a node's cpu p95 (percent) above which its load is too high",
                 minimum=0, maximum=100),
+        Setting("analytics.retention.raw", "duration", "7d",
+                "how long raw samples are kept (dropped an hour at a time; `state prune`, and after ingests)"),
+        Setting("analytics.retention.minute", "duration", "30d", "how long minute rollups are kept"),
+        Setting("analytics.retention.hour", "duration", "400d", "how long hour rollups are kept (at least the minutes')"),
+        Setting("analytics.retention.day", "duration", "1825d",
+                "how long day rollups are kept (at least the hours'; at most ten years)"),
     ]
 }
 

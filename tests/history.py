@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-RAW = ("SELECT s.metric, s.unit, s.node, s.provider, s.country, s.region, s.labels,"
-       " json_extract(s.labels, '$.source') AS source, m.at, m.value"
-       " FROM metric_samples m JOIN metric_series s ON s.id = m.series_id")
+import json
+
+SERIES = "SELECT id, metric, unit, node, provider, country, region, labels FROM metric_series"
 
 
 def history(state, **where: str) -> list[dict]:
     """Raw samples, oldest first, filtered by series columns (metric, node...) or `source`."""
-    sql = f"SELECT * FROM ({RAW})"
-    if where:
-        sql += " WHERE " + " AND ".join(f"{column} = ?" for column in where)
-    return list(state.db.query(sql + " ORDER BY at, metric", list(where.values())))
+    from edgectl.analytics.store import raw_samples
+
+    series = {}
+    for row in state.db.query(SERIES):
+        series[row.pop("id")] = {**row, "source": json.loads(row["labels"]).get("source")}
+    rows = [{**series[series_id], "at": at, "value": value} for series_id, at, value in raw_samples(state)]
+    rows = [r for r in rows if all(r[column] == value for column, value in where.items())]
+    return sorted(rows, key=lambda r: (r["at"], r["metric"]))

@@ -24,7 +24,7 @@ def test_created_private_with_wal_and_foreign_keys(state_path):
     assert state.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert state.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
     assert [m.name for m in state.migration_status() if m.applied] == migration_names()
-    assert {"nodes", "node_events", "metric_series", "metric_samples"} <= set(state.db.table_names())
+    assert {"nodes", "node_events", "metric_series", "metric_blocks", "metric_rollups"} <= set(state.db.table_names())
     state.close()
 
 

@@ -15,8 +15,9 @@ import time
 
 import pytest
 
+from edgectl.state import open_state
 from tests.fakes.sandbox_fleet import register, running_fleet
-from tests.history import RAW
+from tests.history import history
 
 SANDBOX_HOST = "www.sandbox.test"
 ROUNDS = 3
@@ -56,6 +57,14 @@ def _count(state_path, sql: str, *params) -> int:
         conn.close()
 
 
+def _samples(state_path, **where: str) -> int:
+    state = open_state(state_path)
+    try:
+        return len(history(state, **where))
+    finally:
+        state.close()
+
+
 def test_twenty_writers_at_once_all_succeed_and_every_write_is_kept(box, isolated, state_path):
     register(box, state_path)
     config = isolated / "edgectl.toml"
@@ -82,9 +91,8 @@ def test_twenty_writers_at_once_all_succeed_and_every_write_is_kept(box, isolate
         assert _finish(processes) == [], f"round {round_}"
 
     assert _count(state_path, "SELECT count(*) FROM nodes WHERE name LIKE 'r%-n%' AND removed_at IS NULL") == 8 * ROUNDS
-    assert _count(state_path, f"SELECT count(*) FROM ({RAW}) WHERE source = 'heartbeat' AND metric = 'cpu'") \
-        == 6 * ROUNDS
-    assert _count(state_path, f"SELECT count(*) FROM ({RAW}) WHERE source = 'probe'") >= 2 * ROUNDS * len(names)
+    assert _samples(state_path, source="heartbeat", metric="cpu") == 6 * ROUNDS
+    assert _samples(state_path, source="probe") >= 2 * ROUNDS * len(names)
     assert _count(state_path, "SELECT count(*) FROM purges WHERE status = 'completed'") == 2 * ROUNDS
     assert _count(state_path, "SELECT count(*) FROM warm_runs WHERE status = 'completed'") == 2 * ROUNDS
     assert _count(state_path, "SELECT count(*) FROM warm_results") == 2 * ROUNDS * len(names)
@@ -148,7 +156,7 @@ def test_a_lock_held_past_the_busy_timeout_is_exit_4_with_its_hint(isolated, sta
     assert run.stderr.splitlines()[0] == "error: the state file is locked by another edgectl run"
     assert "state.busy_timeout" in run.stderr and "Traceback" not in run.stderr
     assert waited >= 0.3  # refused only once the timeout had passed
-    assert _count(state_path, f"SELECT count(*) FROM ({RAW}) WHERE source = 'heartbeat'") == 0
+    assert _samples(state_path, source="heartbeat") == 0
 
 
 def test_changes_to_one_record_at_once_all_land(cli, isolated, state_path):

@@ -24,15 +24,17 @@ brings the answer nearer).
 
 from __future__ import annotations
 
+import struct
 import sys
+from array import array
 from bisect import bisect_left
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from fractions import Fraction
-from itertools import chain, compress, repeat
+from itertools import chain, compress, count as counting, repeat
 from math import ceil, floor, frexp, fsum, inf, isfinite, ldexp, log2, ulp
-from operator import gt, index as as_int, lt, mul, sub
-from typing import Iterable
+from operator import add, gt, index as as_int, lt, mul, sub
+from typing import Iterable, Mapping
 
 SCALE = 6
 BASE = 2.0 ** (2.0 ** -SCALE)
@@ -135,23 +137,24 @@ def _exact_sum(values: list[float], rounded: float, smallest: float) -> int:
     return units
 
 
-def _count_positive(values: list[float]) -> Counter:
-    """Bucket counts of values > 0, as bucket_index gives them, in a few passes at C speed."""
+def bucket_indices(values: list[float]) -> list[int]:
+    """bucket_index of each value > 0, in order, in a few passes at C speed: the ingest path."""
     guesses = list(map(mul, map(log2, values), repeat(64.0)))
     floors = list(map(floor, guesses))
-    counts = Counter(floors)
     fractions = list(map(sub, guesses, floors))
     near = []
     if fractions and min(fractions) < _NEAR:
-        near.append(compress(values, map(lt, fractions, repeat(_NEAR))))
+        near.append(compress(range(len(values)), map(lt, fractions, repeat(_NEAR))))
     if fractions and max(fractions) > 1.0 - _NEAR:
-        near.append(compress(values, map(gt, fractions, repeat(1.0 - _NEAR))))
-    for value, times in Counter(chain.from_iterable(near)).items():
-        guess, exact = floor(log2(value) * 64.0), bucket_index(value)
-        if guess != exact:
-            counts[guess] -= times
-            counts[exact] += times
-    return +counts
+        near.append(compress(range(len(values)), map(gt, fractions, repeat(1.0 - _NEAR))))
+    for position in chain.from_iterable(near):
+        floors[position] = bucket_index(values[position])
+    return floors
+
+
+def _count_positive(values: list[float]) -> Counter:
+    """Bucket counts of values > 0, as bucket_index gives them, in a few passes at C speed."""
+    return Counter(bucket_indices(values))
 
 
 def _of_distinct(values: list[float]) -> Histogram:
@@ -394,6 +397,23 @@ class Histogram:
         histogram.count, histogram.zero_count, histogram.buckets = count, zero_count, buckets
         return histogram
 
+    def to_blob(self) -> bytes:
+        """The buckets and the exact sum, packed (pack_buckets); the rest is in to_record()."""
+        return pack_buckets(self.buckets, self._sum)
+
+    @classmethod
+    def from_blob(cls, record: HistogramRecord, blob: bytes) -> Histogram:
+        """The histogram that to_record() and to_blob() stored, checked as from_rows checks it,
+        with its exact sum when the blob carries one."""
+        exact, low, relative, counts = unpack_buckets(blob)
+        indices = range(low, low + len(counts)) if relative is None else map(add, relative, repeat(low))
+        histogram = cls.from_rows(record, ((i, c) for i, c in zip(indices, counts) if c))
+        if exact is not None and histogram.count:
+            if _rounded(exact) != histogram.sum:
+                raise ValueError(f"the exact sum is not near the sum {record.sum!r}")
+            histogram._sum = exact
+        return histogram
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Histogram):
             return NotImplemented
@@ -403,3 +423,256 @@ class Histogram:
     def __repr__(self) -> str:
         return (f"Histogram(count={self.count}, sum={self.sum!r}, min={self.min!r}, max={self.max!r}, "
                 f"zero_count={self.zero_count}, buckets={len(self.buckets)})")
+
+
+# ---- the stored form ------------------------------------------------------------------------
+# A rollup row keeps count, sum (the float nearest the exact sum), min, max and zero_count as
+# columns, and its buckets in one BLOB: a version and flags byte, then the exact sum when the sum
+# column does not hold it exactly (a shift and the signed little-endian mantissa, in units of
+# 2**-1074), then the buckets either dense (the lowest index, then a count for every index up to
+# the highest, zeros included) or sparse (the lowest index, then each bucket's offset from it and
+# its count), whichever is smaller. Counts take 1, 2, 4 or 8 bytes each as the largest needs.
+# Dense counts merge at C speed (a slice of a list added to an array), so a week of hours adds up
+# without a Python step per bucket.
+
+BLOB_VERSION = 1
+_HEAD = struct.Struct("<BB")  # version, flags
+_EXACT = struct.Struct("<HH")  # the exact sum's shift and the length of its mantissa in bytes
+_SPAN = struct.Struct("<iI")  # the lowest index, and how many counts follow
+_WIDTHS = "BHIQ"
+_DENSE, _SPARSE = 1, 2  # flags bits 0-1: how the buckets are laid out (0: none)
+_WIDTH_SHIFT = 2  # flags bits 2-3: the counts' width, 1 << code bytes
+_HAS_EXACT = 16  # flags bit 4: the exact sum follows
+_WIDE_OFFSETS = 32  # flags bit 5: sparse offsets take 4 bytes, not 2
+_LITTLE = sys.byteorder == "little"
+assert [array(code).itemsize for code in _WIDTHS + "i"] == [1, 2, 4, 8, 4]
+
+
+def _rounded(units: int) -> float | None:
+    """The float nearest an exact sum in units of 2**-1074; None past the largest float."""
+    try:
+        return units / _ONE
+    except OverflowError:
+        return None
+
+
+def packed(code: str, values: Iterable) -> bytes:
+    """Numbers as an array of the given typecode, little-endian: how the state packs them."""
+    values = array(code, values)
+    if not _LITTLE:
+        values.byteswap()
+    return values.tobytes()
+
+
+def unpacked(code: str, raw: bytes) -> array:
+    """The array that packed() wrote."""
+    values = array(code)
+    values.frombytes(raw)
+    if not _LITTLE:
+        values.byteswap()
+    return values
+
+
+ZERO_INDEX = MIN_INDEX - 1  # what indices_of() gives a value <= 0, which has no bucket
+
+
+def indices_of(values: list[float]) -> list[int]:
+    """Each finite value's bucket index, ZERO_INDEX for one <= 0, at C speed where all are > 0."""
+    if not values or min(values) > 0:
+        return bucket_indices(values)
+    positive = [v if v > 0 else 1.0 for v in values]
+    return [i if v > 0 else ZERO_INDEX for i, v in zip(bucket_indices(positive), values)]
+
+
+def rollup_of(values: list[float], indices: list[int]) -> tuple[int, float, float, float, int, bytes]:
+    """A rollup row's count, sum, min, max, zero_count and BLOB for finite values and their
+    indices_of(): the same row whatever order the values come in."""
+    low, high = min(values), max(values)
+    counts = Counter(indices)
+    zero = counts.pop(ZERO_INDEX, 0) if low <= 0 else 0
+    units = _exact_sum(values, fsum(values), low)
+    return len(values), _float_sum(units), low + 0.0, high + 0.0, zero, pack_buckets(counts, units)
+
+
+def summed_rollup(rows: list[tuple[int, float, float, float, int, bytes]]) -> tuple[int, float, float, float, int, bytes]:
+    """rollup_of() of all the values of several rollup_of() rows: a day's row from its hours'."""
+    if len(rows) == 1:
+        return rows[0]
+    buckets: dict[int, int] = {}
+    units = 0
+    for _, total, _, _, _, blob in rows:
+        part_units, part = _stored(total, blob)
+        units += part_units
+        for index, times in part.items():
+            buckets[index] = buckets.get(index, 0) + times
+    return (sum(r[0] for r in rows), _float_sum(units), min(r[2] for r in rows), max(r[3] for r in rows),
+            sum(r[4] for r in rows), pack_buckets(buckets, units))
+
+
+def _stored(total: float, blob: bytes) -> tuple[int, dict[int, int]]:
+    exact, low, offsets, counts = unpack_buckets(blob)
+    indices = counting(low) if offsets is None else map(add, offsets, repeat(low))
+    return exact if exact is not None else _units(total), dict(compress(zip(indices, counts), counts))
+
+
+def merged_blob(total: float, blob: bytes, other_total: float, other_blob: bytes) -> bytes:
+    """The BLOB of two rollups of the same key added up (an SQL function for upserts)."""
+    units, buckets = _stored(total, blob)
+    other_units, others = _stored(other_total, other_blob)
+    for index, times in others.items():
+        buckets[index] = buckets.get(index, 0) + times
+    return pack_buckets(buckets, units + other_units)
+
+
+def merged_sum(total: float, blob: bytes, other_total: float, other_blob: bytes) -> float:
+    """The sum column of two rollups added up: the float nearest their exact sum."""
+    return _float_sum(_stored_units(total, blob) + _stored_units(other_total, other_blob))
+
+
+def _float_sum(units: int) -> float:
+    rounded = _rounded(units)
+    return rounded if rounded is not None else (inf if units > 0 else -inf)
+
+
+def _stored_units(total: float, blob: bytes) -> int:
+    _, flags = _HEAD.unpack_from(blob)
+    if not flags & _HAS_EXACT:
+        return _units(total)
+    shift, length = _EXACT.unpack_from(blob, _HEAD.size)
+    at = _HEAD.size + _EXACT.size
+    return int.from_bytes(blob[at:at + length], "little", signed=True) << shift
+
+
+def pack_buckets(buckets: Mapping[int, int], units: int | None) -> bytes:
+    """Buckets {index: count > 0} and an exact sum (in units of 2**-1074; None when the row's sum
+    column is all there is) as a rollup's BLOB."""
+    flags, parts = 0, []
+    rounded = _rounded(units) if units is not None else None
+    if units is not None and (rounded is None or _units(rounded) != units):
+        flags |= _HAS_EXACT
+        shift = (units & -units).bit_length() - 1 if units else 0
+        mantissa = units >> shift
+        raw = mantissa.to_bytes(mantissa.bit_length() // 8 + 1, "little", signed=True)
+        parts += [_EXACT.pack(shift, len(raw)), raw]
+    if buckets:
+        order = sorted(buckets)
+        low, high = order[0], order[-1]
+        counts = [buckets[i] for i in order]
+        top = max(counts)
+        width = 0 if top < 1 << 8 else 1 if top < 1 << 16 else 2 if top < 1 << 32 else 3
+        size, span, entries = 1 << width, high - low + 1, len(order)
+        wide = span > 0xFFFF
+        flags |= width << _WIDTH_SHIFT
+        if span * size <= entries * (size + (4 if wide else 2)):
+            dense = [0] * span
+            deque(map(dense.__setitem__, [i - low for i in order], counts), 0)
+            flags |= _DENSE
+            parts += [_SPAN.pack(low, span), _counts(width, dense)]
+        else:
+            flags |= _SPARSE | (_WIDE_OFFSETS if wide else 0)
+            parts += [_SPAN.pack(low, entries), packed("I" if wide else "H", [i - low for i in order]),
+                      _counts(width, counts)]
+    return _HEAD.pack(BLOB_VERSION, flags) + b"".join(parts)
+
+
+def _counts(width: int, counts: list[int]) -> bytes:
+    return bytes(counts) if not width else packed(_WIDTHS[width], counts)
+
+
+def unpack_buckets(blob: bytes) -> tuple[int | None, int, array | None, array]:
+    """A rollup's BLOB as (exact sum in units of 2**-1074 or None when the sum column holds it,
+    lowest index, offsets from it (None when dense), counts)."""
+    try:
+        version, flags = _HEAD.unpack_from(blob)
+    except (struct.error, TypeError):
+        raise ValueError("a histogram blob too short for its header") from None
+    if version != BLOB_VERSION:
+        raise ValueError(f"a histogram blob of version {version}: this edgectl reads version {BLOB_VERSION}")
+    at, exact = _HEAD.size, None
+    try:
+        if flags & _HAS_EXACT:
+            shift, length = _EXACT.unpack_from(blob, at)
+            at += _EXACT.size
+            exact = int.from_bytes(blob[at:at + length], "little", signed=True) << shift
+            at += length
+        layout, code = flags & 3, _WIDTHS[(flags >> _WIDTH_SHIFT) & 3]
+        if not layout:
+            if at != len(blob):
+                raise ValueError("a histogram blob longer than it says")
+            return exact, 0, None, array(code)
+        low, entries = _SPAN.unpack_from(blob, at)
+    except struct.error:
+        raise ValueError("a histogram blob cut short") from None
+    at += _SPAN.size
+    size = array(code).itemsize
+    offsets = None
+    if layout == _SPARSE:
+        wide = "I" if flags & _WIDE_OFFSETS else "H"
+        step = array(wide).itemsize * entries
+        offsets = unpacked(wide, blob[at:at + step])
+        at += step
+    elif layout != _DENSE:
+        raise ValueError(f"a histogram blob of unknown layout {layout}")
+    if len(blob) != at + size * entries:
+        raise ValueError("a histogram blob whose length does not match its counts")
+    return exact, low, offsets, unpacked(code, blob[at:])
+
+
+class Accumulator:
+    """Stored histograms (a row's columns and BLOB) and Histograms summed into one: the window path.
+
+    Dense counts are added slice by slice at C speed; the result is the Histogram of all of them,
+    exactly as merging each would give.
+    """
+
+    __slots__ = ("count", "zero_count", "min", "max", "units", "_parts", "_loose")
+
+    def __init__(self) -> None:
+        self.count = self.zero_count = self.units = 0
+        self.min: float | None = None
+        self.max: float | None = None
+        self._parts: list[tuple[int, array | None, array]] = []
+        self._loose: Histogram | None = None
+
+    def add_stored(self, count: int, total: float, low: float, high: float, zero_count: int, blob: bytes) -> None:
+        if not count:
+            return
+        exact, first, offsets, counts = unpack_buckets(blob)
+        self.count += count
+        self.zero_count += zero_count
+        self.units += exact if exact is not None else _units(total)
+        if self.min is None or low < self.min:
+            self.min = low
+        if self.max is None or high > self.max:
+            self.max = high
+        if counts:
+            self._parts.append((first, offsets, counts))
+
+    def add(self, histogram: Histogram) -> None:
+        if histogram.count:
+            if self._loose is None:
+                self._loose = Histogram()
+            self._loose.merge(histogram)
+
+    def histogram(self) -> Histogram:
+        out = Histogram()
+        if self._parts:
+            low = min(part[0] for part in self._parts)
+            high = max(first + (len(counts) if offsets is None else offsets[-1] + 1)
+                       for first, offsets, counts in self._parts)
+            acc = [0] * (high - low)
+            for first, offsets, counts in self._parts:
+                start = first - low
+                if offsets is None:
+                    end = start + len(counts)
+                    acc[start:end] = map(add, acc[start:end], counts)
+                else:
+                    places = list(map(add, offsets, repeat(start)))
+                    deque(map(acc.__setitem__, places, map(add, map(acc.__getitem__, places), counts)), 0)
+            out.buckets = dict(compress(zip(counting(low), acc), acc))
+        if self.count:
+            out.count, out.zero_count, out._sum = self.count, self.zero_count, self.units
+            out.min, out.max = float(self.min) + 0.0, float(self.max) + 0.0
+        if self._loose is not None:
+            out.merge(self._loose)
+        return out

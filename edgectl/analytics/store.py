@@ -1,13 +1,24 @@
-"""The metrics history in the state: series, raw samples, and rollups kept on ingest.
+"""The metrics history in the state: series, raw samples in blocks, and rollups kept on ingest.
 
-Every sample lands in `metric_samples` and in the rollups of its minute, hour and day: count,
-sum, min, max and an exponential histogram (edgectl.analytics.histogram). A batch is aggregated
-in memory first and merged into the rows it touches in one transaction, so ingesting is a few
-statements per series-bucket, not per sample. Merging is a sum, so the order samples arrive in
-and how they were batched never change a rollup.
+Three tables (m015):
+- `metric_blocks`: the raw samples, one block per series per hour per ingest: each sample's
+  milliseconds into the hour and its value, packed (uint32 and float64, little-endian), by time.
+- `metric_rollups`: per series per hour and per day, count, sum, min, max, zero_count and the
+  exponential histogram's buckets in one BLOB (edgectl.analytics.histogram.pack_buckets, with the
+  exact sum), merged on ingest by an upsert. Per minute only for minutes whose raw samples have
+  passed their retention: edgectl.analytics.retention rolls each such hour up into its minutes
+  just before it drops the block.
+- `metric_marks`: small facts about the history (when retention last ran).
 
-Gauges (percentiles a provider computed, kind "gauge") keep their raw samples and a last value
-per bucket; their histograms are never merged, as a p95 of p95s means nothing.
+A minute of a sparse series holds about one sample, so a rollup row per minute costs about as much
+as a row per sample: the raw block of the hour is the smallest true record of its minutes, and a
+window's edge minutes are read from it. An ingest sorts a batch by series and time once (C-speed
+passes, no Python step per sample), then writes one block and one hour row per series-hour and one
+day row per series-day. Merging is a sum of counts and of exact sums, so the order samples arrive
+in and how they are batched never change a rollup.
+
+Gauges (percentiles a provider computed, kind "gauge") are stored the same way; their histograms
+are never merged across series by the questions, as a p95 of p95s means nothing.
 
 Windows are answered from the coarsest rollups that fit: whole days, then whole hours, then
 minutes at the edges, so a week's percentiles read a few hundred rows per series.
@@ -15,24 +26,62 @@ minutes at the edges, so a week's percentiles read a few hundred rows per series
 
 from __future__ import annotations
 
+import gc
 import json
+from bisect import bisect_left
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable
+from itertools import compress, islice, repeat
+from math import fsum, isfinite
+from operator import add, and_, attrgetter, is_, itemgetter, mul, sub
+from typing import Iterable, Iterator
 
-from edgectl.analytics.histogram import Histogram
+from edgectl.analytics.histogram import Accumulator, Histogram, packed, unpacked
 from edgectl.analytics.samples import Sample, SeriesKey
 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000  # milliseconds
 RESOLUTIONS = (MINUTE, HOUR, DAY)
-BATCH = 50_000
+BATCH = 1_000_000  # samples sorted and written together: one block and one hour row per series-hour
+_TAKE = 65_536  # samples read from the source at a time while a batch fills
+_SHIFT = 1 << 32  # a series id and an hour (or day) number as one int: id * _SHIFT + number
+COMPACT_AT = 16  # blocks of one series-hour at which an ingest merges them into one
+_LOOK_FOR_COMPACTION = 2_000  # series-hours in a batch up to which an ingest counts their blocks
+_SERIES, _AT, _VALUE = attrgetter("series"), attrgetter("at_ms"), attrgetter("value")
+_KNOWN_BY_OBJECT = 100_000  # SeriesKey objects remembered by identity for a run
+
+UPSERT_ROLLUPS = (
+    "INSERT INTO metric_rollups (resolution, start, series_id, count, sum, min, max, zero_count, buckets)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (resolution, start, series_id) DO UPDATE SET"
+    " count = count + excluded.count,"
+    " sum = edgectl_merged_sum(sum, buckets, excluded.sum, excluded.buckets),"
+    " min = min(min, excluded.min), max = max(max, excluded.max),"
+    " zero_count = zero_count + excluded.zero_count,"
+    " buckets = edgectl_merged_blob(sum, buckets, excluded.sum, excluded.buckets)")
+INSERT_BLOCK = "INSERT INTO metric_blocks (start, series_id, count, offsets, vals) VALUES (?, ?, ?, ?, ?)"
+
+
+def register_functions(conn) -> None:
+    """The SQL functions the rollups' upsert calls to add two histograms' BLOBs and exact sums."""
+    from edgectl.analytics.histogram import merged_blob, merged_sum
+
+    conn.create_function("edgectl_merged_blob", 4, merged_blob, deterministic=True)
+    conn.create_function("edgectl_merged_sum", 4, merged_sum, deterministic=True)
 
 
 class SeriesIndex:
-    """Series ids by key, created on first sight, cached for the run."""
+    """Series ids by key, created on first sight, cached for the run.
+
+    Sources hand the same SeriesKey object for many samples, so ids are looked up by the object's
+    identity first, at C speed (the objects are kept alive meanwhile, so an identity is never
+    reused); a key seen for the first time is looked up by value, and created when new.
+    """
 
     def __init__(self, state):
         self.state = state
         self.ids: dict[SeriesKey, int] = {}
+        self._by_object: dict[int, int] = {}
+        self._alive: list[SeriesKey] = []
 
     def id_of(self, key: SeriesKey) -> int:
         found = self.ids.get(key)
@@ -47,78 +96,189 @@ class SeriesIndex:
         self.ids[key] = row[0]
         return row[0]
 
+    def ids_of(self, keys: list[SeriesKey]) -> list[int]:
+        by_object = self._by_object
+        found = list(map(by_object.get, map(id, keys)))
+        if None not in found:
+            return found
+        missing = list(compress(keys, map(is_, found, repeat(None))))
+        for key in dict(zip(map(id, missing), missing)).values():
+            if len(by_object) < _KNOWN_BY_OBJECT:
+                by_object[id(key)] = self.id_of(key)
+                self._alive.append(key)
+        found = list(map(by_object.get, map(id, keys)))
+        if None in found:  # more distinct key objects than are remembered: by value, one by one
+            for i in compress(range(len(keys)), map(is_, found, repeat(None))):
+                found[i] = self.id_of(keys[i])
+        return found
+
 
 @dataclass
 class IngestResult:
     samples: int = 0
     series: int = 0
+    oldest_ms: int | None = None  # the earliest sample's time
 
     def to_record(self) -> dict:
         return {"samples": self.samples, "series": self.series}
 
 
-def ingest(state, samples: Iterable[Sample], *, batch: int = BATCH) -> IngestResult:
-    """Store samples and fold them into the rollups, a batch per transaction."""
+@contextmanager
+def _collector_paused():
+    """The cyclic garbage collector off while a batch's lists are built: they hold no cycles, and
+    its passes over a million new objects would cost more than the rest of the ingest."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def ingest(state, samples: Iterable[Sample], *, batch: int = BATCH, retention=None,
+           now_ms: int | None = None) -> IngestResult:
+    """Store samples and fold them into the rollups, a batch per transaction.
+
+    With a retention (edgectl.analytics.retention.Retention), what has passed it is pruned after
+    the ingest when it is due (retention.prune_if_due): cheap when nothing is.
+    """
     index = SeriesIndex(state)
     result = IngestResult()
-    # the rollups' b-trees are written all over at once (a week of minutes): keep their pages in
+    register_functions(state.db.conn)
+    # the rollups' b-trees are written all over at once (a week of hours): keep their pages in
     # memory for the run rather than SQLite's default 2 MiB
     state.db.conn.execute("PRAGMA cache_size = -262144")
-    pending: list[Sample] = []
-    for sample in samples:
-        pending.append(sample)
-        if len(pending) >= batch:
-            _write(state, index, pending)
-            result.samples += len(pending)
-            pending = []
-    if pending:
-        _write(state, index, pending)
-        result.samples += len(pending)
+    source = iter(samples)
+    with _collector_paused():
+        while True:
+            keys, ats, values = _take(source, batch)
+            if not keys:
+                break
+            oldest = _write(state, index, keys, ats, values)
+            result.samples += len(keys)
+            result.oldest_ms = oldest if result.oldest_ms is None else min(oldest, result.oldest_ms)
+            del keys, ats, values
     result.series = len(index.ids)
+    if retention is not None and result.samples:
+        from edgectl.analytics.retention import prune_if_due
+
+        prune_if_due(state, retention, now_ms, oldest_ms=result.oldest_ms)
     return result
 
 
-def _write(state, index: SeriesIndex, samples: list[Sample]) -> None:
-    """One batch: the raw rows, and each sample folded into its minute, hour and day in memory first,
-    so the rollup rows are written once per series-bucket of the batch, not once per sample."""
-    from edgectl.analytics.histogram import bucket_index
+def _take(source: Iterator[Sample], batch: int) -> tuple[list, list, list]:
+    """Up to batch samples as three lists (keys, times, values), without keeping the Sample objects."""
+    keys: list = []
+    ats: list = []
+    values: list = []
+    while len(keys) < batch:
+        part = list(islice(source, min(_TAKE, batch - len(keys))))
+        if not part:
+            break
+        keys += map(_SERIES, part)
+        ats += map(_AT, part)
+        values += map(_VALUE, part)
+    return keys, ats, values
 
+
+def _check(ats: list, values: list) -> None:
+    """Times whole milliseconds since the epoch, values finite numbers: a few C-speed passes."""
+    if not set(map(type, ats)) <= {int} or min(ats) < 0:
+        bad = next(a for a in ats if type(a) is not int or a < 0)
+        raise ValueError(f"sample time {bad!r} is not whole milliseconds since the epoch")
+    try:
+        finite = isfinite(fsum(values))
+    except OverflowError:
+        finite = True  # finite values whose sum is past the largest float
+    except (ValueError, TypeError):  # fsum refuses inf + -inf, and what is no number
+        finite = False
+    if not finite or not set(map(type, values)) <= {float, int}:
+        bad = next(v for v in values if type(v) not in (float, int) or not isfinite(v))
+        raise ValueError(f"sample value {bad!r} is not a finite number")
+
+
+_TIME_BITS = 48  # a sample's milliseconds after the batch's first, below its series id in one int
+_TIME_MASK = (1 << _TIME_BITS) - 1
+
+
+def _write(state, index: SeriesIndex, keys: list, ats: list, values: list) -> int:
+    """One batch: sorted by series and time, then a block and an hour row per series-hour and a
+    day row per series-day, in one transaction. Returns the earliest sample's time."""
+    from edgectl.analytics.histogram import indices_of, rollup_of, summed_rollup
+
+    _check(ats, values)
+    first = min(ats)
+    if max(ats) - first > _TIME_MASK:
+        raise ValueError("a batch of samples spans more than 8,000 years")
+    # series then time, as one int per sample (id << 48 | ms after the first): sorted once, each
+    # series-hour and series-day is a run of neighbours, found by bisection
+    combined = list(map(add, map(mul, index.ids_of(keys), repeat(1 << _TIME_BITS)), map(sub, ats, repeat(first))))
+    order = sorted(range(len(ats)), key=combined.__getitem__)
+    combined = list(map(combined.__getitem__, order))
+    vals = list(map(values.__getitem__, order))
+    del order
+    times = list(map(add, map(and_, combined, repeat(_TIME_MASK)), repeat(first)))
+    indices = indices_of(vals)
+    blocks, rollups, hours, day_parts = [], [], [], []
+    lo, size = 0, len(combined)
+    while lo < size:
+        key = combined[lo]
+        series_id, at = key >> _TIME_BITS, times[lo]
+        start = at - at % HOUR
+        hi = bisect_left(combined, key - (at - start) + HOUR, lo)
+        part = vals[lo:hi]
+        blocks.append((start, series_id, hi - lo, packed("I", [t - start for t in times[lo:hi]]), packed("d", part)))
+        row = rollup_of(part, indices[lo:hi])
+        rollups.append((HOUR, start, series_id, *row))
+        hours.append((start, series_id))
+        day = start - start % DAY
+        if day_parts and (day_parts[0][0] != series_id or day_parts[0][1] != day):
+            rollups.append(_day_row(day_parts, summed_rollup))
+            day_parts = []
+        day_parts.append((series_id, day, row))
+        lo = hi
+    if day_parts:
+        rollups.append(_day_row(day_parts, summed_rollup))
+    blocks.sort(key=_KEY)
+    rollups.sort(key=_ROLLUP_KEY)
     with state.db.atomic():
         conn = state.db.conn
-        rows = [(index.id_of(s.series), s.at_ms, s.value) for s in samples]
-        rows.sort()  # series then time: neighbouring keys for the rollups' b-trees
-        conn.executemany("INSERT INTO metric_samples (series_id, at, value) VALUES (?, ?, ?)", rows)
-        summary: dict[tuple[int, int, int], list] = {}  # key -> [count, sum, min, max, zero_count]
-        buckets: dict[tuple[int, int, int, int], int] = {}
-        for series, at, value in rows:
-            bucket = bucket_index(value) if value > 0 else None
-            for resolution in RESOLUTIONS:
-                key = (resolution, at - at % resolution, series)
-                row = summary.get(key)
-                if row is None:
-                    summary[key] = [1, value, value, value, 0 if bucket is not None else 1]
-                else:
-                    row[0] += 1
-                    row[1] += value
-                    if value < row[2]:
-                        row[2] = value
-                    elif value > row[3]:
-                        row[3] = value
-                    if bucket is None:
-                        row[4] += 1
-                if bucket is not None:
-                    cell = (*key, bucket)
-                    buckets[cell] = buckets.get(cell, 0) + 1
-        conn.executemany(
-            "INSERT INTO metric_rollups (resolution, start, series_id, count, sum, min, max, zero_count)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (resolution, start, series_id) DO UPDATE SET"
-            " count = count + excluded.count, sum = sum + excluded.sum, min = min(min, excluded.min),"
-            " max = max(max, excluded.max), zero_count = zero_count + excluded.zero_count",
-            [(*key, *row) for key, row in summary.items()])
-        conn.executemany(
-            "INSERT INTO metric_buckets (resolution, start, series_id, bucket, count) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (resolution, start, series_id, bucket) DO UPDATE SET count = count + excluded.count",
-            [(*cell, count) for cell, count in buckets.items()])
+        conn.executemany(INSERT_BLOCK, blocks)
+        conn.executemany(UPSERT_ROLLUPS, rollups)
+        if len(hours) <= _LOOK_FOR_COMPACTION:
+            for start, series_id in hours:
+                if conn.execute("SELECT count(*) FROM metric_blocks WHERE start = ? AND series_id = ?",
+                                [start, series_id]).fetchone()[0] >= COMPACT_AT:
+                    compact(conn, start, series_id)
+    return first
+
+
+def _day_row(parts: list, summed_rollup) -> tuple:
+    series_id, day = parts[0][0], parts[0][1]
+    return (DAY, day, series_id, *summed_rollup([row for _, _, row in parts]))
+
+
+_KEY = itemgetter(0, 1)  # a block's (start, series_id)
+_ROLLUP_KEY = itemgetter(0, 1, 2)  # a rollup's (resolution, start, series_id)
+
+
+def block_samples(start: int, offsets: bytes, vals: bytes) -> tuple[list[int], list[float]]:
+    """A block's sample times (ms) and values, by time."""
+    return list(map(add, unpacked("I", offsets), repeat(start))), unpacked("d", vals).tolist()
+
+
+def compact(conn, start: int, series_id: int) -> None:
+    """The blocks of one series-hour merged into one, by time (within the caller's transaction)."""
+    rows = conn.execute("SELECT id, offsets, vals FROM metric_blocks WHERE start = ? AND series_id = ?",
+                        [start, series_id]).fetchall()
+    if len(rows) < 2:
+        return
+    pairs = sorted(pair for _, offsets, vals in rows
+                   for pair in zip(unpacked("I", offsets), unpacked("d", vals)))
+    conn.executemany("DELETE FROM metric_blocks WHERE id = ?", [(row[0],) for row in rows])
+    conn.execute(INSERT_BLOCK, [start, series_id, len(pairs), packed("I", (o for o, _ in pairs)),
+                                packed("d", (v for _, v in pairs))])
 
 
 def series_matching(state, metric: str, **where: str) -> dict[int, dict]:
@@ -157,39 +317,66 @@ def spans(start: int, end: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def window_histograms(state, series_ids: Iterable[int], start_ms: int, end_ms: int) -> dict[int, Histogram]:
-    """Each series' histogram over [start, end), summed from its rollups: each span read by its key range."""
-    from edgectl.analytics.histogram import HistogramRecord
+_FEW_SERIES = 500  # up to this many, a read names them (series_id IN ...); past it, filters in Python
 
+
+def window_histograms(state, series_ids: Iterable[int], start_ms: int, end_ms: int) -> dict[int, Histogram]:
+    """Each series' histogram over [start, end), widened to whole minutes: the days' and hours'
+    rollups inside, and at the edges the minutes' rollups and the raw blocks still kept."""
     ids = list(series_ids)
     out: dict[int, Histogram] = {i: Histogram() for i in ids}
     if not ids:
         return out
-    marks = ", ".join("?" for _ in ids)
+    wanted = set(ids)
+    named = len(ids) <= _FEW_SERIES
+    among = f" AND series_id IN ({', '.join('?' for _ in ids)})" if named else ""
     conn = state.db.conn
-    summary: dict[int, list] = {}
-    buckets: dict[int, dict[int, int]] = {}
+    sums: dict[int, Accumulator] = {}
     for resolution, lo, hi in spans(start_ms, end_ms):
-        where = f"resolution = ? AND start >= ? AND start < ? AND series_id IN ({marks})"
-        params = [resolution, lo, hi, *ids]
-        for series, count, total, low, high, zero in conn.execute(
-                f"SELECT series_id, sum(count), sum(sum), min(min), max(max), sum(zero_count) FROM metric_rollups"
-                f" WHERE {where} GROUP BY series_id", params):
-            seen = summary.get(series)
-            if seen is None:
-                summary[series] = [count, total, low, high, zero]
-            else:
-                seen[0] += count
-                seen[1] += total
-                seen[2] = min(seen[2], low)
-                seen[3] = max(seen[3], high)
-                seen[4] += zero
-        for series, bucket, count in conn.execute(
-                f"SELECT series_id, bucket, sum(count) FROM metric_buckets WHERE {where} GROUP BY series_id, bucket",
-                params):
-            cells = buckets.setdefault(series, {})
-            cells[bucket] = cells.get(bucket, 0) + count
-    for series, (count, total, low, high, zero) in summary.items():
-        out[series] = Histogram.from_rows(HistogramRecord(count, total, low, high, zero),
-                                          buckets.get(series, {}).items())
+        for series_id, *row in conn.execute(
+                "SELECT series_id, count, sum, min, max, zero_count, buckets FROM metric_rollups"
+                f" WHERE resolution = ? AND start >= ? AND start < ?{among}", [resolution, lo, hi, *(ids if named else ())]):
+            if named or series_id in wanted:
+                sum_of = sums.get(series_id)
+                if sum_of is None:
+                    sum_of = sums[series_id] = Accumulator()
+                sum_of.add_stored(*row)
+        if resolution == MINUTE:
+            for series_id, histogram in _raw_histograms(conn, ids if named else None, wanted, lo, hi).items():
+                sums.setdefault(series_id, Accumulator()).add(histogram)
+    for series_id, sum_of in sums.items():
+        out[series_id] = sum_of.histogram()
     return out
+
+
+def _raw_histograms(conn, ids: list[int] | None, wanted: set[int], lo: int, hi: int) -> dict[int, Histogram]:
+    """Each series' histogram of its raw samples in [lo, hi), from the blocks of the hours it touches."""
+    values: dict[int, list[float]] = {}
+    among = f" AND series_id IN ({', '.join('?' for _ in ids)})" if ids else ""
+    for series_id, start, offsets, vals in conn.execute(
+            f"SELECT series_id, start, offsets, vals FROM metric_blocks WHERE start >= ? AND start < ?{among}",
+            [lo - lo % HOUR, hi, *(ids or ())]):
+        if series_id not in wanted:
+            continue
+        part = unpacked("d", vals)
+        if lo > start or hi < start + HOUR:
+            at = unpacked("I", offsets)
+            part = part[bisect_left(at, lo - start):bisect_left(at, hi - start)]
+        values.setdefault(series_id, []).extend(part)
+    return {series_id: Histogram.of(part) for series_id, part in values.items() if part}
+
+
+def raw_samples(state, series_ids: Iterable[int] | None = None, start_ms: int | None = None,
+                end_ms: int | None = None) -> Iterator[tuple[int, int, float]]:
+    """The raw samples still kept, as (series id, time ms, value), hour by hour and series by series
+    (by time within each block an ingest wrote); optionally only some series and [start, end)."""
+    wanted = set(series_ids) if series_ids is not None else None
+    lo = -1 if start_ms is None else start_ms
+    hi = 1 << 62 if end_ms is None else end_ms
+    for series_id, start, offsets, vals in state.db.conn.execute(
+            "SELECT series_id, start, offsets, vals FROM metric_blocks WHERE start >= ? AND start < ?"
+            " ORDER BY start, series_id, id", [lo - lo % HOUR if lo > 0 else lo, hi]):
+        if wanted is not None and series_id not in wanted:
+            continue
+        times, values = block_samples(start, offsets, vals)
+        yield from ((series_id, at, value) for at, value in zip(times, values) if lo <= at < hi)

@@ -38,19 +38,21 @@ def analytics_ingest(
     """
     import sys
 
+    from edgectl.analytics.retention import Retention
     from edgectl.analytics.samples import READERS, ReadReport
     from edgectl.analytics.store import ingest
 
     ctx = current()
     if fmt not in READERS:
         raise UsageError(f"--format {fmt!r}: csv or jsonl")
+    retention = Retention.from_config(ctx.config)
     report = ReadReport()
     try:
         handle = sys.stdin if file == "-" else open(file, encoding="utf-8", newline="")
     except OSError as exc:
         raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
     try:
-        result = ingest(ctx.state, READERS[fmt](handle, report))
+        result = ingest(ctx.state, READERS[fmt](handle, report), retention=retention)
     except UnicodeDecodeError:
         raise UsageError(f"{file} is not UTF-8 text") from None
     finally:

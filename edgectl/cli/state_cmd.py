@@ -1,4 +1,4 @@
-"""`edgectl state`: where the state file is, its schema, backups and integrity."""
+"""`edgectl state`: where the state file is, its schema, backups, integrity and retention."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 
 from edgectl.cli import group_help
 from edgectl.cli.context import current
+from edgectl.cli.options import DryRun
 from edgectl.errors import OperationFailed, UsageError
 from edgectl.output import Column, View
 
@@ -70,3 +71,32 @@ def state_check() -> None:
         raise OperationFailed(f"{ctx.state.path} is damaged: {len(problems)} problem(s)",
                               hint="restore from edgectl state backup, or copy out what you need with sqlite3 .recover")
     ctx.out.note(f"{ctx.state.path}: ok")
+
+
+PRUNE_COLUMNS = [Column("resolution"), Column("retention"), Column("older_than", "older than"),
+                 Column("removed", justify="right"), Column("rolled_up", "minutes rolled up", justify="right")]
+
+
+def _prune_lines(record: dict) -> list[str]:
+    removed = sum(r["removed"] for r in record["resolutions"])
+    verb = "would remove" if record["dry_run"] else "removed"
+    lines = [f"{verb} {removed:,} sample(s) and rollup row(s) past the retention of the metrics history"]
+    if not record["complete"]:
+        lines.append("stopped before the end: run it again for the rest")
+    return lines
+
+
+@app.command("prune")
+def state_prune(dry_run: DryRun = False) -> None:
+    """Drop raw samples and rollups past their retention (analytics.retention.raw, minute, hour, day).
+
+    Safe while other commands write: it deletes in short transactions and they take turns.
+    """
+    import time
+
+    from edgectl.analytics.retention import Retention, prune
+
+    ctx = current()
+    retention = Retention.from_config(ctx.config)
+    report = prune(ctx.state, retention, int(time.time() * 1000), dry_run=dry_run)
+    ctx.out.show(report.to_record(), View(PRUNE_COLUMNS, rows=lambda r: r["resolutions"], notes=_prune_lines))
