@@ -17,10 +17,18 @@ from edgectl.analytics.histogram import (
     MAX_INDEX,
     MIN_INDEX,
     RELATIVE_ERROR,
+    Accumulator,
     Histogram,
     HistogramRecord,
     bucket_bounds,
     bucket_index,
+    indices_of,
+    merged_blob,
+    merged_sum,
+    pack_buckets,
+    rollup_of,
+    summed_rollup,
+    unpack_buckets,
 )
 
 TINY = 5e-324  # the smallest float, 2**-1074
@@ -386,3 +394,92 @@ def test_malformed_rows_are_refused(rows):
         Histogram.from_rows(record, [(4, 1)])
     with pytest.raises(ValueError):
         Histogram.from_rows(record, rows)
+
+
+# -- the packed form (a rollup row's BLOB) -------------------------------------------------------
+
+with_zeros = st.builds(lambda values, zeros: values + [0.0] * zeros + [-1.5] * (zeros // 2),
+                       latencies(), st.integers(0, 5))
+
+
+@settings(max_examples=150, deadline=None)
+@given(with_zeros)
+def test_blobs_round_trip_with_the_exact_sum(values):
+    histogram = Histogram.of(values)
+    back = Histogram.from_blob(histogram.to_record(), histogram.to_blob())
+    assert back == histogram and back.exact_sum == sum(map(Fraction, values))
+    assert back.quantiles([0.5, 0.95, 0.99]) == histogram.quantiles([0.5, 0.95, 0.99])
+
+
+def test_dense_and_sparse_layouts_each_round_trip():
+    narrow = Histogram.of([10.0 + i / 100 for i in range(3000)])  # every bucket in its range used
+    spread = Histogram.of([1e-300, 1.0, 1e300])  # three buckets, 2**16 or more indices apart
+    tall = Histogram.of([5.0] * 70_000 + [7.5])  # a count past 2 bytes
+    for histogram, layout in ((narrow, "dense"), (spread, "sparse"), (tall, "sparse")):
+        _, low, offsets, counts = unpack_buckets(histogram.to_blob())
+        assert (offsets is None) == (layout == "dense")
+        assert Histogram.from_blob(histogram.to_record(), histogram.to_blob()) == histogram
+    assert len(narrow.to_blob()) < 2 * len(narrow.buckets) + 32
+    assert unpack_buckets(tall.to_blob())[3].itemsize == 4
+
+
+def test_a_float_sum_is_not_stored_twice():
+    whole_ms = Histogram.of([3.0, 17.0, 250.0])  # a sum a float holds exactly
+    thirds = Histogram.of([0.1, 0.2, 0.3])
+    assert unpack_buckets(whole_ms.to_blob())[0] is None
+    assert unpack_buckets(thirds.to_blob())[0] == thirds.exact_sum * 2**1074
+
+
+@settings(max_examples=120, deadline=None)
+@given(with_zeros, st.data())
+def test_rows_of_parts_add_up_to_the_row_of_the_whole_bit_for_bit(values, data):
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(values)), max_size=5)))
+    parts = [values[a:b] for a, b in zip([0, *cuts], [*cuts, len(values)]) if b > a]
+    data.draw(st.randoms()).shuffle(parts)
+    whole = rollup_of(values, indices_of(values))
+    rows = [rollup_of(part, indices_of(part)) for part in parts]
+    assert summed_rollup(rows) == whole
+    total, blob = rows[0][1], rows[0][5]
+    for row in rows[1:]:  # as the upsert adds a batch's row to the stored one
+        total, blob = merged_sum(total, blob, row[1], row[5]), merged_blob(total, blob, row[1], row[5])
+    assert (total, blob) == (whole[1], whole[5])
+    accumulated = Accumulator()
+    for count, total, low, high, zero, blob in rows:
+        accumulated.add_stored(count, total, low, high, zero, blob)
+    assert accumulated.histogram() == Histogram.of(values)
+
+
+def test_an_accumulator_adds_histograms_and_stored_rows_alike():
+    stored, loose = [1.0, 2.0, 400.0], [0.0, 3.5, 1e6]
+    accumulated = Accumulator()
+    row = rollup_of(stored, indices_of(stored))
+    accumulated.add_stored(*row)
+    accumulated.add(Histogram.of(loose))
+    accumulated.add(Histogram())
+    assert accumulated.histogram() == Histogram.of(stored + loose)
+    assert Accumulator().histogram() == Histogram()
+
+
+def test_indices_of_marks_values_with_no_bucket():
+    from edgectl.analytics.histogram import ZERO_INDEX
+
+    values = [0.0, -3.0, 2.0, 1.5, 2.0**-1074]
+    assert indices_of(values) == [ZERO_INDEX, ZERO_INDEX, bucket_index(2.0), bucket_index(1.5), MIN_INDEX]
+
+
+@pytest.mark.parametrize("blob", [b"", b"\x01", b"\x02\x00", b"\x01\x01\x00\x00", b"\x01\x01" + bytes(8) + b"\x05",
+                                  b"\x01\x03" + bytes(8), b"\x01\x00\x00"])
+def test_malformed_blobs_are_refused(blob):
+    with pytest.raises(ValueError):
+        Histogram.from_blob(HistogramRecord(1, 1.0, 1.0, 1.0, 0), blob)
+
+
+def test_a_blob_that_disagrees_with_its_columns_is_refused():
+    histogram = Histogram.of([1.0, 2.0, 3.0])
+    for record in (HistogramRecord(4, 6.0, 1.0, 3.0, 0), HistogramRecord(3, 6.0, 1.0, 2.5, 0)):
+        with pytest.raises(ValueError):
+            Histogram.from_blob(record, histogram.to_blob())
+    thirds = Histogram.of([0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="exact sum"):
+        Histogram.from_blob(HistogramRecord(3, 0.7, 0.1, 0.3, 0), thirds.to_blob())
+    assert pack_buckets({}, 0) == b"\x01\x00"

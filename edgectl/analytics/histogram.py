@@ -29,7 +29,7 @@ import sys
 from array import array
 from bisect import bisect_left
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import chain, compress, count as counting, repeat
 from math import ceil, floor, frexp, fsum, inf, isfinite, ldexp, log2, ulp
@@ -407,10 +407,12 @@ class Histogram:
         with its exact sum when the blob carries one."""
         exact, low, relative, counts = unpack_buckets(blob)
         indices = range(low, low + len(counts)) if relative is None else map(add, relative, repeat(low))
+        if exact is not None and record.count:  # the sum column may be past the largest float
+            if _float_sum(exact) != record.sum:
+                raise ValueError(f"the exact sum is not near the sum {record.sum!r}")
+            record = replace(record, sum=0.0)
         histogram = cls.from_rows(record, ((i, c) for i, c in zip(indices, counts) if c))
         if exact is not None and histogram.count:
-            if _rounded(exact) != histogram.sum:
-                raise ValueError(f"the exact sum is not near the sum {record.sum!r}")
             histogram._sum = exact
         return histogram
 
@@ -490,7 +492,10 @@ def rollup_of(values: list[float], indices: list[int]) -> tuple[int, float, floa
     low, high = min(values), max(values)
     counts = Counter(indices)
     zero = counts.pop(ZERO_INDEX, 0) if low <= 0 else 0
-    units = _exact_sum(values, fsum(values), low)
+    try:
+        units = _exact_sum(values, fsum(values), low)
+    except OverflowError:  # a sum past the largest float: no fast way to its exact value
+        units = sum(map(_units, values))
     return len(values), _float_sum(units), low + 0.0, high + 0.0, zero, pack_buckets(counts, units)
 
 
