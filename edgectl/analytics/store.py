@@ -2,7 +2,8 @@
 
 Three tables (m015):
 - `metric_blocks`: the raw samples, one block per series per hour per ingest: each sample's
-  milliseconds into the hour and its value, packed (uint32 and float64, little-endian), by time.
+  milliseconds into the hour and its value, packed (uint32 and float64, little-endian), in the
+  order they came.
 - `metric_rollups`: per series per hour and per day, count, sum, min, max, zero_count and the
   exponential histogram's buckets in one BLOB (edgectl.analytics.histogram.pack_buckets, with the
   exact sum), merged on ingest by an upsert. Per minute only for minutes whose raw samples have
@@ -12,9 +13,9 @@ Three tables (m015):
 
 A minute of a sparse series holds about one sample, so a rollup row per minute costs about as much
 as a row per sample: the raw block of the hour is the smallest true record of its minutes, and a
-window's edge minutes are read from it. An ingest sorts a batch by series and time once (C-speed
-passes, no Python step per sample), then writes one block and one hour row per series-hour and one
-day row per series-day. Merging is a sum of counts and of exact sums, so the order samples arrive
+window's edge minutes are read from it. An ingest deals a batch's samples into a list per
+series-hour (C-speed passes, no Python step per sample), then writes one block and one hour row
+per series-hour and one day row per series-day. Merging is a sum of counts and of exact sums, so the order samples arrive
 in and how they are batched never change a rollup.
 
 Gauges (percentiles a provider computed, kind "gauge") are stored the same way; their histograms
@@ -28,13 +29,13 @@ from __future__ import annotations
 
 import gc
 import json
-from bisect import bisect_left
-from collections import Counter
+from array import array
+from collections import defaultdict, deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import compress, islice, repeat
 from math import fsum, isfinite
-from operator import add, and_, attrgetter, is_, itemgetter, mul, sub
+from operator import add, and_, attrgetter, floordiv, ge, is_, itemgetter, lt, mul, sub
 from typing import Iterable, Iterator
 
 from edgectl.analytics.histogram import Accumulator, Histogram, packed, unpacked
@@ -198,65 +199,54 @@ def _check(ats: list, values: list) -> None:
         raise ValueError(f"sample value {bad!r} is not a finite number")
 
 
-_TIME_BITS = 48  # a sample's milliseconds after the batch's first, below its series id in one int
-_TIME_MASK = (1 << _TIME_BITS) - 1
-
-
 def _write(state, index: SeriesIndex, keys: list, ats: list, values: list) -> int:
-    """One batch: sorted by series and time, then a block and an hour row per series-hour and a
-    day row per series-day, in one transaction. Returns the earliest sample's time."""
-    from edgectl.analytics.histogram import indices_of, rollup_of, summed_rollup
+    """One batch: a block and an hour row per series-hour, a day row per series-day, in one
+    transaction. Returns the earliest sample's time."""
+    from edgectl.analytics.histogram import Tally, indices_of
 
     _check(ats, values)
-    first = min(ats)
-    if max(ats) - first > _TIME_MASK:
-        raise ValueError("a batch of samples spans more than 8,000 years")
-    # series then time, as one int per sample (id << 48 | ms after the first): sorted once, each
-    # series-hour and series-day is a run of neighbours, found by bisection
-    combined = list(map(add, map(mul, index.ids_of(keys), repeat(1 << _TIME_BITS)), map(sub, ats, repeat(first))))
-    order = sorted(range(len(ats)), key=combined.__getitem__)
-    combined = list(map(combined.__getitem__, order))
-    vals = list(map(values.__getitem__, order))
-    del order
-    times = list(map(add, map(and_, combined, repeat(_TIME_MASK)), repeat(first)))
-    indices = indices_of(vals)
-    blocks, rollups, hours, day_parts = [], [], [], []
-    lo, size = 0, len(combined)
-    while lo < size:
-        key = combined[lo]
-        series_id, at = key >> _TIME_BITS, times[lo]
-        start = at - at % HOUR
-        hi = bisect_left(combined, key - (at - start) + HOUR, lo)
-        part = vals[lo:hi]
-        blocks.append((start, series_id, hi - lo, packed("I", [t - start for t in times[lo:hi]]), packed("d", part)))
-        row = rollup_of(part, indices[lo:hi])
-        rollups.append((HOUR, start, series_id, *row))
-        hours.append((start, series_id))
-        day = start - start % DAY
-        if day_parts and (day_parts[0][0] != series_id or day_parts[0][1] != day):
-            rollups.append(_day_row(day_parts, summed_rollup))
-            day_parts = []
-        day_parts.append((series_id, day, row))
-        lo = hi
-    if day_parts:
-        rollups.append(_day_row(day_parts, summed_rollup))
+    # each sample's series-hour as one int (id * 2**32 + hour number); the samples' positions are
+    # dealt into a list per series-hour by list.append mapped over them (a C-speed pass, no sort),
+    # and each series-hour's samples gathered by one itemgetter from packed arrays, so that what
+    # is read next lies together in memory: samples come in any order, and reading a million
+    # scattered objects costs more here than the rest of the ingest
+    hours = list(map(add, map(mul, index.ids_of(keys), repeat(_SHIFT)), map(floordiv, ats, repeat(HOUR))))
+    positions: defaultdict[int, list[int]] = defaultdict(list)
+    deque(map(list.append, map(positions.__getitem__, hours), range(len(hours))), 0)
+    del hours
+    columns = array("q", ats), array("d", values), array("i", indices_of(values))
+    groups = sorted(positions)  # series, then time: neighbouring keys for the b-trees
+    blocks, rollups, day, day_key = [], [], ([], []), None
+    for key in groups:
+        series_id, start = divmod(key, _SHIFT)
+        start *= HOUR
+        where = positions.pop(key)
+        take = itemgetter(*where) if len(where) > 1 else lambda column, at=where[0]: (column[at],)
+        times, part, indices = map(take, columns)
+        tally = Tally.of(part, indices)
+        blocks.append((start, series_id, len(part), packed("I", [at - start for at in times]), packed("d", part)))
+        rollups.append((HOUR, start, series_id, *tally.row()))
+        this_day = (series_id, start - start % DAY)
+        if this_day != day_key and day_key is not None:
+            rollups.append((DAY, day_key[1], day_key[0], *Tally.summed(*day).row()))
+            day = ([], [])
+        day_key = this_day
+        day[0].append(tally)
+        day[1].append(indices)
+    if day_key is not None:
+        rollups.append((DAY, day_key[1], day_key[0], *Tally.summed(*day).row()))
     blocks.sort(key=_KEY)
     rollups.sort(key=_ROLLUP_KEY)
     with state.db.atomic():
         conn = state.db.conn
         conn.executemany(INSERT_BLOCK, blocks)
         conn.executemany(UPSERT_ROLLUPS, rollups)
-        if len(hours) <= _LOOK_FOR_COMPACTION:
-            for start, series_id in hours:
+        if len(blocks) <= _LOOK_FOR_COMPACTION:
+            for start, series_id, *_ in blocks:
                 if conn.execute("SELECT count(*) FROM metric_blocks WHERE start = ? AND series_id = ?",
                                 [start, series_id]).fetchone()[0] >= COMPACT_AT:
                     compact(conn, start, series_id)
-    return first
-
-
-def _day_row(parts: list, summed_rollup) -> tuple:
-    series_id, day = parts[0][0], parts[0][1]
-    return (DAY, day, series_id, *summed_rollup([row for _, _, row in parts]))
+    return min(ats)
 
 
 _KEY = itemgetter(0, 1)  # a block's (start, series_id)
@@ -264,7 +254,7 @@ _ROLLUP_KEY = itemgetter(0, 1, 2)  # a rollup's (resolution, start, series_id)
 
 
 def block_samples(start: int, offsets: bytes, vals: bytes) -> tuple[list[int], list[float]]:
-    """A block's sample times (ms) and values, by time."""
+    """A block's sample times (ms) and values, in the order they came."""
     return list(map(add, unpacked("I", offsets), repeat(start))), unpacked("d", vals).tolist()
 
 
@@ -361,7 +351,7 @@ def _raw_histograms(conn, ids: list[int] | None, wanted: set[int], lo: int, hi: 
         part = unpacked("d", vals)
         if lo > start or hi < start + HOUR:
             at = unpacked("I", offsets)
-            part = part[bisect_left(at, lo - start):bisect_left(at, hi - start)]
+            part = compress(part, map(and_, map(ge, at, repeat(lo - start)), map(lt, at, repeat(hi - start))))
         values.setdefault(series_id, []).extend(part)
     return {series_id: Histogram.of(part) for series_id, part in values.items() if part}
 
@@ -369,7 +359,7 @@ def _raw_histograms(conn, ids: list[int] | None, wanted: set[int], lo: int, hi: 
 def raw_samples(state, series_ids: Iterable[int] | None = None, start_ms: int | None = None,
                 end_ms: int | None = None) -> Iterator[tuple[int, int, float]]:
     """The raw samples still kept, as (series id, time ms, value), hour by hour and series by series
-    (by time within each block an ingest wrote); optionally only some series and [start, end)."""
+    (in the order they came within each block); optionally only some series and [start, end)."""
     wanted = set(series_ids) if series_ids is not None else None
     lo = -1 if start_ms is None else start_ms
     hi = 1 << 62 if end_ms is None else end_ms

@@ -628,7 +628,7 @@ def m015_pack_metric_history(db: Database) -> None:
         """
     )
     # start: the hour's first millisecond; offsets: each sample's milliseconds after it (uint32),
-    # vals: their values (float64), both little-endian and by time. By (start, series) for the
+    # vals: their values (float64), both little-endian, in the order they came. By (start, series) for the
     # windows' edges and for retention, which drops whole hours.
     db.execute("CREATE INDEX idx_metric_blocks_start ON metric_blocks(start, series_id)")
     db.execute("ALTER TABLE metric_rollups ADD COLUMN buckets BLOB NOT NULL DEFAULT x'0100'")
