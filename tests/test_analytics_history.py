@@ -217,3 +217,36 @@ def test_an_older_history_moves_into_blocks_and_blobs(state_path):
             want.count, want.zero_count, want.min, want.max, want.buckets)
         assert got.quantiles([0.5, 0.99]) == want.quantiles([0.5, 0.99])
         assert abs(got.sum - want.sum) <= 1e-9 * want.sum
+
+
+def test_the_readers_check_each_series_once_and_still_name_every_bad_row():
+    from edgectl.analytics.samples import ReadReport, read_csv, read_jsonl
+
+    text = ("time,metric,value,unit,node,country,extra\n"
+            "1764583200,latency,12.5,ms,fra-1,DE,\n"
+            "2026-12-01T10:00:00Z,latency,13,ms,fra-1,DE,\n"
+            "2026-12-01T10:00:01Z,latency,inf,ms,fra-1,DE,\n"  # a known series, a bad value
+            "soon,latency,14,ms,fra-1,DE,\n"  # a known series, a bad time
+            "4102444800000,latency,14,ms,fra-1,DE,\n"  # milliseconds given as seconds: out of range
+            "1764583201,latency,15,ms,fra-1,de,\n"  # spelled otherwise, the same series
+            "1764583202,latency,16,ms,fra-1,DE,x\n"  # a column the header names but no sample has
+            "1764583203,latency,17,ms, fra-1 ,DE,\n")
+    report = ReadReport()
+    samples = list(read_csv(text.splitlines(keepends=True), report))
+    assert [s.value for s in samples] == [12.5, 13.0, 15.0, 17.0]
+    assert len({id(s.series) for s in samples}) == 1 and samples[0].series.country == "DE"
+    assert samples[1].at_ms == 1796119200000
+    assert report.problems == ["line 4: value 'inf' is not a finite number",
+                               "line 5: time 'soon' is neither ISO 8601 nor epoch seconds",
+                               "line 6: time '4102444800000' is out of range",
+                               "line 8: unknown column extra"]
+    lines = ['{"time": 1764583200, "metric": "latency", "value": 1, "unit": "ms", "labels": {"source": "probe"}}',
+             '{"time": 1764583201, "metric": "latency", "value": 2, "unit": "ms", "labels": {"source": "probe"}}',
+             '{"time": 1764583202, "metric": "latency", "value": true, "unit": "ms", "labels": {"source": "probe"}}',
+             '{"time": 1764583203, "metric": "latency", "value": 3, "unit": "ms", "labels": "source=probe"}',
+             '{"time": 1764583204, "metric": "latency", "value": 4, "unit": "ms", "labels": "source=probe"}',
+             '{"time": 1764583205, "metric": "latency", "value": 5, "unit": "ms", "labels": "source=probe", "x": 1}']
+    report = ReadReport()
+    samples = list(read_jsonl(lines, report))
+    assert [s.value for s in samples] == [1.0, 2.0, 3.0, 4.0] and len({id(s.series) for s in samples}) == 1
+    assert report.problems == ["line 3: value True is not a finite number", "line 6: unknown column x"]

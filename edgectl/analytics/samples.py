@@ -13,7 +13,8 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator, Mapping
+from operator import itemgetter
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
 COLUMNS = ("time", "metric", "value", "unit", "node")
 OPTIONAL = ("country", "region", "provider", "labels", "kind")
@@ -35,8 +36,9 @@ class SeriesKey:
     kind: str = "histogram"  # or "gauge": a value computed elsewhere (a provider's p95), never merged
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
+    """A value of a series at a moment; a tuple, as a million of them are made and read in a run."""
+
     series: SeriesKey
     at_ms: int
     value: float
@@ -66,9 +68,13 @@ def parse_time(value: Any) -> int:
         seconds = float(value)
     else:
         text = str(value).strip()
-        try:
-            seconds = float(text)
-        except ValueError:
+        seconds = None
+        if text[4:5] != "-":  # a date first is no number: not tried as one
+            try:
+                seconds = float(text)
+            except ValueError:
+                pass
+        if seconds is None:
             try:
                 when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
             except ValueError:
@@ -144,26 +150,88 @@ def sample_from(row: Mapping[str, Any]) -> Sample:
     return Sample(key, parse_time(row["time"]), value)
 
 
+_LATEST_S = 32503680000  # the year 3000
+
+
+def _quick_time(text: str) -> int:
+    """parse_time of CSV text, without trying a date as a number first."""
+    if text[4:5] != "-":
+        try:
+            seconds = float(text)
+        except ValueError:
+            return parse_time(text)
+        if 0 <= seconds < _LATEST_S:
+            return int(round(seconds * 1000))
+    return parse_time(text)
+
+
+class _Rows:
+    """Rows to samples with each series' fields checked once: a file holds a few series many times.
+
+    A row is taken fast when the rest of it (all but its time and value) was good before, its
+    time is epoch seconds or ISO 8601 and its value a finite number; any other row goes through
+    sample_from, which says what is wrong exactly as it always did. Samples of one series share
+    one SeriesKey object, which the ingest then looks up by identity.
+    """
+
+    def __init__(self) -> None:
+        self.keys: dict[tuple, SeriesKey] = {}  # the rest of a good row -> its series
+        self.shared: dict[SeriesKey, SeriesKey] = {}
+
+    def quick(self, rest: tuple, when: Any, value: Any, time_of: Callable[[Any], int]) -> Sample | None:
+        """The sample, when the row is one of a series seen before and plainly good; else None."""
+        key = self.keys.get(rest)
+        if key is None or value.__class__ is bool:
+            return None
+        try:
+            number = float(value)
+            if math.isfinite(number):
+                return Sample(key, time_of(when), number)
+        except (TypeError, ValueError):  # BadRow is a ValueError
+            pass
+        return None
+
+    def checked(self, rest: tuple, row: Mapping[str, Any]) -> Sample:
+        sample = sample_from(row)  # raises BadRow for a bad row
+        key = self.keys[rest] = self.shared.setdefault(sample.series, sample.series)
+        return sample if key is sample.series else Sample(key, sample.at_ms, sample.value)
+
+
 def read_csv(lines: Iterable[str], report: ReadReport) -> Iterator[Sample]:
-    reader = csv.DictReader(lines)
-    header = reader.fieldnames or []
+    reader = csv.reader(lines)
+    header = next(reader, None) or []
     missing = [c for c in ("time", "metric", "value", "unit") if c not in header]
     if missing:
         report.add_problem(1, f"the header lacks {', '.join(missing)} (columns: {', '.join(COLUMNS + OPTIONAL)})")
         return
-    for row in reader:
-        report.rows += 1
-        line = reader.line_num
-        if None in row:
-            report.add_problem(line, "more fields than the header names")
+    width = len(header)
+    when_at, value_at = header.index("time"), header.index("value")
+    others = [i for i in range(width) if i not in (when_at, value_at)]
+    rest_of = itemgetter(*others) if len(others) > 1 else lambda fields: (fields[others[0]],)
+    rows = _Rows()
+    quick = rows.quick
+    for fields in reader:
+        if not fields:  # a blank line, which csv.DictReader skipped too
             continue
-        try:
-            yield sample_from({k: v for k, v in row.items() if v != ""})
-        except BadRow as exc:
-            report.add_problem(line, str(exc))
+        report.rows += 1
+        if len(fields) != width:
+            if len(fields) > width:
+                report.add_problem(reader.line_num, "more fields than the header names")
+                continue
+            fields += [None] * (width - len(fields))
+        rest = rest_of(fields)
+        sample = quick(rest, fields[when_at], fields[value_at], _quick_time)
+        if sample is None:
+            try:
+                sample = rows.checked(rest, {k: v for k, v in zip(header, fields) if v != ""})
+            except BadRow as exc:
+                report.add_problem(reader.line_num, str(exc))
+                continue
+        yield sample
 
 
 def read_jsonl(lines: Iterable[str], report: ReadReport) -> Iterator[Sample]:
+    rows = _Rows()
     for line, text in enumerate(lines, 1):
         if not text.strip():
             continue
@@ -176,10 +244,19 @@ def read_jsonl(lines: Iterable[str], report: ReadReport) -> Iterator[Sample]:
         if not isinstance(row, dict):
             report.add_problem(line, "not a JSON object")
             continue
+        rest = tuple(item for item in row.items() if item[0] not in ("time", "value"))
         try:
-            yield sample_from(row)
-        except BadRow as exc:
-            report.add_problem(line, str(exc))
+            hash(rest)
+        except TypeError:  # labels given as an object: checked each time
+            rest = (line,)
+        sample = rows.quick(rest, row.get("time"), row.get("value"), parse_time)
+        if sample is None:
+            try:
+                sample = rows.checked(rest, row)
+            except BadRow as exc:
+                report.add_problem(line, str(exc))
+                continue
+        yield sample
 
 
 READERS = {"csv": read_csv, "jsonl": read_jsonl}
