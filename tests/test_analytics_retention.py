@@ -185,3 +185,14 @@ def test_an_ingest_prunes_only_when_due(state_path):
     assert prune_if_due(state, SMALL, NOW + 3 * MINUTE) is None  # nothing past retention
     assert prune_if_due(state, SMALL, NOW + 3 * MINUTE + PRUNE_EVERY_MS) is None
     assert pruned_at(state) == NOW + 3 * MINUTE + PRUNE_EVERY_MS  # remembered, though nothing went
+
+
+def test_the_readme_prune_line_runs_quietly(cli):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.endswith("state prune") and line[:1].isdigit())
+    words = line.split()[5:]
+    assert words[0] == "edgectl"
+    run = cli(*words[1:])
+    assert run.exit_code == 0 and run.stdout == "" and run.stderr == ""

@@ -70,7 +70,7 @@ class Pruned:
     older_than_ms: int  # buckets that ended at or before this went
     removed: int = 0  # raw: samples; rollups: rows
     blocks: int = 0  # raw only: the blocks the samples were in
-    rolled_up: int = 0  # raw only: minute rows written (or added to) from them first
+    rolled_up: int | None = 0  # raw only: minute rows written (or added to) from them first; None in a dry run
 
     def to_record(self) -> dict:
         from edgectl.parse import format_duration
@@ -119,6 +119,7 @@ def prune(state, retention: Retention, now_ms: int, *, dry_run: bool = False,
     raw = Pruned("raw", retention.raw_ms, now_ms - retention.raw_ms)
     report.pruned.append(raw)
     if dry_run:
+        raw.rolled_up = None  # known only by rolling them up
         raw.blocks, raw.removed = conn.execute("SELECT count(*), coalesce(sum(count), 0) FROM metric_blocks"
                                                " WHERE start <= ?", [limits["raw"]]).fetchone()
     else:

@@ -73,8 +73,8 @@ def state_check() -> None:
     ctx.out.note(f"{ctx.state.path}: ok")
 
 
-PRUNE_COLUMNS = [Column("resolution"), Column("retention"), Column("older_than", "older than"),
-                 Column("removed", justify="right"), Column("rolled_up", "minutes rolled up", justify="right")]
+PRUNE_COLUMNS = [Column("resolution"), Column("retention"), Column("older_than", "OLDER THAN"),
+                 Column("removed", justify="right"), Column("rolled_up", "MINUTES ROLLED UP", justify="right")]
 
 
 def _prune_lines(record: dict) -> list[str]:
@@ -99,4 +99,5 @@ def state_prune(dry_run: DryRun = False) -> None:
     ctx = current()
     retention = Retention.from_config(ctx.config)
     report = prune(ctx.state, retention, int(time.time() * 1000), dry_run=dry_run)
-    ctx.out.show(report.to_record(), View(PRUNE_COLUMNS, rows=lambda r: r["resolutions"], notes=_prune_lines))
+    ctx.out.show(report.to_record(), View(PRUNE_COLUMNS, rows=lambda r: r["resolutions"], notes=_prune_lines,
+                                          quiet=True))
