@@ -177,9 +177,13 @@ def _take(source: Iterator[Sample], batch: int) -> tuple[list, list, list]:
         part = list(islice(source, min(_TAKE, batch - len(keys))))
         if not part:
             break
-        keys += map(_SERIES, part)
-        ats += map(_AT, part)
-        values += map(_VALUE, part)
+        if set(map(type, part)) == {Sample}:  # tuples: unzipped in one C call
+            for column, taken in zip((keys, ats, values), zip(*part)):
+                column += taken
+        else:
+            keys += map(_SERIES, part)
+            ats += map(_AT, part)
+            values += map(_VALUE, part)
     return keys, ats, values
 
 
@@ -224,7 +228,7 @@ def _write(state, index: SeriesIndex, keys: list, ats: list, values: list) -> in
         take = itemgetter(*where) if len(where) > 1 else lambda column, at=where[0]: (column[at],)
         times, part, indices = map(take, columns)
         tally = Tally.of(part, indices)
-        blocks.append((start, series_id, len(part), packed("I", [at - start for at in times]), packed("d", part)))
+        blocks.append((start, series_id, len(part), packed("I", list(map(sub, times, repeat(start)))), packed("d", part)))
         rollups.append((HOUR, start, series_id, *tally.row()))
         this_day = (series_id, start - start % DAY)
         if this_day != day_key and day_key is not None:
