@@ -17,3 +17,14 @@ def history(state, **where: str) -> list[dict]:
     rows = [{**series[series_id], "at": at, "value": value} for series_id, at, value in raw_samples(state)]
     rows = [r for r in rows if all(r[column] == value for column, value in where.items())]
     return sorted(rows, key=lambda r: (r["at"], r["metric"]))
+
+
+def raw_samples_table(state) -> None:
+    """A temporary table `metric_samples` (series_id, at, value) of the raw samples now kept, for
+    assertions written in SQL: the state keeps them packed in hourly blocks."""
+    from edgectl.analytics.store import raw_samples
+
+    conn = state.db.conn
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS metric_samples (series_id INTEGER, at INTEGER, value REAL)")
+    conn.execute("DELETE FROM temp.metric_samples")
+    conn.executemany("INSERT INTO temp.metric_samples VALUES (?, ?, ?)", raw_samples(state))

@@ -417,9 +417,10 @@ def test_real_runs_keep_stdout_for_the_exposition_and_a_cron_run_quiet(history, 
 
 def test_ingest_reads_the_kind_an_export_writes_and_names_a_bad_one(cli, tmp_path):
     path = tmp_path / "kinds.jsonl"
-    path.write_text('{"time": 1764583200, "metric": "latency", "value": 80, "unit": "ms", "provider": "cloudflare",'
+    now = int(time.time()) - 60  # raw samples older than analytics.retention.raw go after the ingest
+    path.write_text(f'{{"time": {now}, "metric": "latency", "value": 80, "unit": "ms", "provider": "cloudflare",'
                     ' "labels": {"stat": "p95"}, "kind": "gauge"}\n'
-                    '{"time": 1764583200, "metric": "latency", "value": 80, "unit": "ms", "kind": "counter"}\n')
+                    f'{{"time": {now}, "metric": "latency", "value": 80, "unit": "ms", "kind": "counter"}}\n')
     run = cli("analytics", "ingest", str(path), "--format", "jsonl", "-o", "json")
     assert run.exit_code == 0, run.stderr
     assert run.json()["samples"] == 1 and run.json()["problems"][0].startswith("line 2: kind 'counter'")

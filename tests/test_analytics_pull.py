@@ -14,7 +14,9 @@ import pytest
 from edgectl.analytics.pull import pull
 from edgectl.config import Config
 from edgectl.state import open_state
+from edgectl.analytics.retention import Retention, prune
 from tests.fakes.plugins import install
+from tests.history import raw_samples_table
 
 MINUTE, HOUR = 60_000, 3_600_000
 NOW = 1_789_000_000_000 - 1_789_000_000_000 % HOUR + 30 * MINUTE + 20_000  # 20 s into the half hour
@@ -129,6 +131,7 @@ def value(metric: str, at: int, amount: float, **extra) -> dict:
 
 
 def samples(state, metric: str, **where) -> list[tuple]:
+    raw_samples_table(state)
     sql = ("SELECT s.provider, s.node, s.country, s.labels, s.kind, m.at, m.value FROM metric_samples m"
            " JOIN metric_series s ON s.id = m.series_id WHERE s.metric = ?")
     params = [metric]
@@ -248,8 +251,8 @@ def test_minutes_whose_minute_rollups_were_pruned_are_judged_by_their_hour(state
     hour = minute(0) - minute(0) % HOUR - 2 * HOUR
     books.add("a", [value("requests", hour + m * MINUTE, 1) for m in range(10)] + [value("requests", minute(0), 1)])
     once(state, books, "a")
-    # retention drops minute rollups older than its horizon and keeps the hours
-    state.db.execute("DELETE FROM metric_rollups WHERE resolution = ? AND start < ?", [MINUTE, hour + HOUR])
+    # retention drops the raw samples and minutes of that hour (minute retention: an hour) and keeps the hours
+    prune(state, Retention(raw_ms=HOUR, minute_ms=HOUR, hour_ms=400 * 86_400_000, day_ms=1825 * 86_400_000), NOW)
     books.set("a", [value("requests", hour + m * MINUTE, 1) for m in range(20)])
     [row] = once(state, books, "a").providers
     assert (row.stored, row.present) == (0, 20)

@@ -19,6 +19,7 @@ from edgectl.config import Config
 from edgectl.state import open_state
 from tests.fakes.cloudflare_api import DEFAULT_TOKEN
 from tests.fakes.cloudflare_graphql import CACHED, FakeCloudflareGraphQL, weighted_quantile
+from tests.history import raw_samples_table
 
 MINUTE, HOUR = 60_000, 3_600_000
 ZONE = "023e105f4ecef8ad9ca31a8372d0c353"
@@ -76,6 +77,7 @@ def cells(fake, start_ms: int, end_ms: int, zone: str = ZONE):
 def sums(state, metric: str, kind: str = "histogram") -> dict[tuple, float]:
     """(country, labels) -> the sum of the metric's pulled samples."""
     out: dict[tuple, float] = defaultdict(float)
+    raw_samples_table(state)
     for country, labels, value in state.db.conn.execute(
             "SELECT s.country, s.labels, m.value FROM metric_samples m JOIN metric_series s ON s.id = m.series_id"
             " WHERE s.metric = ? AND s.kind = ? AND s.provider = 'cf'", [metric, kind]):
@@ -125,6 +127,7 @@ def test_a_pull_fills_requests_hits_bytes_errors_and_countries_exactly_as_the_zo
 
 def test_each_minute_is_stored_at_its_own_time(fake, config, state):
     row = pulled(state, config, 1800)
+    raw_samples_table(state)
     minutes = dict(state.db.conn.execute(
         "SELECT m.at, sum(m.value) FROM metric_samples m JOIN metric_series s ON s.id = m.series_id"
         " WHERE s.metric = 'requests' GROUP BY m.at"))
@@ -137,6 +140,7 @@ def test_edge_time_to_first_byte_quantiles_are_gauges_for_the_zone_and_by_countr
     row = pulled(state, config, 1800)
     first = row.start_ms
     minute_cells = cells(fake, first, first + MINUTE)
+    raw_samples_table(state)
     gauges = {(country, labels): value for country, labels, value in state.db.conn.execute(
         "SELECT s.country, s.labels, m.value FROM metric_samples m JOIN metric_series s ON s.id = m.series_id"
         " WHERE s.metric = 'latency' AND s.kind = 'gauge' AND m.at = ?", [first])}
@@ -209,6 +213,7 @@ def test_a_full_page_is_asked_again_in_halves(fake, config, state):
     adaptive = dataset_calls(fake, "httpRequestsAdaptiveGroups")
     assert max(d.rows for d in adaptive) == 60 and min(d.end - d.start for d in adaptive) < timedelta(minutes=25)
     minute_count = (row.end_ms - row.start_ms) // MINUTE
+    raw_samples_table(state)
     overall = state.db.conn.execute(
         "SELECT count(*) FROM metric_samples m JOIN metric_series s ON s.id = m.series_id WHERE s.kind = 'gauge'"
         " AND s.country = '' AND s.labels = '{\"source\":\"pull\",\"stat\":\"p95\"}'").fetchone()[0]

@@ -9,6 +9,7 @@ import pytest
 from edgectl.sandbox import fleet
 from edgectl.state import open_state
 from tests.fakes.sandbox_fleet import register, running_fleet
+from tests.history import raw_samples_table
 
 PAGES = ("/", "/static/css/site-0000.css")
 
@@ -51,6 +52,7 @@ def traffic(box, node: str, paths) -> dict:
 def pulled(state_path, metric: str) -> dict[str, float]:
     state = open_state(state_path)
     try:
+        raw_samples_table(state)
         return dict(state.db.conn.execute(
             "SELECT s.node, sum(m.value) FROM metric_samples m JOIN metric_series s ON s.id = m.series_id"
             " WHERE s.metric = ? AND s.provider = 'edge' AND s.labels = '{\"source\":\"pull\"}' GROUP BY s.node",

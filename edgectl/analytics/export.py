@@ -43,7 +43,7 @@ from typing import Any, Iterator
 
 from edgectl.analytics.metrics import CATALOGUE
 from edgectl.analytics.queries import DEFAULT_PERCENTILES
-from edgectl.analytics.store import MINUTE
+from edgectl.analytics.store import MINUTE, newest_sample_ms
 
 PREFIX = "edgectl_"
 _NAMES = {"up": "probe_success"}  # a probe's outcome; Prometheus keeps `up` for its own scrapes
@@ -219,7 +219,7 @@ def prometheus_families(state, request: ExportRequest) -> list[Family]:
     _nodes(state, families, request.heartbeat_interval)
     families.get(PREFIX + "export_window_seconds", "How long a window the windowed families of this export cover.").add(
         {}, seconds)
-    last = state.db.conn.execute("SELECT max(at) FROM metric_samples").fetchone()[0]
+    last = newest_sample_ms(state)
     if last is not None:
         families.get(PREFIX + "history_last_sample_timestamp_seconds",
                      "When the newest sample in edgectl's history was taken, in seconds since the epoch.").add(
@@ -232,12 +232,9 @@ def _reported(state, families: Families, series: dict[int, dict], start: int, re
     ids = [i for i, s in series.items() if s["kind"] == "gauge" and (request.by_country or not s["country"])]
     if not ids:
         return
-    marks = ", ".join("?" for _ in ids)
-    # SQLite gives the bare column `value` from the row that holds max(at)
-    rows = state.db.conn.execute(
-        f"SELECT series_id, value, max(at) FROM metric_samples WHERE at >= ? AND at < ? AND series_id IN ({marks})"
-        " GROUP BY series_id", [start, request.end_ms, *ids]).fetchall()
-    for series_id, value, _ in sorted(rows):
+    from edgectl.analytics.store import latest_samples
+
+    for series_id, (_, value) in sorted(latest_samples(state, ids, start, request.end_ms).items()):
         row = series[series_id]
         suffix, factor, _ = _unit(row["unit"])
         family = families.get(f"{PREFIX}provider_{_suffixed(_base(row['metric']), suffix)}",
@@ -342,14 +339,15 @@ def export_rows(state, request: RowsRequest) -> Iterator[dict[str, Any]]:
 
 
 def _sample_rows(state, request: RowsRequest) -> Iterator[dict[str, Any]]:
+    from edgectl.analytics.store import raw_samples
+
     where, params = _series_where(request.metrics)
-    cursor = state.db.conn.execute(
-        "SELECT s.at, s.value, m.metric, m.unit, m.node, m.country, m.region, m.provider, m.labels, m.kind"
-        " FROM metric_samples s JOIN metric_series m ON m.id = s.series_id"
-        f" WHERE s.at >= ? AND s.at < ?{where} ORDER BY s.at, s.series_id",
-        [request.start_ms, request.end_ms, *params])
+    series = {row[0]: row[1:] for row in state.db.conn.execute(
+        f"SELECT id, metric, unit, node, country, region, provider, labels, kind FROM metric_series m WHERE 1{where}",
+        params)}
     parsed: dict[str, dict] = {}  # a few label sets, each read once
-    for at, value, metric, unit, node, country, region, provider, labels, kind in cursor:
+    for series_id, at, value in raw_samples(state, series, request.start_ms, request.end_ms, by_time=True):
+        metric, unit, node, country, region, provider, labels, kind = series[series_id]
         if labels not in parsed:
             parsed[labels] = json.loads(labels)
         yield {"time": iso_ms(at), "metric": metric, "value": value, "unit": unit, "node": node, "country": country,

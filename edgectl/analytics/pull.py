@@ -7,8 +7,8 @@ their latest minutes for a while, and a figure stored once is never replaced, so
 are taken. The next pull takes them.
 
 Pulls are idempotent, one value per series and interval: a point whose interval already holds a
-value in the history (the minute rollups, or for old minutes the hour rollups, and the spans of the
-coarser points kept in `metric_spans`) is kept as it is and counted as present, so pulling a window
+value in the history (its raw samples or minute rollups, or for old minutes the hour rollups, and the
+spans of the coarser points kept in `metric_spans`) is kept as it is and counted as present, so pulling a window
 twice, or two overlapping windows at once, stores each figure once. Every batch checks and stores in
 one transaction (BEGIN IMMEDIATE), so two processes pulling the same provider on one state file take
 turns and the second finds what the first stored.
@@ -354,6 +354,8 @@ class _Stored:
     began (read once for the batch's series and hours), and what the batch itself adds."""
 
     def __init__(self, conn, wanted: list[tuple[int, int, int]]):
+        from edgectl.analytics.store import minutes_held, oldest_minute_ms
+
         self.conn = conn
         ids = {series_id for series_id, _, _ in wanted}
         hours = sorted({hour for _, at, step in wanted for hour in range(_floor(at, HOUR), at + step, HOUR)})
@@ -361,9 +363,7 @@ class _Stored:
         self.hours: set[tuple[int, int]] = set()  # (series, hour start) likewise
         self.spans: list[tuple[int, int, int]] = []  # (series, start, stop) of points longer than a minute
         for hour in hours:
-            self.minutes.update((series_id, start) for start, series_id in conn.execute(
-                "SELECT start, series_id FROM metric_rollups WHERE resolution = ? AND start >= ? AND start < ?",
-                [MINUTE, hour, hour + HOUR]) if series_id in ids)
+            self.minutes.update(held for held in minutes_held(conn, hour) if held[0] in ids)
             self.hours.update((series_id, hour) for series_id, in conn.execute(
                 "SELECT series_id FROM metric_rollups WHERE resolution = ? AND start = ?", [HOUR, hour])
                 if series_id in ids)
@@ -371,9 +371,8 @@ class _Stored:
             self.spans = [row for row in conn.execute(
                 "SELECT series_id, start, stop FROM metric_spans WHERE start < ? AND stop > ?",
                 [hours[-1] + HOUR, hours[0]]) if row[0] in ids]
-        # minute rollups older than this were pruned, or never were: there the hour says whether it holds a value
-        self.oldest_minute = conn.execute("SELECT min(start) FROM metric_rollups WHERE resolution = ?",
-                                          [MINUTE]).fetchone()[0]
+        # minutes older than this were pruned, or never were: there the hour says whether it holds a value
+        self.oldest_minute = oldest_minute_ms(conn)
         self.batch_minutes: set[tuple[int, int]] = set()  # what this batch stores
         self.batch_hours: set[tuple[int, int]] = set()
 

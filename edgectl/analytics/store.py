@@ -361,16 +361,82 @@ def _raw_histograms(conn, ids: list[int] | None, wanted: set[int], lo: int, hi: 
 
 
 def raw_samples(state, series_ids: Iterable[int] | None = None, start_ms: int | None = None,
-                end_ms: int | None = None) -> Iterator[tuple[int, int, float]]:
-    """The raw samples still kept, as (series id, time ms, value), hour by hour and series by series
-    (in the order they came within each block); optionally only some series and [start, end)."""
+                end_ms: int | None = None, *, by_time: bool = False) -> Iterator[tuple[int, int, float]]:
+    """The raw samples still kept, as (series id, time ms, value), hour by hour; optionally only
+    some series and [start, end). Within an hour, series by series in the order they came, or with
+    by_time by time, then series."""
     wanted = set(series_ids) if series_ids is not None else None
-    lo = -1 if start_ms is None else start_ms
+    lo = 0 if start_ms is None else max(0, start_ms)
     hi = 1 << 62 if end_ms is None else end_ms
+    hour_rows: list[tuple[int, int, float]] = []
+    current = None
     for series_id, start, offsets, vals in state.db.conn.execute(
             "SELECT series_id, start, offsets, vals FROM metric_blocks WHERE start >= ? AND start < ?"
-            " ORDER BY start, series_id, id", [lo - lo % HOUR if lo > 0 else lo, hi]):
+            " ORDER BY start, series_id, id", [lo - lo % HOUR, hi]):
         if wanted is not None and series_id not in wanted:
             continue
         times, values = block_samples(start, offsets, vals)
-        yield from ((series_id, at, value) for at, value in zip(times, values) if lo <= at < hi)
+        rows = [(series_id, at, value) for at, value in zip(times, values) if lo <= at < hi]
+        if not by_time:
+            yield from rows
+            continue
+        if start != current:
+            hour_rows.sort(key=_BY_TIME)
+            yield from hour_rows
+            hour_rows, current = [], start
+        hour_rows += rows
+    hour_rows.sort(key=_BY_TIME)
+    yield from hour_rows
+
+
+_BY_TIME = itemgetter(1, 0)
+
+
+def latest_samples(state, series_ids: Iterable[int], start_ms: int, end_ms: int) -> dict[int, tuple[int, float]]:
+    """Each series' latest raw sample in [start, end) as (time ms, value), reading back hour by hour
+    from the end until every series has one (of two at the same moment, the larger value)."""
+    wanted = set(series_ids)
+    found: dict[int, tuple[int, float]] = {}
+    done_before = None
+    for series_id, start, offsets, vals in state.db.conn.execute(
+            "SELECT series_id, start, offsets, vals FROM metric_blocks WHERE start >= ? AND start < ?"
+            " ORDER BY start DESC", [start_ms - start_ms % HOUR, end_ms]):
+        if start != done_before and wanted <= set(found):
+            break  # every series found in a later hour than this one
+        done_before = start
+        if series_id not in wanted or (series_id in found and found[series_id][0] >= start + HOUR):
+            continue
+        times, values = block_samples(start, offsets, vals)
+        inside = [(at, value) for at, value in zip(times, values) if start_ms <= at < end_ms]
+        if inside:
+            best = max(inside)
+            if series_id not in found or best > found[series_id]:
+                found[series_id] = best
+    return found
+
+
+def newest_sample_ms(state) -> int | None:
+    """When the newest raw sample still kept was taken."""
+    rows = state.db.conn.execute("SELECT start, offsets FROM metric_blocks WHERE start = "
+                                 "(SELECT max(start) FROM metric_blocks)").fetchall()
+    return max((start + max(unpacked("I", offsets)) for start, offsets in rows), default=None)
+
+
+def minutes_held(conn, hour: int) -> set[tuple[int, int]]:
+    """(series id, minute start) of each minute of an hour that holds a sample, raw or rolled up."""
+    held = {(series_id, start) for start, series_id in conn.execute(
+        "SELECT start, series_id FROM metric_rollups WHERE resolution = ? AND start >= ? AND start < ?",
+        [MINUTE, hour, hour + HOUR])}
+    for series_id, offsets in conn.execute("SELECT series_id, offsets FROM metric_blocks WHERE start = ?", [hour]):
+        held.update((series_id, hour + minute * MINUTE)
+                    for minute in set(map(floordiv, unpacked("I", offsets), repeat(MINUTE))))
+    return held
+
+
+def oldest_minute_ms(conn) -> int | None:
+    """Where the history's minute by minute knowledge begins (raw blocks or minute rollups): before
+    it, minutes were pruned or never were."""
+    known = [m for m in conn.execute("SELECT (SELECT min(start) FROM metric_blocks),"
+                                     " (SELECT min(start) FROM metric_rollups WHERE resolution = ?)",
+                                     [MINUTE]).fetchone() if m is not None]
+    return min(known) if known else None
