@@ -76,9 +76,12 @@ def parse_time(value: Any) -> int:
                 pass
         if seconds is None:
             try:
-                when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+                when = datetime.fromisoformat(text)
             except ValueError:
-                raise BadRow(f"time {text!r} is neither ISO 8601 nor epoch seconds") from None
+                try:  # a lower-case zone letter, which fromisoformat does not take
+                    when = datetime.fromisoformat(text.replace("z", "+00:00"))
+                except ValueError:
+                    raise BadRow(f"time {text!r} is neither ISO 8601 nor epoch seconds") from None
             if when.tzinfo is None:
                 when = when.replace(tzinfo=timezone.utc)
             seconds = when.timestamp()
@@ -151,18 +154,7 @@ def sample_from(row: Mapping[str, Any]) -> Sample:
 
 
 _LATEST_S = 32503680000  # the year 3000
-
-
-def _quick_time(text: str) -> int:
-    """parse_time of CSV text, without trying a date as a number first."""
-    if text[4:5] != "-":
-        try:
-            seconds = float(text)
-        except ValueError:
-            return parse_time(text)
-        if 0 <= seconds < _LATEST_S:
-            return int(round(seconds * 1000))
-    return parse_time(text)
+_new_tuple = tuple.__new__
 
 
 class _Rows:
@@ -209,7 +201,7 @@ def read_csv(lines: Iterable[str], report: ReadReport) -> Iterator[Sample]:
     others = [i for i in range(width) if i not in (when_at, value_at)]
     rest_of = itemgetter(*others) if len(others) > 1 else lambda fields: (fields[others[0]],)
     rows = _Rows()
-    quick = rows.quick
+    known = rows.keys.get
     for fields in reader:
         if not fields:  # a blank line, which csv.DictReader skipped too
             continue
@@ -220,13 +212,27 @@ def read_csv(lines: Iterable[str], report: ReadReport) -> Iterator[Sample]:
                 continue
             fields += [None] * (width - len(fields))
         rest = rest_of(fields)
-        sample = quick(rest, fields[when_at], fields[value_at], _quick_time)
-        if sample is None:
+        key = known(rest)
+        if key is not None:  # a series seen before: the row's time and value, inline (a million rows)
+            when = fields[when_at]
             try:
-                sample = rows.checked(rest, {k: v for k, v in zip(header, fields) if v != ""})
-            except BadRow as exc:
-                report.add_problem(reader.line_num, str(exc))
-                continue
+                number = float(fields[value_at])
+                if when[4:5] != "-":
+                    seconds = float(when)
+                    at_ms = round(seconds * 1000) if 0 <= seconds < _LATEST_S else parse_time(when)
+                else:
+                    at_ms = parse_time(when)
+            except (TypeError, ValueError):  # BadRow is a ValueError
+                pass
+            else:
+                if number - number == 0:  # finite: inf - inf and nan - nan are nan
+                    yield _new_tuple(Sample, (key, at_ms, number))
+                    continue
+        try:
+            sample = rows.checked(rest, {k: v for k, v in zip(header, fields) if v != ""})
+        except BadRow as exc:
+            report.add_problem(reader.line_num, str(exc))
+            continue
         yield sample
 
 

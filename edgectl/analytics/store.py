@@ -15,8 +15,8 @@ A minute of a sparse series holds about one sample, so a rollup row per minute c
 as a row per sample: the raw block of the hour is the smallest true record of its minutes, and a
 window's edge minutes are read from it. An ingest deals a batch's samples into a list per
 series-hour (C-speed passes, no Python step per sample), then writes one block and one hour row
-per series-hour and one day row per series-day. Merging is a sum of counts and of exact sums, so the order samples arrive
-in and how they are batched never change a rollup.
+per series-hour and one day row per series-day. Merging is a sum of counts and of exact sums, so
+the order samples arrive in and how they are batched never change a rollup.
 
 Gauges (percentiles a provider computed, kind "gauge") are stored the same way; their histograms
 are never merged across series by the questions, as a p95 of p95s means nothing.
