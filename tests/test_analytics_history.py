@@ -119,6 +119,47 @@ def test_bad_rows_are_named_by_line_and_the_good_ones_kept(cli, tmp_path):
     assert any(p.startswith("line 6: country") for p in record["problems"])
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_values_outside_their_unit_a_catalogued_metric_in_another_unit_and_the_future_are_bad_rows(cli, tmp_path, fmt):
+    now = int(time.time())
+    rows = [  # the first row of each series is good, so the later ones take the fast path
+        (now - 60, "latency", 120, "ms", "n1"), (now - 59, "latency", 1e308, "ms", "n1"),
+        (now - 58, "latency", -5, "ms", "n1"), (now - 57, "latency", 0.2, "s", "n1"),
+        (now - 56, "cpu", 40, "percent", "n1"), (now - 55, "cpu", 250, "percent", "n1"),
+        (now - 54, "up", 7, "bool", "n1"), (now - 53, "latency", 130, "ms", "n1"),
+        (now + 86_400 * 365, "latency", 125, "ms", "n1"), (now - 52, "queue_depth", -3, "jobs", "n1"),
+    ]
+    path = tmp_path / f"s.{fmt}"
+    if fmt == "csv":
+        path.write_text("time,metric,value,unit,node\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    else:
+        write_jsonl(path, [dict(zip(("time", "metric", "value", "unit", "node"), r)) for r in rows])
+    record = cli("analytics", "ingest", str(path), "--format", fmt, "-o", "json").json()
+    first = 2 if fmt == "csv" else 1  # the line of the first row: a CSV file's header is line 1
+    problems = {int(p.split(": ", 1)[0][5:]) - first: p.split(": ", 1)[1] for p in record["problems"]}
+    assert record["samples"] == 4 and record["bad"] == 6  # 120 and 130 ms, cpu 40, the custom metric
+    assert problems[1].startswith("value 1e+308 is outside 0 to 1e+15")
+    assert problems[2].startswith("value -5 is outside 0 to")
+    assert problems[3] == "latency is in ms, not s (convert 0.2 s to ms)"
+    assert problems[5] == "value 250 is outside 0 to 100 for percent"
+    assert problems[6] == "value 7 is outside 0 to 1 for bool"
+    assert problems[8].endswith("is in the future")
+    shown = cli("analytics", "latency", "--since", "1h", "-o", "json").json()
+    assert [(r["samples"], r["max"]) for r in shown] == [(2, 130.0)]
+
+
+def test_a_metric_recorded_in_one_unit_is_refused_in_another(cli, tmp_path):
+    now = int(time.time())
+    first = tmp_path / "a.csv"
+    first.write_text(f"time,metric,value,unit,node\n{now - 10},queue_depth,3,jobs,n1\n")
+    assert cli("analytics", "ingest", str(first)).exit_code == 0
+    second = tmp_path / "b.csv"
+    second.write_text(f"time,metric,value,unit,node\n{now - 5},queue_depth,30,percent,n1\n")
+    run = cli("analytics", "ingest", str(second))
+    assert run.exit_code == 2
+    assert run.stderr.splitlines()[0] == "error: queue_depth is recorded in jobs for this series, not percent"
+
+
 def test_a_wholly_bad_file_is_exit_2_and_stores_nothing(cli, tmp_path, state_path):
     path = tmp_path / "s.csv"
     path.write_text("when,what\n1,2\n")

@@ -145,12 +145,55 @@ def sample_from(row: Mapping[str, Any]) -> Sample:
         value = math.nan
     if not math.isfinite(value):
         raise BadRow(f"value {raw!r} is not a finite number")
+    expected = _catalogued_unit(metric)
+    if expected is not None and unit != expected:
+        raise BadRow(f"{metric} is in {expected}, not {unit}" + (
+            f" (convert {raw} {unit} to {expected})" if unit in _TIME_UNITS and expected in _TIME_UNITS else ""))
+    low, high = value_range(unit)
+    if not low <= value <= high:
+        raise BadRow(f"value {raw} is outside {_range_text(unit, low, high)}")
     kind = _text(row, "kind").lower() or "histogram"
     if kind not in ("histogram", "gauge"):
         raise BadRow(f"kind {kind[:20]!r}: histogram (values to merge) or gauge (a figure computed elsewhere)")
     key = SeriesKey(metric, unit, _text(row, "node"), _text(row, "provider"),
                     _text(row, "country", _COUNTRY, upper=True), _text(row, "region"), _labels(row.get("labels")), kind)
-    return Sample(key, parse_time(row["time"]), value)
+    at_ms = parse_time(row["time"])
+    if at_ms > latest_ms():
+        raise BadRow(f"time {row['time']!r} is in the future")
+    return Sample(key, at_ms, value)
+
+
+MAX_VALUE = 1e15  # a petabyte in bytes; larger figures are mistakes, and their sums would overflow
+_TIME_UNITS = ("s", "ms", "us")
+_RANGES = {"percent": (0.0, 100.0), "bool": (0.0, 1.0), "ratio": (0.0, 1.0)}
+_NON_NEGATIVE = ("ms", "s", "us", "count", "bytes", "mbps")
+FUTURE_SLACK_MS = 5 * 60_000  # clocks differ: a sample a few minutes ahead is still taken
+
+
+def value_range(unit: str) -> tuple[float, float]:
+    """The values a unit allows: percent 0..100, ratio and bool 0..1, durations and counts not negative."""
+    if unit in _RANGES:
+        return _RANGES[unit]
+    return (0.0 if unit in _NON_NEGATIVE else -MAX_VALUE), MAX_VALUE
+
+
+def _range_text(unit: str, low: float, high: float) -> str:
+    return f"{low:g} to {high:g} for {unit}" if unit in _RANGES else (
+        f"0 to {high:g}" if low == 0 else f"-{high:g} to {high:g}")
+
+
+def _catalogued_unit(metric: str) -> str | None:
+    from edgectl.analytics.metrics import CATALOGUE
+
+    known = CATALOGUE.get(metric)
+    return known.unit if known else None
+
+
+def latest_ms() -> int:
+    """The latest time a sample may carry: now, and a little for clocks that run ahead."""
+    import time
+
+    return int(time.time() * 1000) + FUTURE_SLACK_MS
 
 
 _LATEST_S = 32503680000  # the year 3000
@@ -167,25 +210,31 @@ class _Rows:
     """
 
     def __init__(self) -> None:
-        self.keys: dict[tuple, SeriesKey] = {}  # the rest of a good row -> its series
+        # the rest of a good row -> its series and the values its unit allows
+        self.keys: dict[tuple, tuple[SeriesKey, float, float]] = {}
         self.shared: dict[SeriesKey, SeriesKey] = {}
+        self.latest = latest_ms()
 
     def quick(self, rest: tuple, when: Any, value: Any, time_of: Callable[[Any], int]) -> Sample | None:
         """The sample, when the row is one of a series seen before and plainly good; else None."""
-        key = self.keys.get(rest)
-        if key is None or value.__class__ is bool:
+        known = self.keys.get(rest)
+        if known is None or value.__class__ is bool:
             return None
+        key, low, high = known
         try:
             number = float(value)
-            if math.isfinite(number):
-                return Sample(key, time_of(when), number)
+            if low <= number <= high:  # and so finite
+                at_ms = time_of(when)
+                if at_ms <= self.latest:
+                    return Sample(key, at_ms, number)
         except (TypeError, ValueError):  # BadRow is a ValueError
             pass
         return None
 
     def checked(self, rest: tuple, row: Mapping[str, Any]) -> Sample:
         sample = sample_from(row)  # raises BadRow for a bad row
-        key = self.keys[rest] = self.shared.setdefault(sample.series, sample.series)
+        key = self.shared.setdefault(sample.series, sample.series)
+        self.keys[rest] = (key, *value_range(key.unit))
         return sample if key is sample.series else Sample(key, sample.at_ms, sample.value)
 
 
@@ -202,6 +251,7 @@ def read_csv(lines: Iterable[str], report: ReadReport) -> Iterator[Sample]:
     rest_of = itemgetter(*others) if len(others) > 1 else lambda fields: (fields[others[0]],)
     rows = _Rows()
     known = rows.keys.get
+    latest = rows.latest
     for fields in reader:
         if not fields:  # a blank line, which csv.DictReader skipped too
             continue
@@ -212,8 +262,9 @@ def read_csv(lines: Iterable[str], report: ReadReport) -> Iterator[Sample]:
                 continue
             fields += [None] * (width - len(fields))
         rest = rest_of(fields)
-        key = known(rest)
-        if key is not None:  # a series seen before: the row's time and value, inline (a million rows)
+        entry = known(rest)
+        if entry is not None:  # a series seen before: the row's time and value, inline (a million rows)
+            key, low, high = entry
             when = fields[when_at]
             try:
                 number = float(fields[value_at])
@@ -225,7 +276,7 @@ def read_csv(lines: Iterable[str], report: ReadReport) -> Iterator[Sample]:
             except (TypeError, ValueError):  # BadRow is a ValueError
                 pass
             else:
-                if number - number == 0:  # finite: inf - inf and nan - nan are nan
+                if low <= number <= high and at_ms <= latest:  # in range, so finite, and not ahead
                     yield _new_tuple(Sample, (key, at_ms, number))
                     continue
         try:

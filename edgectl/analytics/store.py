@@ -92,8 +92,14 @@ class SeriesIndex:
         values = [key.metric, key.unit, key.node, key.provider, key.country, key.region, key.labels, key.kind]
         conn.execute("INSERT OR IGNORE INTO metric_series (metric, unit, node, provider, country, region, labels, kind)"
                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
-        row = conn.execute("SELECT id FROM metric_series WHERE metric = ? AND unit = ? AND node = ? AND provider = ?"
-                           " AND country = ? AND region = ? AND labels = ? AND kind = ?", values).fetchone()
+        row = conn.execute("SELECT id, unit FROM metric_series WHERE metric = ? AND node = ? AND provider = ?"
+                           " AND country = ? AND region = ? AND labels = ? AND kind = ?",
+                           [key.metric, *values[2:]]).fetchone()
+        if row[1] != key.unit:  # one series, one unit: a figure in another would be read in this one's
+            from edgectl.errors import UsageError
+
+            raise UsageError(f"{key.metric} is recorded in {row[1]} for this series, not {key.unit}",
+                             hint=f"convert the values to {row[1]}, or give the metric another name")
         self.ids[key] = row[0]
         return row[0]
 
