@@ -124,10 +124,17 @@ def route53_faults(_route53_faults):
 @pytest.fixture
 def site(tmp_path, monkeypatch) -> Path:
     """A folder on sys.path for this test, where tests.fakes.plugins.install puts distributions."""
+    import importlib
+    import sys
+
     path = tmp_path / "site"
     path.mkdir()
     monkeypatch.syspath_prepend(str(path))
-    return path
+    yield path
+    for name, module in list(sys.modules.items()):  # the next test's plugin of the same name is another module
+        if str(getattr(module, "__file__", None) or "").startswith(str(path)):
+            del sys.modules[name]
+    importlib.invalidate_caches()
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
-"""A third-party provider kind, installed as its own distribution, works like a built-in one."""
+"""Plugins: third-party kinds and command groups work like built-ins, and a broken plugin stops nothing but itself."""
 
 from __future__ import annotations
 
 import json
+
+import pytest
 
 from tests.fakes.plugins import install
 
@@ -11,6 +13,8 @@ PLUGIN = '''
 import json
 
 from edgectl.providers.base import Bucket, Limits, PurgeAccepted, PurgeProvider
+
+EDGECTL_PLUGIN_API = "1.0"
 
 
 class EchoProvider(PurgeProvider):
@@ -32,42 +36,200 @@ class EchoProvider(PurgeProvider):
         return "echo is always fine"
 '''
 
+COMMANDS = '''
+"""A command group from outside edgectl."""
+import pathlib
+import typer
+
+EDGECTL_PLUGIN_API = "1.0"
+pathlib.Path(__file__).with_name("hello-imported").write_text("yes")
+
+app = typer.Typer(help="Say hello.", no_args_is_help=True)
+
+
+@app.command("greet")
+def greet(name: str = "world") -> None:
+    """Greet someone."""
+    typer.echo(f"hello {name}")
+'''
+
+
+def _echo(site, name="edgectl-echo", version="0.3", api='"1.0"', kind="echo"):
+    module = PLUGIN.replace('EDGECTL_PLUGIN_API = "1.0"', f"EDGECTL_PLUGIN_API = {api}" if api else "")
+    install(site, name, version, f"[edgectl.providers]\n{kind} = {name.replace('-', '_')}:EchoProvider\n",
+            module.replace('kind = "echo"', f'kind = "{kind}"'), summary="Echo purges to a file.",
+            requires=("edgectl>=0.1,<0.2", "httpx>=0.27"), api=None)
+
+
+def _config(isolated, body: str):
+    path = isolated / "c.toml"
+    path.write_text(body)
+    return path
+
+
+def _warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("warning:")]
+
 
 def test_a_plugin_kind_is_listed_configured_and_purges(cli, isolated, site):
-    install(site, "edgectl-echo", "0.3", "[edgectl.providers]\necho = edgectl_echo:EchoProvider\n", PLUGIN)
+    _echo(site)
     log = isolated / "echo.log"
-    config = isolated / "c.toml"
-    config.write_text(f'[providers.e]\nkind = "echo"\nlog = "{log}"\nhosts = ["www.example.com"]\n')
+    config = _config(isolated, f'[providers.e]\nkind = "echo"\nlog = "{log}"\nhosts = ["www.example.com"]\n')
 
     listed = {row["name"]: row for row in cli("plugins", "list", "-o", "json").json()}
-    assert listed["echo"]["package"] == "edgectl-echo 0.3" and listed["echo"]["builtin"] is False
-    assert listed["echo"]["status"] == "ok" and listed["cloudflare"]["builtin"] is True
-    assert listed["echo"]["capabilities"] == ["purge"] and listed["echo"]["purge_kinds"] == ["url", "tag"]
+    assert listed["echo"] == {"name": "echo", "version": "0.3", "distribution": "edgectl-echo", "builtin": False,
+                              "api": "1.0", "kinds": ["echo"], "commands": [], "status": "loaded", "reason": None}
+    assert listed["edgectl"]["builtin"] is True and "cloudflare" in listed["edgectl"]["kinds"]
+    shown = cli("plugins", "show", "edgectl-echo", "-o", "json").json()
+    assert shown["requires"] == "edgectl<0.2,>=0.1" or shown["requires"].replace(" ", "") in ("edgectl>=0.1,<0.2",
+                                                                                             "edgectl<0.2,>=0.1")
+    assert shown["entries"][0]["capabilities"] == ["purge"] and shown["entries"][0]["purge_kinds"] == ["url", "tag"]
+    assert shown["summary"] == "Echo purges to a file." and shown["accepts"] == "1.0"
 
     assert cli("--config", config, "cdn", "providers", "test", "e").exit_code == 0
     run = cli("--config", config, "cdn", "purge", "--url", "https://www.example.com/a",
               "--url", "https://www.example.com/b", "--url", "https://www.example.com/c", "--tag", "t1")
     assert run.exit_code == 0, run.stderr
+    assert _warnings(run.stderr) == []
     sent = sorted((json.loads(line) for line in log.read_text().splitlines()), key=json.dumps)  # sent concurrently
     assert sent == sorted([{"kind": "url", "items": ["https://www.example.com/a", "https://www.example.com/b"]},
                            {"kind": "url", "items": ["https://www.example.com/c"]}, {"kind": "tag", "items": ["t1"]}],
                           key=json.dumps)
 
 
-def test_a_broken_plugin_is_shown_and_refused_clearly(cli, isolated, site):
-    install(site, "edgectl-broken", "1.0", "[edgectl.providers]\nbroken = edgectl_missing_module:Nope\n")
+@pytest.mark.parametrize("api, why", [('"2.0"', "needs plugin API 2.0; this edgectl accepts 1.0"),
+                                      ('"1.9"', "needs plugin API 1.9; this edgectl accepts 1.0"),
+                                      (None, "declares no plugin API"),
+                                      ('"one"', "is not MAJOR.MINOR")])
+def test_a_plugin_for_another_plugin_api_is_refused_with_one_warning(cli, isolated, site, api, why):
+    _echo(site, api=api)
+    config = _config(isolated, '[providers.e]\nkind = "echo"\n\n[providers.cf]\nkind = "cloudflare"\n'
+                               'zone = "example.com"\napi_token = "env:T"\n')
     listed = {row["name"]: row for row in cli("plugins", "list", "-o", "json").json()}
-    assert listed["broken"]["status"] == "error" and "edgectl_missing_module" in listed["broken"]["error"]
-    config = isolated / "c.toml"
-    config.write_text('[providers.b]\nkind = "broken"\n')
+    assert listed["echo"]["status"] == "refused" and why in listed["echo"]["reason"]
+
+    run = cli("--config", config, "cdn", "providers", "list", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    rows = {row["name"]: row for row in run.json()}
+    assert rows["cf"]["kind"] == "cloudflare" and not rows["cf"].get("problem")
+    assert why in rows["e"]["problem"]
+    warnings = [json.loads(line)["warning"] for line in run.stderr.splitlines() if line.startswith("{")]
+    assert len(warnings) == 1 and "edgectl-echo 0.3" in warnings[0] and why in warnings[0]
+
+
+def test_a_plugin_that_fails_to_import_or_raises_leaves_everything_else_working(cli, isolated, site):
+    install(site, "edgectl-missing", "1.0", "[edgectl.providers]\nmissing = edgectl_missing_module:Nope\n")
+    install(site, "edgectl-raises", "2.1", "[edgectl.providers]\nraises = edgectl_raises:Nope\n",
+            'EDGECTL_PLUGIN_API = "1.0"\nraise RuntimeError("no licence file found")\n')
+    install(site, "edgectl-exits", "0.1", "[edgectl.providers]\nexits = edgectl_exits:Nope\n",
+            'import sys\nsys.exit(3)\n')
+    _echo(site)
+    log = isolated / "echo.log"
+    config = _config(isolated, '[providers.m]\nkind = "missing"\n\n[providers.r]\nkind = "raises"\n\n'
+                               f'[providers.x]\nkind = "exits"\n\n[providers.e]\nkind = "echo"\nlog = "{log}"\n'
+                               'hosts = ["www.example.com"]\n')
+    listed = {row["name"]: row for row in cli("plugins", "list", "-o", "json").json()}
+    assert listed["missing"]["status"] == "error" and "edgectl_missing_module" in listed["missing"]["reason"]
+    assert listed["raises"]["status"] == "error" and "RuntimeError: no licence file found" in listed["raises"]["reason"]
+    assert listed["exits"]["status"] == "error" and "SystemExit: 3" in listed["exits"]["reason"]
+    assert listed["echo"]["status"] == "loaded"
+
     run = cli("--config", config, "cdn", "providers", "list")
-    assert run.exit_code == 0 and "cannot be loaded" in run.stdout
+    assert run.exit_code == 0 and "cannot be used" in run.stdout
+    warnings = _warnings(run.stderr)
+    assert len(warnings) == 3, run.stderr
+    assert any("edgectl-raises 2.1" in w and "no licence file found" in w for w in warnings)
+
+    run = cli("--config", config, "cdn", "purge", "--url", "https://www.example.com/a")
+    assert run.exit_code == 0, run.stderr
+    assert json.loads(log.read_text())["items"] == ["https://www.example.com/a"]
+    assert "warning" not in cli("--config", config, "nodes", "list").stderr  # a command that uses no provider hears nothing
 
 
-def test_a_kind_registered_twice_is_refused_naming_both_packages(cli, isolated, site):
-    install(site, "edgectl-shadow", "2.0", "[edgectl.providers]\ncloudflare = edgectl_shadow:Shadow\n")
-    config = isolated / "c.toml"
-    config.write_text('[providers.cf]\nkind = "cloudflare"\nzone = "example.com"\napi_token = "env:T"\n')
-    run = cli("--config", config, "cdn", "purge", "--url", "https://www.example.com/a", "-p", "cf")
+def test_strict_mode_makes_a_plugin_problem_exit_2_and_spares_commands_that_use_none(cli, isolated, site, monkeypatch):
+    install(site, "edgectl-raises", "2.1", "[edgectl.providers]\nraises = edgectl_raises:Nope\n",
+            'EDGECTL_PLUGIN_API = "1.0"\nraise RuntimeError("no licence file found")\n')
+    config = _config(isolated, '[providers.r]\nkind = "raises"\n')
+    monkeypatch.setenv("EDGECTL_PLUGINS_STRICT", "1")
+    run = cli("--config", config, "cdn", "providers", "list", "-o", "json")
     assert run.exit_code == 2
-    assert "registered by more than one package" in run.stderr and "edgectl-shadow 2.0" in run.stderr
+    assert run.error["kind"] == "plugin" and "edgectl-raises 2.1" in run.error["message"]
+    assert "EDGECTL_PLUGINS_STRICT" in run.error["hint"]
+    assert cli("--config", config, "nodes", "list").exit_code == 0
+
+
+def test_a_kind_registered_twice_keeps_the_builtin_and_refuses_an_ambiguous_one(cli, isolated, site):
+    install(site, "edgectl-shadow", "2.0", "[edgectl.providers]\ncloudflare = edgectl_shadow:Shadow\n")
+    _echo(site, "edgectl-echo", "0.3")
+    _echo(site, "edgectl-echo-two", "1.1")
+    config = _config(isolated, '[providers.cf]\nkind = "cloudflare"\nzone = "example.com"\napi_token = "env:T"\n\n'
+                               '[providers.e]\nkind = "echo"\n')
+    run = cli("--config", config, "cdn", "providers", "list", "-o", "json")
+    assert run.exit_code == 0
+    rows = {row["name"]: row for row in run.json()}
+    assert not rows["cf"].get("problem")  # the built-in: never replaced by a plugin
+    assert "registered by more than one package" in rows["e"]["problem"]
+    warnings = [json.loads(line)["warning"] for line in run.stderr.splitlines() if line.startswith("{")]
+    assert any("edgectl-echo 0.3" in w and "edgectl-echo-two 1.1" in w for w in warnings)
+    listed = {row["name"]: row for row in cli("plugins", "list", "-o", "json").json()}
+    assert listed["shadow"]["status"] == "error" and "'cloudflare' is edgectl's own" in listed["shadow"]["reason"]
+
+
+def test_edgectl_plugins_chooses_which_plugins_load(cli, isolated, site, monkeypatch):
+    _echo(site, "edgectl-echo", "0.3", kind="echo")
+    _echo(site, "edgectl-other", "0.1", kind="other")
+    config = _config(isolated, '[providers.e]\nkind = "echo"\n\n[providers.o]\nkind = "other"\n')
+
+    def usable():
+        run = cli("--config", config, "cdn", "providers", "list", "-o", "json")
+        return run, {row["name"]: row.get("problem") for row in run.json()}
+
+    run, problems = usable()
+    assert problems == {"e": None, "o": None}
+    monkeypatch.setenv("EDGECTL_PLUGINS", "echo")
+    run, problems = usable()
+    assert problems["e"] is None and "EDGECTL_PLUGINS leaves out" in problems["o"]
+    monkeypatch.setenv("EDGECTL_PLUGINS", "edgectl-other, echo")
+    assert usable()[1] == {"e": None, "o": None}
+    monkeypatch.setenv("EDGECTL_PLUGINS", "")
+    run, problems = usable()
+    assert all("EDGECTL_PLUGINS leaves out" in p for p in problems.values())
+    listed = {row["name"]: row["status"] for row in cli("plugins", "list", "-o", "json").json()}
+    assert listed == {"edgectl": "loaded", "echo": "disabled", "other": "disabled"}
+    monkeypatch.setenv("EDGECTL_PLUGINS", "echo,fastlyy")
+    run, _ = usable()
+    warnings = [json.loads(line)["warning"] for line in run.stderr.splitlines() if line.startswith("{")]
+    assert warnings == ["EDGECTL_PLUGINS names 'fastlyy', which is not an installed plugin (installed: echo, other)"]
+
+
+def test_a_plugin_command_group_is_listed_under_its_own_heading_and_imported_only_when_run(cli, isolated, site):
+    install(site, "edgectl-hello", "0.2", "[edgectl.commands]\nhello = edgectl_hello:app\n", COMMANDS,
+            summary="Greetings from a plugin.")
+    marker = site / "hello-imported"
+    run = cli("--help")
+    assert run.exit_code == 0
+    assert "Plugin commands" in run.stdout and "Greetings from a plugin." in run.stdout
+    assert run.stdout.index("Plugin commands") > run.stdout.index("nodes")
+    assert not marker.exists()  # listed from its distribution's metadata, not imported
+    assert cli("nodes", "list").exit_code == 0 and not marker.exists()
+
+    run = cli("hello", "greet", "--name", "ops")
+    assert run.exit_code == 0 and run.stdout == "hello ops\n" and marker.exists()
+    listed = {row["name"]: row for row in cli("plugins", "list", "-o", "json").json()}
+    assert listed["hello"]["commands"] == ["hello"] and listed["hello"]["status"] == "loaded"
+
+
+def test_a_broken_plugin_command_group_is_one_line_and_never_takes_a_builtin_name(cli, isolated, site, monkeypatch):
+    install(site, "edgectl-bad", "0.1", "[edgectl.commands]\nbad = edgectl_bad:app\nnodes = edgectl_bad:app\n",
+            'EDGECTL_PLUGIN_API = "1.0"\napp = 42\n')
+    run = cli("bad")
+    assert run.exit_code == 2
+    assert run.stderr.startswith("error: command 'bad' cannot be used: plugin edgectl-bad 0.1: ")
+    assert "is not a typer.Typer" in run.stderr and "Traceback" not in run.stderr
+    run = cli("--help")
+    assert run.exit_code == 0 and "From edgectl-bad 0.1." in run.stdout.split("Plugin commands")[1]
+    assert any("'nodes' has the name of one of edgectl's own" in w for w in _warnings(run.stderr))
+    assert cli("nodes", "list").exit_code == 0
+    monkeypatch.setenv("EDGECTL_PLUGINS", "")
+    run = cli("bad")
+    assert run.exit_code == 2 and "EDGECTL_PLUGINS leaves out" in run.stderr

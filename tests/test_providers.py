@@ -103,12 +103,15 @@ def test_purges_go_only_to_providers_that_purge(cli, config, cf):
     assert [p["items"] for p in cf.purged] == [[f"{WWW}/a"], [f"{WWW}/b"], ["www.example.com/docs/"]]
 
 
-def test_plugins_list_shows_declared_capabilities(cli, config):
+def test_plugins_show_says_what_each_kind_declares(cli, config):
     listed = {row["name"]: row for row in cli("plugins", "list", "-o", "json").json()}
-    assert listed["steer"]["capabilities"] == ["routing", "analytics"] and listed["steer"]["purge_kinds"] == []
-    assert listed["steer"]["status"] == "ok" and listed["steer"]["package"] == "edgectl-steer 1.2"
-    assert listed["cloudfront"]["capabilities"] == ["purge", "analytics"]
-    assert listed["cloudfront"]["purge_kinds"] == ["url", "prefix", "everything"]
+    assert listed["steer"]["status"] == "loaded" and listed["steer"]["distribution"] == "edgectl-steer"
+    assert listed["steer"]["version"] == "1.2" and listed["steer"]["kinds"] == ["steer"]
+    steer = cli("plugins", "show", "steer", "-o", "json").json()["entries"]
+    assert steer[0]["capabilities"] == ["routing", "analytics"] and steer[0]["purge_kinds"] == []
+    builtin = {e["name"]: e for e in cli("plugins", "show", "edgectl", "-o", "json").json()["entries"]}
+    assert builtin["cloudfront"]["capabilities"] == ["purge", "analytics"]
+    assert builtin["cloudfront"]["purge_kinds"] == ["url", "prefix", "everything"]
 
 
 MISMATCHED = {
@@ -124,7 +127,8 @@ def test_a_kind_whose_purge_declaration_and_contract_disagree_is_refused(cli, is
     # a module name of its own each time: the first import of a name stays in sys.modules
     install(site, f"edgectl-odd{number}", "0.1", f"[edgectl.providers]\nodd = edgectl_odd{number}:Kind\n", module)
     listed = {row["name"]: row for row in cli("plugins", "list", "-o", "json").json()}
-    assert listed["odd"]["status"] == "error" and "declares capabilities = frozenset" in listed["odd"]["error"]
+    assert listed[f"odd{number}"]["status"] == "error"
+    assert "declares capabilities = frozenset" in listed[f"odd{number}"]["reason"]
     config = isolated / "c.toml"
     config.write_text('[providers.o]\nkind = "odd"\n')
     run = cli("--config", config, "providers", "show", "o")

@@ -133,28 +133,65 @@ class LazyGroup(_Suggesting):
         return self.commands.get(name)
 
 
+PLUGIN_PANEL = "Plugin commands"
+
+
 class RootGroup(_Suggesting):
-    """The root: hoists global options, loads command groups when used, and handles every error."""
+    """The root: hoists global options, loads command groups when used, and handles every error.
+
+    edgectl's own groups are found in GROUPS without reading any entry point; a name that is not
+    one of them is looked up among the plugins' `edgectl.commands`, whose code is imported only
+    when that group is run.
+    """
 
     _listing = False  # while rendering `edgectl --help`: groups are described, not imported
 
+    def _own(self) -> set[str]:
+        return set(GROUPS) | set(self.commands)
+
+    def _plugin_help(self) -> dict[str, str]:
+        from edgectl.plugins import registry
+
+        return registry().command_help(self._own())
+
     def list_commands(self, ctx) -> list[str]:
         loaded = super().list_commands(ctx)
-        return [name for name in GROUPS if name not in loaded] + loaded
+        own = [name for name in GROUPS if name not in loaded] + loaded
+        return own + [name for name in self._plugin_help() if name not in own]
 
     def get_command(self, ctx, name: str):
         command = super().get_command(ctx, name)
-        if command is not None or name not in GROUPS:
+        if command is not None:
             return command
-        module_name, help_text = GROUPS[name]
-        if self._listing:
-            return TyperGroup(name=name, help=help_text)
-        import importlib
+        if name in GROUPS:
+            module_name, help_text = GROUPS[name]
+            if self._listing:
+                return TyperGroup(name=name, help=help_text)
+            import importlib
 
-        command = LazyGroup.of(importlib.import_module(module_name).app)
+            app = importlib.import_module(module_name).app
+        else:
+            if self._listing:
+                help_text = self._plugin_help().get(name)
+                return TyperGroup(name=name, help=help_text, rich_help_panel=PLUGIN_PANEL) if help_text else None
+            from edgectl.plugins import registry
+
+            app = registry().command(name)
+            if app is None:
+                return None
+        command = LazyGroup.of(app) if isinstance(app, typer.Typer) else app
         command.name = name
         self.add_command(command, name)
         return command
+
+    def main(self, *args, **kwargs):
+        from edgectl import plugins
+
+        plugins.reset()  # each run reads the entry points afresh, and warns afresh
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            plugins.flush(lambda message: sys.stderr.write(f"warning: {message}\n"))
 
     def format_help(self, ctx, formatter) -> None:
         self._listing = True
@@ -173,7 +210,10 @@ class RootGroup(_Suggesting):
         for token in args:
             if token.startswith("-"):
                 continue
-            sub = command.get_command(ctx, token) if hasattr(command, "get_command") else None
+            try:
+                sub = command.get_command(ctx, token) if hasattr(command, "get_command") else None
+            except Exception:  # noqa: BLE001 - a plugin group that cannot load is reported when it is run
+                sub = None
             if sub is None:
                 continue
             command = sub
@@ -233,6 +273,8 @@ class RootGroup(_Suggesting):
             import traceback
 
             traceback.print_exc()
+        if "edgectl.plugins" in sys.modules:
+            sys.modules["edgectl.plugins"].drop_covered(error.message)
         _report(error, app_ctx)
         raise _click.Exit(error.exit_code) from None
 
@@ -280,6 +322,9 @@ def root(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     ctx.obj = AppContext(config, state, profile, output, quiet, verbose, debug, no_color)
+    from edgectl import plugins
+
+    plugins.set_sink(lambda message: ctx.obj.out.warn(message))
     if debug:
         import logging
 

@@ -1,0 +1,477 @@
+"""Plugins: distributions that add provider kinds and command groups through entry points, each behind its own guard.
+
+A plugin is an installed distribution with entry points in `edgectl.providers` (kind name ->
+`module:Class`) or `edgectl.commands` (group name -> `module:typer_app`). edgectl's own provider
+kinds are registered in the same group by the `edgectl` distribution. Entry points are read once
+per command, and only by commands that use providers or a plugin's command group; a plugin's code
+is imported only when one of its kinds or groups is used (or `plugins list` asks).
+
+Each plugin declares the plugin API it was written against, `EDGECTL_PLUGIN_API = "1.0"` in its
+top-level package. It is accepted when its major version is edgectl's and its minor version is no
+newer. A plugin that is refused, fails to import, raises while loading, is not what its entry
+point says, or registers a kind or group another distribution also registers never stops anything
+but itself: the commands that would have used it get one warning naming it and why, and everything
+else works. `EDGECTL_PLUGINS_STRICT=1` turns those warnings into errors (exit 2), for CI.
+`EDGECTL_PLUGINS` chooses which plugins load: unset, all of them; a comma-separated list, only
+those (by name, `fastly`, or distribution, `edgectl-fastly`); empty, none but the built-ins.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from edgectl.errors import ConfigError, EdgectlError, UsageError
+
+PLUGIN_API = "1.0"
+PROVIDERS = "edgectl.providers"
+COMMANDS = "edgectl.commands"
+GROUPS = (PROVIDERS, COMMANDS)
+BUILTIN = "edgectl"  # the distribution whose entry points are the built-ins
+ALLOW_ENV = "EDGECTL_PLUGINS"
+STRICT_ENV = "EDGECTL_PLUGINS_STRICT"
+API_ATTRIBUTE = "EDGECTL_PLUGIN_API"
+
+
+def accepted_range() -> str:
+    """The plugin API versions this edgectl loads, for people: '1.0', or '1.0 to 1.3'."""
+    major = PLUGIN_API.split(".")[0]
+    oldest = f"{major}.0"
+    return PLUGIN_API if oldest == PLUGIN_API else f"{oldest} to {PLUGIN_API}"
+
+
+def api_problem(declared: Any) -> str | None:
+    """Why a plugin declaring API `declared` cannot be loaded by this edgectl, or None."""
+    if declared is None:
+        return f"declares no plugin API ({API_ATTRIBUTE} in its package); this edgectl accepts {accepted_range()}"
+    try:
+        major, minor = (int(part) for part in str(declared).split("."))
+        ours_major, ours_minor = (int(part) for part in PLUGIN_API.split("."))
+    except ValueError:
+        return f"declares plugin API {declared!r}, which is not MAJOR.MINOR; this edgectl accepts {accepted_range()}"
+    if major != ours_major or minor > ours_minor:
+        return f"needs plugin API {declared}; this edgectl accepts {accepted_range()}"
+    return None
+
+
+class PluginError(EdgectlError):
+    """A plugin problem under EDGECTL_PLUGINS_STRICT=1, or a plugin command that cannot run."""
+
+    exit_code = 2
+    kind = "plugin"
+
+
+@dataclass
+class Entry:
+    """One entry point: a provider kind or a command group, and whether it loaded."""
+
+    group: str
+    name: str
+    target: str  # module:attribute
+    plugin: "Plugin"
+    status: str = "pending"  # pending | loaded | error | conflict | disabled
+    problem: str | None = None
+    obj: Any = field(default=None, repr=False)
+
+    @property
+    def module(self) -> str:
+        return self.target.partition(":")[0].strip()
+
+    def to_record(self) -> dict[str, Any]:
+        record = {"group": self.group, "name": self.name, "target": self.target, "status": self.status,
+                  "problem": self.problem}
+        if self.group == PROVIDERS and self.status == "loaded":
+            from edgectl.providers.base import CAPABILITIES, PURGE_KINDS, in_order
+
+            record["capabilities"] = in_order(getattr(self.obj, "capabilities", ()), CAPABILITIES)
+            record["purge_kinds"] = in_order(getattr(self.obj, "purge_kinds", ()), PURGE_KINDS)
+        return record
+
+
+@dataclass
+class Plugin:
+    """One distribution with edgectl entry points."""
+
+    name: str  # `fastly` for edgectl-fastly; `edgectl` for the built-ins
+    distribution: str
+    version: str
+    summary: str = ""
+    location: str = ""
+    requires: str = ""  # its requirement on edgectl, as it declares it
+    entries: list[Entry] = field(default_factory=list)
+    enabled: bool = True
+    problem: str | None = None  # why none of its entries can be used: refused API, package import failed
+    api: str | None = None
+    api_refused: bool = False
+    checked: bool = False
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == BUILTIN
+
+    @property
+    def label(self) -> str:
+        return f"{self.distribution} {self.version}"
+
+    def kinds(self) -> list[str]:
+        return [e.name for e in self.entries if e.group == PROVIDERS]
+
+    def commands(self) -> list[str]:
+        return [e.name for e in self.entries if e.group == COMMANDS]
+
+    @property
+    def status(self) -> str:
+        if not self.enabled:
+            return "disabled"
+        if self.problem:
+            return "refused" if self.api_refused else "error"
+        states = {e.status for e in self.entries}
+        if states <= {"loaded"}:
+            return "loaded"
+        if "error" in states or "conflict" in states:
+            return "error" if "loaded" not in states else "partial"
+        return "installed"  # not imported by this command
+
+    def why(self) -> str | None:
+        if not self.enabled:
+            return f"not in {ALLOW_ENV}"
+        if self.problem:
+            return self.problem
+        problems = [f"{e.name}: {e.problem}" for e in self.entries if e.problem]
+        return "; ".join(problems) or None
+
+    def to_record(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "distribution": self.distribution,
+                "builtin": self.builtin, "api": PLUGIN_API if self.builtin else self.api,
+                "kinds": self.kinds(), "commands": self.commands(), "status": self.status, "reason": self.why()}
+
+    def to_detail(self) -> dict[str, Any]:
+        return {**self.to_record(), "summary": self.summary, "location": self.location,
+                "requires": self.requires, "entries": [e.to_record() for e in self.entries]}
+
+
+def _names_edgectl(requirement: str) -> bool:
+    """True for a requirement on edgectl itself (`edgectl>=0.1,<0.2`), not on another plugin."""
+    import re
+
+    match = re.match(r"\s*([A-Za-z0-9._-]+)", requirement)
+    return bool(match) and match.group(1).lower().replace("_", "-") == BUILTIN
+
+
+def plugin_name(distribution: str) -> str:
+    name = distribution.lower().replace("_", "-")
+    return name[len("edgectl-"):] if name.startswith("edgectl-") and name != "edgectl-" else name
+
+
+def _allowed() -> set[str] | None:
+    """The plugin names EDGECTL_PLUGINS allows, or None for all."""
+    value = os.environ.get(ALLOW_ENV)
+    if value is None:
+        return None
+    return {plugin_name(part.strip()) for part in value.split(",") if part.strip()}
+
+
+class Registry:
+    """What the installed distributions register, read once; their code imported only when used."""
+
+    def __init__(self):
+        self.plugins: dict[str, Plugin] = {}
+        self.providers: dict[str, Entry] = {}
+        self.commands: dict[str, Entry] = {}
+        self._reported: set[str] = set()
+        self._scan()
+
+    # -- reading entry points ----------------------------------------------------
+    def _scan(self) -> None:
+        from importlib.metadata import entry_points
+
+        allowed = _allowed()
+        claims: dict[tuple[str, str], list[Entry]] = {}
+        for group in GROUPS:
+            for ep in sorted(entry_points(group=group), key=lambda e: (e.name, e.value)):
+                plugin = self._plugin_of(ep)
+                if not plugin.builtin and allowed is not None and plugin.name not in allowed:
+                    plugin.enabled = False
+                entry = Entry(group, ep.name, ep.value, plugin)
+                if not plugin.enabled:
+                    entry.status = "disabled"
+                if any(e.group == group and e.name == ep.name for e in plugin.entries):
+                    continue  # the same distribution found twice on sys.path
+                plugin.entries.append(entry)
+                if plugin.enabled:
+                    claims.setdefault((group, ep.name), []).append(entry)
+        for (group, name), entries in claims.items():
+            table = self.providers if group == PROVIDERS else self.commands
+            builtins = [e for e in entries if e.plugin.builtin]
+            if len(entries) == 1:
+                table[name] = entries[0]
+            elif builtins:  # a plugin never replaces a built-in
+                table[name] = builtins[0]
+                for entry in entries:
+                    if not entry.plugin.builtin:
+                        self._conflict(entry, f"{_what(group)} {name!r} is edgectl's own")
+            else:
+                labels = ", ".join(e.plugin.label for e in entries)
+                for entry in entries:
+                    self._conflict(entry, f"{_what(group)} {name!r} is registered by more than one package ({labels}); "
+                                          f"{ALLOW_ENV} can choose one")
+                table[name] = entries[0]  # kept so that using it reports the conflict
+        if allowed:
+            known = {p.name for p in self.plugins.values()}
+            for name in sorted(allowed - known):
+                self.report(f"{ALLOW_ENV} names {name!r}, which is not an installed plugin"
+                            + (f" (installed: {', '.join(sorted(k for k in known if k != 'edgectl'))})"
+                               if len(known) > 1 else ""), key=f"allow:{name}")
+
+    def _plugin_of(self, ep) -> Plugin:
+        dist = getattr(ep, "dist", None)
+        distribution = dist.metadata["Name"] if dist is not None else "?"
+        key = (distribution or "?").lower().replace("_", "-")
+        if key not in self.plugins:
+            version = dist.version if dist is not None else "?"
+            summary, requires, location = "", "", ""
+            if dist is not None:
+                summary = dist.metadata.get("Summary") or ""
+                if key != BUILTIN:
+                    requires = ", ".join(r for r in (dist.requires or []) if _names_edgectl(r))
+                location = str(getattr(dist, "_path", "") or "")
+            self.plugins[key] = Plugin(plugin_name(key) if key != BUILTIN else BUILTIN, key if key != "?" else "?",
+                                       version, summary, location, requires)
+        return self.plugins[key]
+
+    @staticmethod
+    def _conflict(entry: Entry, why: str) -> None:
+        entry.status, entry.problem = "conflict", why
+
+    # -- problems ------------------------------------------------------------------
+    def report(self, message: str, key: str | None = None, why: str | None = None) -> None:
+        """One warning per problem per command; an error instead under EDGECTL_PLUGINS_STRICT=1."""
+        key = key or message
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        if strict():
+            raise PluginError(message, hint=f"fix or uninstall the plugin; {STRICT_ENV}=1 makes plugin problems errors")
+        _emit(message, why or message)
+
+    def _report_entry(self, entry: Entry) -> None:
+        plugin = entry.plugin
+        key = f"entry:{entry.group}:{entry.name}:{plugin.distribution}"
+        if plugin.problem:
+            self.report(f"plugin {plugin.label} is not loaded: {plugin.problem}", key=f"plugin:{plugin.distribution}",
+                        why=plugin.problem)
+        elif entry.status == "conflict":
+            self.report(f"plugin {plugin.label}: {entry.problem}", key=key, why=entry.problem)
+        elif entry.problem:
+            self.report(f"plugin {plugin.label}: {_what(entry.group)} {entry.name!r} is not loaded: {entry.problem}",
+                        key=key, why=entry.problem)
+
+    # -- loading -------------------------------------------------------------------
+    def _check_plugin(self, plugin: Plugin, module: str) -> None:
+        """The plugin's API version, read from its top-level package, once."""
+        if plugin.checked or plugin.builtin:
+            plugin.checked = True
+            return
+        plugin.checked = True
+        package = module.split(".")[0]
+        try:
+            top = _guarded_import(package)
+        except _Failed as failed:
+            plugin.problem = f"importing {package} failed: {failed}"
+            return
+        plugin.api = getattr(top, API_ATTRIBUTE, None)
+        if plugin.api is not None:
+            plugin.api = str(plugin.api)
+        problem = api_problem(plugin.api)
+        if problem:
+            plugin.problem, plugin.api_refused = problem, True
+
+    def load(self, entry: Entry) -> Any | None:
+        """The entry's object, loaded inside its guard; None (and one warning) when it cannot be used."""
+        if entry.status == "pending":
+            self._check_plugin(entry.plugin, entry.module)
+            if entry.plugin.problem:
+                entry.status = "error"
+            else:
+                try:
+                    obj = _guarded_load(entry.target)
+                except _Failed as failed:
+                    entry.status, entry.problem = "error", str(failed)
+                else:
+                    entry.problem = (_provider_problem(entry.name, obj) if entry.group == PROVIDERS
+                                     else _command_problem(obj))
+                    entry.status = "error" if entry.problem else "loaded"
+                    entry.obj = None if entry.problem else obj
+        if entry.status != "loaded":
+            self._report_entry(entry)
+            return None
+        return entry.obj
+
+    def load_all(self) -> None:
+        for plugin in self.plugins.values():
+            for entry in plugin.entries:
+                if entry.status != "disabled":
+                    self.load(entry)
+
+    # -- what commands ask ---------------------------------------------------------
+    def kinds(self) -> dict[str, Entry]:
+        return dict(self.providers)
+
+    def provider_class(self, kind: str):
+        entry = self.providers.get(kind)
+        if entry is None:
+            disabled = [p for p in self.plugins.values() if not p.enabled and kind in p.kinds()]
+            if disabled:
+                raise ConfigError(f"provider kind {kind!r} comes from plugin {disabled[0].label}, which {ALLOW_ENV} "
+                                  f"leaves out", hint=f"add {disabled[0].name} to {ALLOW_ENV}, or unset it")
+            kinds = ", ".join(sorted(self.providers)) or "none installed"
+            raise ConfigError(f"unknown provider kind {kind!r}", hint=f"installed kinds: {kinds}")
+        cls = self.load(entry)
+        if cls is None:
+            why = entry.plugin.problem or entry.problem
+            raise ConfigError(f"provider kind {kind!r} cannot be used: {why}",
+                              hint=f"upgrade, fix or uninstall {entry.plugin.label}; "
+                                   "edgectl plugins list shows every plugin")
+        return cls
+
+    def command(self, name: str):
+        """A plugin's command group by name: None when no plugin has it; PluginError when it cannot be loaded."""
+        entry = self.commands.get(name)
+        if entry is None:
+            disabled = [p for p in self.plugins.values() if not p.enabled and name in p.commands()]
+            if disabled:
+                raise UsageError(f"command {name!r} comes from plugin {disabled[0].label}, which {ALLOW_ENV} leaves out",
+                                 hint=f"add {disabled[0].name} to {ALLOW_ENV}, or unset it")
+            return None
+        app = self.load(entry)
+        if app is None:
+            why = entry.plugin.problem or entry.problem
+            raise PluginError(f"command {name!r} cannot be used: plugin {entry.plugin.label}: {why}",
+                              hint="upgrade, fix or uninstall it; edgectl plugins list shows every plugin")
+        return app
+
+    def command_help(self, reserved: set[str]) -> dict[str, str]:
+        """Plugin command groups and their help lines, read from the distributions without importing them.
+
+        A group named like one of edgectl's own commands (`reserved`) is refused, with one warning.
+        """
+        found = {}
+        for name, entry in sorted(self.commands.items()):
+            if name in reserved and entry.status != "conflict":
+                self._conflict(entry, f"its command group {name!r} has the name of one of edgectl's own")
+            if entry.status == "conflict":
+                self._report_entry(entry)
+                continue
+            found[name] = entry.plugin.summary or f"From {entry.plugin.label}."
+        return found
+
+    def find(self, name: str) -> Plugin | None:
+        key = name.lower().replace("_", "-")
+        return self.plugins.get(key) or self.plugins.get(f"edgectl-{key}")
+
+
+class _Failed(Exception):
+    pass
+
+
+def _guarded_import(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit from a plugin's import is its failure, not edgectl's exit
+        raise _Failed(f"{exc.__class__.__name__}: {exc}") from None
+
+
+def _guarded_load(target: str):
+    module, _, attribute = target.partition(":")
+    obj = _guarded_import(module.strip())
+    try:
+        for part in attribute.strip().split(".") if attribute.strip() else []:
+            obj = getattr(obj, part)
+    except AttributeError as exc:
+        raise _Failed(f"AttributeError: {exc}") from None
+    return obj
+
+
+def _provider_problem(kind: str, cls) -> str | None:
+    from edgectl.providers.base import Provider
+
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        return f"{cls!r} is not a subclass of edgectl.providers.base.Provider"
+    declared = getattr(cls, "kind", None)
+    if declared != kind:
+        return f"its class says kind {declared!r}, and its entry point {kind!r}"
+    try:
+        return cls.contract_problem()
+    except Exception as exc:  # noqa: BLE001 - a plugin's own classmethod may be broken too
+        return f"{exc.__class__.__name__} while checking its contract: {exc}"
+
+
+def _command_problem(app) -> str | None:
+    import typer
+
+    from edgectl.cli import _click
+
+    if isinstance(app, (typer.Typer, _click.Command)):
+        return None
+    return f"{app!r} is not a typer.Typer or click command"
+
+
+def _what(group: str) -> str:
+    return "provider kind" if group == PROVIDERS else "command group"
+
+
+def strict() -> bool:
+    return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+# -- one registry per command ------------------------------------------------------
+_registry: Registry | None = None
+_registry_key: tuple | None = None
+_sink: Callable[[str], None] | None = None
+_pending: list[tuple[str, str]] = []  # (warning, the problem it names)
+
+
+def registry() -> Registry:
+    """The registry for this command, read on first use; read again when sys.path or EDGECTL_PLUGINS changed."""
+    global _registry, _registry_key
+    key = (tuple(sys.path), os.environ.get(ALLOW_ENV), os.environ.get(STRICT_ENV))
+    if _registry is None or key != _registry_key:
+        _registry, _registry_key = None, key
+        _registry = Registry()
+    return _registry
+
+
+def reset() -> None:
+    """Start a command: entry points are read again when next needed, and warnings wait for their sink."""
+    global _registry, _sink
+    _registry = None
+    _sink = None
+    _pending.clear()
+
+
+def set_sink(sink: Callable[[str], None]) -> None:
+    """Where this command's warnings go when it ends (the renderer, so that -o json gets JSON)."""
+    global _sink
+    _sink = sink
+
+
+def drop_covered(error_message: str) -> None:
+    """Forget the warnings whose problem the command's error already states."""
+    _pending[:] = [(message, why) for message, why in _pending if why not in error_message]
+
+
+def flush(fallback: Callable[[str], None]) -> None:
+    """Deliver this command's warnings, each once, after what it printed."""
+    sink = _sink or fallback
+    while _pending:
+        sink(_pending.pop(0)[0])
+
+
+def _emit(message: str, why: str) -> None:
+    _pending.append((message, why))
