@@ -136,11 +136,13 @@ class Plugin:
 
     def why(self) -> str | None:
         if not self.enabled:
-            return f"not in {ALLOW_ENV}"
+            return f"{ALLOW_ENV} leaves it out"
         if self.problem:
             return self.problem
-        problems = [f"{e.name}: {e.problem}" for e in self.entries if e.problem]
-        return "; ".join(problems) or None
+        problems = [e.problem for e in self.entries if e.problem]
+        if len(set(problems)) == 1:
+            return problems[0]
+        return "; ".join(f"{_what(e.group)} {e.name}: {e.problem}" for e in self.entries if e.problem) or None
 
     def to_record(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "distribution": self.distribution,
@@ -288,7 +290,7 @@ class Registry:
         if problem:
             plugin.problem, plugin.api_refused = problem, True
 
-    def load(self, entry: Entry) -> Any | None:
+    def load(self, entry: Entry, report: bool = True) -> Any | None:
         """The entry's object, loaded inside its guard; None (and one warning) when it cannot be used."""
         if entry.status == "pending":
             self._check_plugin(entry.plugin, entry.module)
@@ -305,15 +307,17 @@ class Registry:
                     entry.status = "error" if entry.problem else "loaded"
                     entry.obj = None if entry.problem else obj
         if entry.status != "loaded":
-            self._report_entry(entry)
+            if report:
+                self._report_entry(entry)
             return None
         return entry.obj
 
-    def load_all(self) -> None:
-        for plugin in self.plugins.values():
+    def load_all(self, plugins: list[Plugin] | None = None) -> None:
+        """Load every entry (of `plugins`) to say whether it loads; what does not is shown, not warned about."""
+        for plugin in self.plugins.values() if plugins is None else plugins:
             for entry in plugin.entries:
                 if entry.status != "disabled":
-                    self.load(entry)
+                    self.load(entry, report=False)
 
     # -- what commands ask ---------------------------------------------------------
     def kinds(self) -> dict[str, Entry]:

@@ -13,7 +13,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "analytics": ("edgectl.cli.analytics", "The metrics history: ingest and pull; latency, hit ratio, resource use, the worst offenders, alerts, recommendations; a performance screen, charts, an HTML report, export to Prometheus."),
     "config": ("edgectl.cli.config_cmd", "Configuration: init, show, get, set, validate, path."),
     "state": ("edgectl.cli.state_cmd", "The SQLite state file: path, status, backup, check."),
-    "plugins": ("edgectl.cli.plugins", "Installed plugins: provider kinds registered through entry points."),
+    "plugins": ("edgectl.cli.plugins", "Installed plugins: the provider kinds and command groups each adds, and whether it loads: list, show."),
     "sandbox": ("edgectl.cli.sandbox", "A local edge fleet on 127.0.0.1: up, status, fault, fetch, down."),
 }
 

@@ -53,9 +53,7 @@ def plugins_show(name: PluginName) -> None:
     if plugin is None:
         names = ", ".join(sorted(found.plugins)) or "none"
         raise NotFound(f"no plugin named {name!r}", hint=f"installed: {names}")
-    for entry in plugin.entries:
-        if entry.status != "disabled":
-            found.load(entry)
+    found.load_all([plugin])
     record = plugin.to_detail()
     record["accepts"] = accepted_range()
     current().out.show(record, View(draw=_show))
