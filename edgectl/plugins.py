@@ -343,7 +343,7 @@ class Registry:
     def command(self, name: str):
         """A plugin's command group by name: None when no plugin has it; PluginError when it cannot be loaded."""
         entry = self.commands.get(name)
-        if entry is None:
+        if entry is None or entry.plugin.builtin:  # edgectl's own are found without entry points
             disabled = [p for p in self.plugins.values() if not p.enabled and name in p.commands()]
             if disabled:
                 raise UsageError(f"command {name!r} comes from plugin {disabled[0].label}, which {ALLOW_ENV} leaves out",
@@ -362,14 +362,17 @@ class Registry:
         A group named like one of edgectl's own commands (`reserved`) is refused, with one warning.
         """
         found = {}
-        for name, entry in sorted(self.commands.items()):
-            if name in reserved and entry.status != "conflict":
-                self._conflict(entry, f"its command group {name!r} has the name of one of edgectl's own")
-            if entry.status == "conflict":
-                self._report_entry(entry)
-                continue
-            found[name] = entry.plugin.summary or f"From {entry.plugin.label}."
-        return found
+        for plugin in self.plugins.values():
+            for entry in plugin.entries:
+                if plugin.builtin or entry.group != COMMANDS or entry.status == "disabled":
+                    continue
+                if entry.name in reserved and entry.status != "conflict":
+                    self._conflict(entry, f"command group {entry.name!r} is edgectl's own")
+                if entry.status == "conflict":
+                    self._report_entry(entry)
+                    continue
+                found[entry.name] = plugin.summary or f"From {plugin.label}."
+        return dict(sorted(found.items()))
 
     def find(self, name: str) -> Plugin | None:
         key = name.lower().replace("_", "-")

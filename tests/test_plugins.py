@@ -228,8 +228,19 @@ def test_a_broken_plugin_command_group_is_one_line_and_never_takes_a_builtin_nam
     assert "is not a typer.Typer" in run.stderr and "Traceback" not in run.stderr
     run = cli("--help")
     assert run.exit_code == 0 and "From edgectl-bad 0.1." in run.stdout.split("Plugin commands")[1]
-    assert any("'nodes' has the name of one of edgectl's own" in w for w in _warnings(run.stderr))
+    assert _warnings(run.stderr) == ["warning: plugin edgectl-bad 0.1: command group 'nodes' is edgectl's own"]
     assert cli("nodes", "list").exit_code == 0
     monkeypatch.setenv("EDGECTL_PLUGINS", "")
     run = cli("bad")
     assert run.exit_code == 2 and "EDGECTL_PLUGINS leaves out" in run.stderr
+
+
+def test_the_builtin_command_groups_are_registered_as_the_cli_finds_them(cli):
+    from importlib.metadata import entry_points
+
+    from edgectl.cli import GROUPS
+
+    registered = {ep.name: ep.value for ep in entry_points(group="edgectl.commands") if ep.dist.name == "edgectl"}
+    assert registered == {name: f"{module}:app" for name, (module, _) in GROUPS.items()}
+    shown = cli("plugins", "show", "edgectl", "-o", "json").json()
+    assert shown["commands"] == sorted(GROUPS) and shown["status"] == "loaded"
