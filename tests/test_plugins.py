@@ -244,3 +244,16 @@ def test_the_builtin_command_groups_are_registered_as_the_cli_finds_them(cli):
     assert registered == {name: f"{module}:app" for name, (module, _) in GROUPS.items()}
     shown = cli("plugins", "show", "edgectl", "-o", "json").json()
     assert shown["commands"] == sorted(GROUPS) and shown["status"] == "loaded"
+
+
+def test_entry_points_are_read_only_by_commands_that_use_plugins(cli, isolated, site):
+    from edgectl import plugins
+
+    _echo(site)
+    config = _config(isolated, '[providers.e]\nkind = "echo"\n')
+    for args in (("nodes", "list"), ("state", "status"), ("config", "show"), ("nodes", "--help")):
+        assert cli("--config", config, *args).exit_code == 0
+        assert plugins._registry is None, f"{' '.join(args)} read the entry points"
+    for args in (("cdn", "providers", "list"), ("--help",), ("plugins", "list")):
+        assert cli("--config", config, *args).exit_code == 0
+        assert plugins._registry is not None, f"{' '.join(args)} found its plugins without reading entry points?"

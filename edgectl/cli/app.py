@@ -136,6 +136,15 @@ class LazyGroup(_Suggesting):
 PLUGIN_PANEL = "Plugin commands"
 
 
+def _options_with_values(command) -> set[str]:
+    names: set[str] = set()
+    for param in getattr(command, "params", ()):
+        if getattr(param, "is_flag", True) is False and getattr(param, "count", False) is False:
+            names.update(o for o in param.opts if o.startswith("-"))
+            names.update(o for o in getattr(param, "secondary_opts", []) if o.startswith("-"))
+    return names
+
+
 class RootGroup(_Suggesting):
     """The root: hoists global options, loads command groups when used, and handles every error.
 
@@ -207,8 +216,12 @@ class RootGroup(_Suggesting):
         """Option names that take a value on the command line's path (so their values stay put)."""
         names: set[str] = set()
         command = self
+        takes_value = _options_with_values(self) | set(_HOISTED_WITH_VALUE)
+        skip = False
         for token in args:
-            if token.startswith("-"):
+            if skip or token.startswith("-"):
+                # an option's value (`--config edgectl.toml`) is not a command: looking it up would read plugins
+                skip = token in takes_value and not skip
                 continue
             try:
                 sub = command.get_command(ctx, token) if hasattr(command, "get_command") else None
@@ -217,10 +230,8 @@ class RootGroup(_Suggesting):
             if sub is None:
                 continue
             command = sub
-            for param in command.params:
-                if getattr(param, "is_flag", True) is False and getattr(param, "count", False) is False:
-                    names.update(o for o in param.opts if o.startswith("-"))
-                    names.update(o for o in getattr(param, "secondary_opts", []) if o.startswith("-"))
+            takes_value = _options_with_values(command)
+            names.update(takes_value)
         return names - set(_HOISTED_WITH_VALUE)
 
     def make_context(self, info_name, args, parent=None, **extra):
