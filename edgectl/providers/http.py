@@ -194,8 +194,7 @@ class HttpProvider(PurgeProvider, AnalyticsProvider):
         for node in nodes:
             url = node.url.rstrip("/") + "/.edge/stats"
             try:
-                # not sent again: a total missed now is in the next reading
-                doc = self.send(f"node {node.name}: stats", lambda: self._send(node, "GET", url, None), retry=False)
+                doc = self.send(f"node {node.name}: stats", lambda: self._stats(node, url))
             except AuthError as exc:
                 refused.append(exc)
                 continue
@@ -216,6 +215,17 @@ class HttpProvider(PurgeProvider, AnalyticsProvider):
             raise AuthError("; ".join(e.message for e in refused[:3]))
         if unread and len(unread) == len(nodes):
             raise unread[0]
+
+    def _stats(self, node, url: str) -> dict:
+        """/.edge/stats read once. A node that is down or failing is not read again (a total missed now
+        is in the next reading), so only throttling stays retryable: a node that says when to come back
+        (429, Retry-After) is waited for, as every other pull waits."""
+        try:
+            return self._send(node, "GET", url, None)
+        except RateLimited:
+            raise
+        except RetryableError as exc:
+            raise ProviderError(exc.message) from None
 
     def close(self) -> None:
         if self._http is not None:

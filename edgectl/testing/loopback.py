@@ -112,7 +112,9 @@ class FakeAPI:
     def start(self):
         self._server = _Server(self._address, _Handler)
         self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True)
+        # a short poll: stop() waits for serve_forever to notice, and tests start and stop many of these
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=type(self).__name__, daemon=True)
         self._thread.start()
         return self
 
