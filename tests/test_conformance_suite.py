@@ -175,10 +175,19 @@ class UnsentLab(LabProvider):
                 yield Point(metric, minute["at"], float(minute[key]))
 '''
 
+# (kind, its class in the plugin, the test class that runs the suite for it, the suite it runs)
+VARIANTS = [
+    ("lab", "LabProvider", "TestLabPurge", "LabPurge"),
+    ("lab", "LabProvider", "TestLabAnalytics", "LabAnalytics"),
+    ("lab_chatty", "ChattyLab", "TestChattyPurge", "LabPurge"),
+    ("lab_deaf", "DeafLab", "TestDeafPurge", "LabPurge"),
+    ("lab_stubborn", "StubbornLab", "TestStubbornPurge", "LabPurge"),
+    ("lab_leaky", "LeakyLab", "TestLeakyPurge", "LabPurge"),
+    ("lab_liar", "LiarLab", "TestLiarPurge", "LabPurge"),
+    ("lab_unsent", "UnsentLab", "TestUnsentAnalytics", "LabAnalytics"),
+]
 ENTRY_POINTS = "[edgectl.providers]\n" + "".join(
-    f"{kind} = edgectl_lab:{cls}\n" for kind, cls in [
-        ("lab", "LabProvider"), ("lab_chatty", "ChattyLab"), ("lab_deaf", "DeafLab"), ("lab_stubborn", "StubbornLab"),
-        ("lab_leaky", "LeakyLab"), ("lab_liar", "LiarLab"), ("lab_unsent", "UnsentLab")])
+    f"{kind} = edgectl_lab:{cls}\n" for kind, cls in dict.fromkeys((kind, cls) for kind, cls, _, _ in VARIANTS))
 
 # The plugin's own test module: its fake API and the suite subclassed for each variant.
 CONFORMANCE_TESTS = '''
@@ -252,38 +261,6 @@ class LabAnalytics(Lab, AnalyticsConformance):
             totals["bytes"] += figures["bytes"]
             minute += timedelta(minutes=1)
         return totals
-
-
-class TestLabPurge(LabPurge):
-    pass
-
-
-class TestLabAnalytics(LabAnalytics):
-    pass
-
-
-class TestChattyPurge(LabPurge):
-    kind = "lab_chatty"
-
-
-class TestDeafPurge(LabPurge):
-    kind = "lab_deaf"
-
-
-class TestStubbornPurge(LabPurge):
-    kind = "lab_stubborn"
-
-
-class TestLeakyPurge(LabPurge):
-    kind = "lab_leaky"
-
-
-class TestLiarPurge(LabPurge):
-    kind = "lab_liar"
-
-
-class TestUnsentAnalytics(LabAnalytics):
-    kind = "lab_unsent"
 '''
 
 
@@ -296,7 +273,8 @@ def outcomes(tmp_path_factory) -> dict[str, dict[str, str]]:
     tests = root / "tests"
     tests.mkdir()
     (tests / "pytest.ini").write_text("[pytest]\n")
-    (tests / "test_lab_conformance.py").write_text(textwrap.dedent(CONFORMANCE_TESTS))
+    classes = "".join(f"\n\nclass {test}({suite}):\n    kind = {kind!r}\n" for kind, _, test, suite in VARIANTS)
+    (tests / "test_lab_conformance.py").write_text(textwrap.dedent(CONFORMANCE_TESTS) + classes)
     report = root / "report.xml"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGECTL_", "PYTEST_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
