@@ -9,17 +9,23 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# one stamp per set of extras, remade when pyproject.toml changes
-$(VENV)/.installed-test: pyproject.toml | $(PY)
+# the first-party plugin packages, each installed editable beside edgectl and tested after it
+PLUGINS := $(sort $(wildcard plugins/edgectl-*))
+
+# one stamp per set of extras, remade when a pyproject.toml changes
+$(VENV)/.installed-test: pyproject.toml $(PLUGINS:%=%/pyproject.toml) | $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(if $(PLUGINS),$(PY) -m pip install --quiet --no-build-isolation $(PLUGINS:%=-e %))
 	touch $@
 
 $(VENV)/.installed-sandbox: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[sandbox]'
 	touch $@
 
+# each plugin's tests run from its own folder, as its own project (its pyproject.toml holds their settings)
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
+	@set -e; for plugin in $(PLUGINS); do echo "$$plugin:"; (cd $$plugin && $(abspath $(PY)) -m pytest -q tests); done
 
 demo: $(VENV)/.installed-sandbox
 	$(PY) -m edgectl demo
