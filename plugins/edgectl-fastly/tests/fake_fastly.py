@@ -4,8 +4,9 @@ Answers as the real API does, as far as its reference and recorded answers show:
 - `POST /purge/{host/path}` and `POST /service/{id}/purge/{key}`: `{"status": "ok", "id": "..."}`;
 - `POST /service/{id}/purge` with `{"surrogate_keys": [...]}` or a `Surrogate-Key: k1 k2` header:
   a map of each key to its purge id; more than 256 keys, or a key over 1 KB, is a 400;
-- `POST /service/{id}/purge_all`: `{"status": "ok"}`; with Fastly-Soft-Purge it is a 400 (purge-all
-  cannot be soft);
+- `POST /service/{id}/purge_all`: `{"status": "ok"}`. Purge-all cannot be soft: Fastly purges hard
+  whatever Fastly-Soft-Purge says, so this fake answers that header with a 400 instead, for a test
+  to see that it was sent;
 - `GET /tokens/self`, `GET /service/{id}`: the token's scope and services; the service;
 - `GET /stats/service/{id}?from=&to=&by=`: `{"data": [...], "meta": {...}, "status": "success",
   "msg": null}`, rows by `start_time`; a `from`/`to` that is not a Unix time, `from` after `to`, an
@@ -81,6 +82,12 @@ class FakeFastly(FakeAPI):
     def purged(self) -> list[Purged]:
         with self._state:
             return list(self.applied)
+
+    @property
+    def window_reset(self) -> int | None:
+        """When the current rate-limit window resets (Unix seconds), once a counted request opened one."""
+        with self._state:
+            return self._window_reset
 
     # -- the API -------------------------------------------------------------------------------
     def handle(self, seen: Seen) -> Answer:

@@ -26,6 +26,15 @@ def test_cdn_purge_as_a_process_data_on_stdout_and_never_the_key(fake, isolated,
     assert KEY.encode() not in (isolated / "state.db").read_bytes()
 
 
+def test_a_url_goes_to_the_service_whose_hosts_name_its_host(cli, fake, config):
+    run = cli("cdn", "purge", "--url", "https://WWW.example.com/mapped", "--yes", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert [p["provider"] for p in run.json()["providers"]] == ["fastly-prod"]
+    assert [p.items for p in fake.purged()] == [("www.example.com/mapped",)]
+    elsewhere = cli("cdn", "purge", "--url", "https://static.example.org/x", "--yes")
+    assert elsewhere.exit_code == 2 and "no provider serves static.example.org" in elsewhere.stderr
+
+
 def test_history_and_show_report_a_fastly_purge(cli, fake, config):
     run = cli("cdn", "purge", "--provider", "fastly-prod", "--url", "https://www.example.com/", "--tag", "home",
               "--yes")
