@@ -9,9 +9,10 @@ The rate limit (https://www.fastly.com/documentation/reference/api/#rate-limitin
 requests an hour per user or token. GET and HEAD, URL purges and surrogate-key purges are not
 counted; purge-all is. A counted request's answer carries Fastly-RateLimit-Remaining (requests left
 in the current window) and Fastly-RateLimit-Reset (when the window resets, Unix time in seconds).
-Once an answer says none remain, counted requests are held until the reset instead of being sent;
-the budget belongs to the key, so every provider in the process with the same key and endpoint
-shares what any of them learned.
+Once an answer says none remain, counted requests are held until the reset instead of being sent,
+and a 429 to a counted request waits for the reset the same way (BudgetSpent); any other 429 is
+throttling (RateLimited). The budget belongs to the key, so every provider in the process with the
+same key and endpoint shares what any of them learned.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class FastlyApi:
         doc = _json(response)
         if response.status_code in ok:
             return Answer(response.status_code, doc)
-        raise self._error(what, response, doc)
+        raise self._error(what, response, doc, counted)
 
     def _note_budget(self, headers) -> None:
         remaining, reset = _whole(headers.get(REMAINING)), _whole(headers.get(RESET))
@@ -125,7 +126,7 @@ class FastlyApi:
             with _budgets_lock:
                 self.budget.remaining, self.budget.reset = remaining, float(reset)
 
-    def _error(self, what: str, response, doc) -> ProviderError:
+    def _error(self, what: str, response, doc, counted: bool) -> ProviderError:
         status = response.status_code
         message = f"fastly: {what}: {said(doc) or response.reason_phrase or 'error'} (HTTP {status})"
         if status == 429:
@@ -133,7 +134,9 @@ class FastlyApi:
             wait = max(0.0, reset - time.time()) + RESET_MARGIN_S if reset is not None else None
             if wait is None:
                 wait = parse_retry_after(response.headers.get("Retry-After"))
-            return RateLimited(message, wait)
+            # a counted request refused: the hourly budget is spent, which holds that request and
+            # not the URL and key purges beside it that Fastly does not count
+            return (BudgetSpent if counted else RateLimited)(message, wait)
         if status >= 500 and status not in (501, 505):  # 501 and 505: it never does this, sending again cannot help
             return RetryableError(message, parse_retry_after(response.headers.get("Retry-After")))
         if status in (401, 403):
