@@ -213,13 +213,14 @@ class VarnishProvider(PurgeProvider):
             (headers["X-Edgectl-Host"],) = batch.items
         elif batch.kind == "tag":
             headers["X-Edgectl-Ban"] = "tags"
-            if self.xkey != "off":
-                headers["X-Edgectl-Keys"] = " ".join(batch.items)
+            if self.xkey != "off":  # vmod_xkey splits keys on spaces, never spliced into a ban
+                headers["X-Edgectl-Keys"] = " ".join(_header(tag) for tag in batch.items)
                 if self.soft:
                     headers["X-Edgectl-Soft"] = "1"
             if self.xkey != "on":
                 headers["X-Edgectl-Match"] = "|".join(regex_literal(tag) for tag in batch.items)
-        return [("BAN", "/", {name: _header(value) for name, value in headers.items()})]
+        return [("BAN", "/", {name: value if name == "X-Edgectl-Keys" else _header(value)
+                              for name, value in headers.items()})]
 
     def _send(self, node, method: str, target: str, headers: dict[str, str]):
         import httpx
