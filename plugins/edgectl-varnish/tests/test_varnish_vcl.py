@@ -71,6 +71,23 @@ def test_a_vcl_that_does_not_compile_is_one_line_and_exit_1(cli, isolated):
     assert run.stdout == ""
 
 
+def test_check_as_a_process_keeps_stdout_for_results_and_stderr_for_the_error(isolated):
+    import subprocess
+    import sys
+
+    varnishd()
+    good = main_vcl(isolated, str(daemon.vcl_file(daemon.CORE_VCL)))
+    bad = isolated / "bad.vcl"
+    bad.write_text("vcl 4.1;\nbackend default none;\nsub vcl_recv { nonsense; }\n")
+    ok = subprocess.run([sys.executable, "-m", "edgectl", "varnish", "check", str(good)], capture_output=True,
+                        text=True, timeout=120)
+    assert (ok.returncode, ok.stderr) == (0, "") and ok.stdout.startswith(f"ok: {good} compiles with ")
+    failed = subprocess.run([sys.executable, "-m", "edgectl", "varnish", "check", str(bad)], capture_output=True,
+                            text=True, timeout=120)
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert failed.stderr.startswith(f"error: {bad} does not compile: ") and "Traceback" not in failed.stderr
+
+
 def test_a_missing_file_is_exit_2(cli, isolated):
     run = cli("varnish", "check", isolated / "nope.vcl")
     assert run.exit_code == 2

@@ -1,6 +1,6 @@
 vcl 4.1;
 
-# edgectl's purge interface for Varnish Cache 6.x/7.x and Vinyl Cache 9 (varnishd or vinyld).
+# edgectl's purge interface for Varnish Cache (varnishd; Vinyl Cache 9 calls it vinyld). Tested with 7.1.
 #
 # Installing it
 #   Copy this file next to your own VCL (for instance into /etc/varnish/) and include it near the top
@@ -73,7 +73,7 @@ sub edgectl_ban {
         return (synth(400, "edgectl: X-Edgectl-Host is not a lower-case hostname"));
     }
     if (req.http.X-Edgectl-Ban == "probe") {
-        return (synth(200, "edgectl VCL"));
+        return (synth(200, "edgectl VCL, probed"));
     }
     if (req.http.X-Edgectl-Ban == "prefix") {
         if (req.http.X-Edgectl-Match !~ "^/") {
@@ -118,21 +118,29 @@ sub vcl_deliver {
     unset resp.http.x-host;
 }
 
+sub vcl_purge {
+    set req.http.X-Edgectl-Method = "purge";
+    return (synth(200, "edgectl: purged"));
+}
+
 sub vcl_synth {
-    if ((req.method == "BAN" || req.method == "PURGE") && client.ip ~ edgectl_purgers) {
-        set resp.http.X-Edgectl-Vcl = "1";
-        if (req.http.X-Edgectl-Ban == "probe") {
-            if (req.http.X-Edgectl-Vmods ~ "(^| )xkey( |$)") {
-                set resp.http.X-Edgectl-Xkey = "yes";
-            } else {
-                set resp.http.X-Edgectl-Xkey = "no";
+    # edgectl's own answers say what happened in the body too: a proxy on the way may drop the reason
+    if (resp.reason ~ "^edgectl") {
+        if (client.ip ~ edgectl_purgers) {
+            set resp.http.X-Edgectl-Vcl = "1";
+            if (req.http.X-Edgectl-Ban == "probe") {
+                if (req.http.X-Edgectl-Vmods ~ "(^| )xkey( |$)") {
+                    set resp.http.X-Edgectl-Xkey = "yes";
+                } else {
+                    set resp.http.X-Edgectl-Xkey = "no";
+                }
             }
-        }
-        if (req.http.X-Edgectl-Method) {
-            set resp.http.X-Edgectl-Method = req.http.X-Edgectl-Method;
-        }
-        if (req.http.X-Edgectl-Count) {
-            set resp.http.X-Edgectl-Count = req.http.X-Edgectl-Count;
+            if (req.http.X-Edgectl-Method) {
+                set resp.http.X-Edgectl-Method = req.http.X-Edgectl-Method;
+            }
+            if (req.http.X-Edgectl-Count) {
+                set resp.http.X-Edgectl-Count = req.http.X-Edgectl-Count;
+            }
         }
         set resp.http.Content-Type = "text/plain; charset=utf-8";
         set resp.body = resp.reason + {"
