@@ -16,8 +16,8 @@ vcl 4.1;
 #   leave every other request to you. With varnish-modules installed, include edgectl-xkey.vcl instead
 #   (it includes this file itself) to purge tags through xkey. Check the result before loading it:
 #
-#       varnishd -C -f /etc/varnish/default.vcl > /dev/null      (vinyld -C ... on Vinyl Cache 9)
-#       edgectl varnish check /etc/varnish/default.vcl
+#       edgectl varnish check /etc/varnish/default.vcl     (one line; exit 1 when it does not compile)
+#       varnishd -C -f /etc/varnish/default.vcl           (vinyld -C on Vinyl Cache 9: the C code, or why not)
 #
 # Who may purge
 #   Only clients in the acl below may send PURGE and BAN; anyone else gets 403. Put the addresses
