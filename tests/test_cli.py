@@ -318,3 +318,10 @@ def test_debug_logging_is_put_back_when_the_command_ends(cli):
     run = cli("--debug", "nodes", "list")
     assert run.exit_code == 0
     assert (list(root.handlers), root.level) == before  # no DEBUG handler left on a stream that is gone
+
+
+def test_a_group_run_without_a_command_prints_its_help_and_no_empty_error(cli):
+    for args in ((), ("nodes",), ("plugins",)):
+        run = cli(*args)
+        assert run.exit_code == 2 and "Usage: edgectl" in run.stdout
+        assert "error:" not in run.stderr, (args, run.stderr)

@@ -246,8 +246,8 @@ class RootGroup(_Suggesting):
         fmt = app_ctx.output_option if app_ctx else _output_in(args or [])
         command = error.ctx.command_path if getattr(error, "ctx", None) else "edgectl"
         message = error.format_message()
-        _report(UsageError(message, hint=f"{command} --help shows the usage"),
-                None, fmt=fmt)
+        if message.strip():  # a group run without a command has printed its help, which says it all
+            _report(UsageError(message, hint=f"{command} --help shows the usage"), None, fmt=fmt)
         raise _click.Exit(EXIT_USAGE) from None
 
     def invoke(self, ctx: typer.Context):
