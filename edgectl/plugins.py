@@ -19,6 +19,7 @@ those (by name, `fastly`, or distribution, `edgectl-fastly`); empty, none but th
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -156,8 +157,6 @@ class Plugin:
 
 def _names_edgectl(requirement: str) -> bool:
     """True for a requirement on edgectl itself (`edgectl>=0.1,<0.2`), not on another plugin."""
-    import re
-
     match = re.match(r"\s*([A-Za-z0-9._-]+)", requirement)
     return bool(match) and match.group(1).lower().replace("_", "-") == BUILTIN
 
@@ -187,24 +186,20 @@ class Registry:
 
     # -- reading entry points ----------------------------------------------------
     def _scan(self) -> None:
-        from importlib.metadata import entry_points
-
         allowed = _allowed()
         claims: dict[tuple[str, str], list[Entry]] = {}
-        for group in GROUPS:
-            for ep in sorted(entry_points(group=group), key=lambda e: (e.name, e.value)):
-                plugin = self._plugin_of(ep)
-                if not plugin.builtin and allowed is not None and plugin.name not in allowed:
-                    plugin.enabled = False
-                entry = Entry(group, ep.name, ep.value, plugin)
+        for dist in sorted(installed(GROUPS), key=lambda d: (d.name.lower() != BUILTIN, d.name.lower())):
+            plugin = self._plugin_of(dist)
+            if not plugin.builtin and allowed is not None and plugin.name not in allowed:
+                plugin.enabled = False
+            for group, name, target in dist.entries:
+                entry = Entry(group, name, target, plugin)
                 if not plugin.enabled:
                     entry.status = "disabled"
-                if any(e.group == group and e.name == ep.name for e in plugin.entries):
-                    continue  # the same distribution found twice on sys.path
                 plugin.entries.append(entry)
                 if plugin.enabled:
-                    claims.setdefault((group, ep.name), []).append(entry)
-        for (group, name), entries in claims.items():
+                    claims.setdefault((group, name), []).append(entry)
+        for (group, name), entries in sorted(claims.items()):
             table = self.providers if group == PROVIDERS else self.commands
             builtins = [e for e in entries if e.plugin.builtin]
             if len(entries) == 1:
@@ -227,20 +222,12 @@ class Registry:
                             + (f" (installed: {', '.join(sorted(k for k in known if k != 'edgectl'))})"
                                if len(known) > 1 else ""), key=f"allow:{name}")
 
-    def _plugin_of(self, ep) -> Plugin:
-        dist = getattr(ep, "dist", None)
-        distribution = dist.metadata["Name"] if dist is not None else "?"
-        key = (distribution or "?").lower().replace("_", "-")
+    def _plugin_of(self, dist: "Installed") -> Plugin:
+        key = dist.name.lower().replace("_", "-")
         if key not in self.plugins:
-            version = dist.version if dist is not None else "?"
-            summary, requires, location = "", "", ""
-            if dist is not None:
-                summary = dist.metadata.get("Summary") or ""
-                if key != BUILTIN:
-                    requires = ", ".join(r for r in (dist.requires or []) if _names_edgectl(r))
-                location = str(getattr(dist, "_path", "") or "")
-            self.plugins[key] = Plugin(plugin_name(key) if key != BUILTIN else BUILTIN, key if key != "?" else "?",
-                                       version, summary, location, requires)
+            requires = "" if key == BUILTIN else ", ".join(r for r in dist.requires if _names_edgectl(r))
+            self.plugins[key] = Plugin(plugin_name(key) if key != BUILTIN else BUILTIN, key, dist.version,
+                                       dist.summary, dist.location, requires)
         return self.plugins[key]
 
     @staticmethod
@@ -377,6 +364,90 @@ class Registry:
     def find(self, name: str) -> Plugin | None:
         key = name.lower().replace("_", "-")
         return self.plugins.get(key) or self.plugins.get(f"edgectl-{key}")
+
+
+@dataclass(frozen=True)
+class Installed:
+    """An installed distribution with entries in edgectl's groups, as its metadata says."""
+
+    name: str
+    version: str
+    summary: str
+    requires: tuple[str, ...]
+    location: str
+    entries: tuple[tuple[str, str, str], ...]  # (group, name, module:attribute), sorted
+
+
+def installed(groups: tuple[str, ...] = GROUPS) -> list[Installed]:
+    """The distributions on sys.path with entry points in `groups`, each once (the first found, as
+    importlib.metadata takes them), read from their `entry_points.txt` directly.
+
+    importlib.metadata would do the same, but importing it costs about as much as the rest of
+    `edgectl --help`'s own start-up; a test checks the two agree.
+    """
+    seen: set[str] = set()
+    found = []
+    for base in sys.path:
+        try:
+            names = os.listdir(base or ".")
+        except OSError:  # a zip file, a folder that is gone
+            continue
+        for name in names:
+            if not name.endswith((".dist-info", ".egg-info")):
+                continue
+            key = re.sub(r"[-_.]+", "_", name.rpartition(".")[0].partition("-")[0]).lower()
+            if key in seen:
+                continue
+            seen.add(key)
+            path = os.path.join(base or ".", name)
+            try:
+                with open(os.path.join(path, "entry_points.txt"), encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError:
+                continue
+            if not any(f"[{group}]" in text for group in groups):
+                continue
+            entries = _parse_entry_points(text, groups)
+            if entries:
+                found.append(_read_metadata(path, entries))
+    return found
+
+
+def _parse_entry_points(text: str, groups: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    entries, group = [], None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            group = line[1:-1].strip()
+        elif group in groups and "=" in line:
+            name, _, value = line.partition("=")
+            entries.append((group, name.strip(), value.split("[")[0].strip()))  # `mod:attr [extra]`: extras dropped
+    return tuple(sorted(entries))
+
+
+def _read_metadata(path: str, entries) -> Installed:
+    """Name, Version, Summary and Requires-Dist from a METADATA (or an egg's PKG-INFO) header."""
+    fields: dict[str, list[str]] = {}
+    for filename in ("METADATA", "PKG-INFO"):
+        try:
+            with open(os.path.join(path, filename), encoding="utf-8") as handle:
+                for line in handle:
+                    if not line.strip():
+                        break  # the body (a README) follows the header
+                    if line[0] in " \t" or ":" not in line:
+                        continue
+                    key, _, value = line.partition(":")
+                    fields.setdefault(key.strip().lower(), []).append(value.strip())
+            break
+        except OSError:
+            continue
+    stem = os.path.basename(path).rpartition(".")[0]
+    name = (fields.get("name") or [stem.partition("-")[0]])[0]
+    version = (fields.get("version") or [stem.partition("-")[2] or "?"])[0]
+    return Installed(name, version, (fields.get("summary") or [""])[0], tuple(fields.get("requires-dist", ())),
+                     path, entries)
 
 
 class _Failed(Exception):

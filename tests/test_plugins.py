@@ -265,3 +265,20 @@ def test_entry_points_are_read_only_by_commands_that_use_plugins(cli, isolated, 
     for args in (("cdn", "providers", "list"), ("--help",), ("plugins", "list")):
         assert cli("--config", config, *args).exit_code == 0
         assert plugins._registry is not None, f"{' '.join(args)} found its plugins without reading entry points?"
+
+
+def test_the_entry_point_reader_agrees_with_importlib_metadata(site):
+    from importlib.metadata import entry_points
+
+    from edgectl.plugins import GROUPS, installed
+
+    _echo(site)
+    install(site, "edgectl-hello", "0.2", "[edgectl.commands]\nhello = edgectl_hello:app [extra]\n\n[other]\nx = y:z\n",
+            COMMANDS, summary="Greetings from a plugin.", requires=("edgectl>=0.1", "typer"))
+    ours = {(group, name, target, dist.name, dist.version) for dist in installed(GROUPS)
+            for group, name, target in dist.entries}
+    theirs = {(group, ep.name, ep.value.split("[")[0].strip(), ep.dist.name, ep.dist.version)
+              for group in GROUPS for ep in entry_points(group=group)}
+    assert ours == theirs and ("edgectl.commands", "hello", "edgectl_hello:app", "edgectl-hello", "0.2") in ours
+    hello = next(dist for dist in installed(GROUPS) if dist.name == "edgectl-hello")
+    assert hello.summary == "Greetings from a plugin." and hello.requires == ("edgectl>=0.1", "typer")
