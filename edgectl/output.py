@@ -158,11 +158,13 @@ def _cell(value: Any, kind: str) -> str:
 
 
 class Renderer:
-    def __init__(self, fmt: str = "table", *, color: bool = True, quiet: bool = False, verbose: bool = False):
+    def __init__(self, fmt: str = "table", *, color: bool = True, quiet: bool = False, verbose: bool = False,
+                 warned: list[str] | None = None):
         self.fmt = fmt
         self.color = color
         self.quiet = quiet
         self.verbose = verbose
+        self.warned = [] if warned is None else warned  # every warning given, so none is given twice
 
     # consoles are made at use, so that a redirected sys.stdout (tests, pipes) is honoured
     def console(self, stream=None):
@@ -319,6 +321,7 @@ class Renderer:
             self.console(sys.stderr).print(text, markup=False, style="dim")
 
     def warn(self, text: str) -> None:
+        self.warned.append(text)
         if self.fmt in ("json", "jsonl"):
             sys.stderr.write(json.dumps({"warning": text}) + "\n")
         else:

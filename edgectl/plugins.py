@@ -242,7 +242,8 @@ class Registry:
             return
         self._reported.add(key)
         if strict():
-            raise PluginError(message, hint=f"fix or uninstall the plugin; {STRICT_ENV}=1 makes plugin problems errors")
+            raise PluginError(message, hint=f"fix or uninstall the plugin ({STRICT_ENV}=1 makes plugin problems "
+                                            "errors); edgectl plugins list shows every plugin and its problems")
         _emit(message, why or message)
 
     def _report_entry(self, entry: Entry) -> None:
@@ -282,7 +283,7 @@ class Registry:
         if entry.status == "pending":
             self._check_plugin(entry.plugin, entry.module)
             if entry.plugin.problem:
-                entry.status = "error"
+                entry.status, entry.problem = "error", entry.plugin.problem
             else:
                 try:
                     obj = _guarded_load(entry.target)
@@ -512,6 +513,7 @@ def strict() -> bool:
 _registry: Registry | None = None
 _registry_key: tuple | None = None
 _sink: Callable[[str], None] | None = None
+_given: Callable[[], list[str]] | None = None
 _pending: list[tuple[str, str]] = []  # (warning, the problem it names)
 
 
@@ -527,16 +529,20 @@ def registry() -> Registry:
 
 def reset() -> None:
     """Start a command: entry points are read again when next needed, and warnings wait for their sink."""
-    global _registry, _sink
+    global _registry, _sink, _given
     _registry = None
-    _sink = None
+    _sink = _given = None
     _pending.clear()
 
 
-def set_sink(sink: Callable[[str], None]) -> None:
-    """Where this command's warnings go when it ends (the renderer, so that -o json gets JSON)."""
-    global _sink
-    _sink = sink
+def set_sink(sink: Callable[[str], None], given: Callable[[], list[str]] | None = None) -> None:
+    """Where this command's warnings go when it ends (the renderer, so that -o json gets JSON).
+
+    `given()` is every warning the command has already given: a plugin's problem that one of them
+    states (a provider left out, and why) is not repeated.
+    """
+    global _sink, _given
+    _sink, _given = sink, given
 
 
 def drop_covered(error_message: str) -> None:
@@ -547,8 +553,11 @@ def drop_covered(error_message: str) -> None:
 def flush(fallback: Callable[[str], None]) -> None:
     """Deliver this command's warnings, each once, after what it printed."""
     sink = _sink or fallback
+    given = _given() if _given else []
     while _pending:
-        sink(_pending.pop(0)[0])
+        message, why = _pending.pop(0)
+        if not any(why in text for text in given):
+            sink(message)
 
 
 def _emit(message: str, why: str) -> None:

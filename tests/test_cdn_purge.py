@@ -641,7 +641,9 @@ def test_a_refused_token_fails_the_first_batch_and_sends_no_more(cli, isolated, 
     record = run.json()
     assert record["status"] == "failed"
     assert record["resume"] == f"edgectl cdn purge --resume {record['id']}"
-    assert run.error["kind"] == "failed" and run.error["hint"] == f"resume it: {record['resume']}"
+    assert run.error["kind"] == "failed"
+    assert run.error["hint"] == ("fix the credentials of cf (edgectl cdn providers test shows them), then "
+                                 f"resume it: {record['resume']}")
     assert "4 of 4 batch(es) not accepted" in run.error["message"]
     assert "10000 Authentication error" in run.error["message"]
     assert len(purge_posts(cf)) == 1 and cf.purged == []

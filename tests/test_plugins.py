@@ -282,3 +282,30 @@ def test_the_entry_point_reader_agrees_with_importlib_metadata(site):
     assert ours == theirs and ("edgectl.commands", "hello", "edgectl_hello:app", "edgectl-hello", "0.2") in ours
     hello = next(dist for dist in installed(GROUPS) if dist.name == "edgectl-hello")
     assert hello.summary == "Greetings from a plugin." and hello.requires == ("edgectl>=0.1", "typer")
+
+
+def test_a_plugin_problem_already_stated_by_a_command_is_not_warned_twice(cli, isolated, site):
+    install(site, "edgectl-raises", "2.1", "[edgectl.providers]\nraises = edgectl_raises:Nope\n",
+            'raise RuntimeError("no licence file found")\n')
+    _echo(site)
+    log = isolated / "echo.log"
+    config = _config(isolated, f'[providers.r]\nkind = "raises"\n\n[providers.e]\nkind = "echo"\nlog = "{log}"\n'
+                               'hosts = ["www.example.com"]\n')
+    run = cli("--config", config, "cdn", "purge", "--url", "https://www.example.com/a", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    warnings = [json.loads(line)["warning"] for line in run.stderr.splitlines() if line.startswith('{"warning"')]
+    assert len(warnings) == 1 and "no licence file found" in warnings[0], warnings
+
+
+def test_strict_plugins_list_shows_every_plugin_then_exits_2_naming_the_broken_ones(cli, isolated, site, monkeypatch):
+    install(site, "edgectl-raises", "2.1", "[edgectl.providers]\nraises = edgectl_raises:Nope\n",
+            'raise RuntimeError("no licence file found")\n')
+    install(site, "edgectl-future", "3.0", "[edgectl.providers]\nfuture = edgectl_future:Nope\n", "x = 1\n", api="2.0")
+    _echo(site)
+    monkeypatch.setenv("EDGECTL_PLUGINS_STRICT", "1")
+    run = cli("plugins", "list", "-o", "json")
+    assert run.exit_code == 2
+    assert {row["name"] for row in run.json()} >= {"edgectl", "raises", "future", "echo"}
+    assert "edgectl-future 3.0" in run.error["message"] and "edgectl-raises 2.1" in run.error["message"]
+    shown = cli("plugins", "show", "future", "-o", "json").json()
+    assert shown["status"] == "refused" and shown["entries"][0]["problem"].startswith("needs plugin API 2.0")

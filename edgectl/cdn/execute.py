@@ -123,6 +123,7 @@ class RunStats:
     interrupted: bool = False
     first_sent: float | None = None  # monotonic times bracketing the requests, for how long sending took
     last_answer: float | None = None
+    refused: set[str] = field(default_factory=set)  # providers whose credentials were refused
 
     @property
     def sending_seconds(self) -> float:
@@ -333,6 +334,7 @@ class PurgeRun:
             return
         except AuthError as exc:
             self._answered(work, "refused")
+            self.stats.refused.add(name)
             self._fail(batch, exc.message)
             self._close_lane(lane, f"not sent: {exc.message}")
             return

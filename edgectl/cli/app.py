@@ -335,7 +335,7 @@ def root(
     ctx.obj = AppContext(config, state, profile, output, quiet, verbose, debug, no_color)
     from edgectl import plugins
 
-    plugins.set_sink(lambda message: ctx.obj.out.warn(message))
+    plugins.set_sink(lambda message: ctx.obj.out.warn(message), lambda: ctx.obj.warned)
     if debug:
         import logging
 

@@ -30,6 +30,7 @@ class AppContext:
     _state: "State | None" = field(default=None, repr=False)
     _renderer: Renderer | None = field(default=None, repr=False)
     _restore_logging: object = field(default=None, repr=False)  # set by --debug
+    warned: list[str] = field(default_factory=list, repr=False)  # every warning this command gave
 
     @property
     def output(self) -> str:
@@ -48,7 +49,8 @@ class AppContext:
     @property
     def out(self) -> Renderer:
         if self._renderer is None:
-            self._renderer = Renderer(self.output, color=self.color, quiet=self.quiet, verbose=self.verbose)
+            self._renderer = Renderer(self.output, color=self.color, quiet=self.quiet, verbose=self.verbose,
+                                      warned=self.warned)
         return self._renderer
 
     @property

@@ -37,10 +37,16 @@ def plugins_list() -> None:
     """Every installed plugin: its version, distribution, plugin API, the kinds and commands it adds, whether it loads."""
     from edgectl.plugins import registry
 
+    from edgectl.plugins import STRICT_ENV, PluginError, strict
+
     found = registry()
     found.load_all()
     ctx = current()
     ctx.out.show([plugin.to_record() for plugin in found.plugins.values()], View(LIST_COLUMNS))
+    broken = [plugin.label for plugin in found.plugins.values() if plugin.status in ("error", "refused", "partial")]
+    if broken and strict():  # a CI step that checks its plugins fails when one does not load
+        raise PluginError(f"{len(broken)} plugin(s) do not load: {', '.join(broken)}",
+                          hint=f"the REASON column says why; {STRICT_ENV}=1 makes that an error")
 
 
 @app.command("show")

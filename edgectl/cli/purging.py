@@ -56,7 +56,9 @@ def run(ctx, record, providers: dict, settings) -> None:
     if result.stats and result.stats.interrupted:
         raise Interrupted(f"purge {record.id} interrupted; what was sent is journaled", hint=f"resume it: {data['resume']}")
     if not result.ok:
-        raise OperationFailed(_failure_line(result), hint=f"resume it: {data['resume']}")
+        refused = sorted(result.stats.refused) if result.stats else []
+        first = f"fix the credentials of {', '.join(refused)} (edgectl cdn providers test shows them), then " if refused else ""
+        raise OperationFailed(_failure_line(result), hint=f"{first}resume it: {data['resume']}")
 
 
 def _failure_line(result) -> str:
