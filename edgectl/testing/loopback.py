@@ -1,14 +1,16 @@
 """Loopback HTTP servers for provider tests: a fake API to subclass, and a proxy that injects faults.
 
-Both record every request they receive (`requests`, a list of `Seen`) and serve queued faults
-before anything else, whatever the path:
+Both record every request they receive (`requests`, a list of `Seen` in arrival order, each there
+from the moment it arrived and given its status once answered) and serve queued faults before
+anything else, whatever the path:
 
   fail_next(status=503, count=1, retry_after=None)  answer with `fault_answer` (the API's error body)
   drop_next(count=1)      handle the request (its effect happens), then reset the connection unanswered
+  reset_next(count=1)     reset the connection without handling the request: it never happened
   delay_next(seconds)     answer late, for client timeouts
 
 `FakeAPI` answers with `handle(seen) -> Answer`, which a provider's fake implements from the
-provider's documentation. `FaultProxy(upstream)` forwards every request to a real server (a
+provider's documentation (or raises `Unanswered` to reset the connection, for faults of its own). `FaultProxy(upstream)` forwards every request to a real server (a
 `varnishd`, an nginx) and passes its answer back, so the same faults can be put in front of it.
 """
 
@@ -21,7 +23,7 @@ import struct
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Mapping
 from urllib.parse import parse_qs, urlsplit
@@ -36,8 +38,8 @@ class Seen:
     headers: Mapping[str, str]  # names lower-cased
     body: bytes
     at: float  # time.monotonic() when it arrived
-    fault: str | None = None  # 'fail', 'drop' or 'delay' when a queued fault was spent on it
-    status: int | None = None  # what was answered; None when the connection was dropped
+    fault: str | None = None  # 'fail', 'drop', 'reset' or 'delay' when a queued fault was spent on it
+    status: int | None = None  # what was answered; None while unanswered, or when the connection was dropped
 
     @property
     def path(self) -> str:
@@ -70,12 +72,18 @@ class Answer:
         return json.dumps(self.body).encode(), "application/json"
 
 
+class Unanswered(Exception):
+    """Raised by `handle`: the connection is reset with no answer, as `reset_next` does (for a fake
+    whose own faults pick their requests, by operation say)."""
+
+
 @dataclass
 class _Fault:
-    kind: str  # fail | drop | delay
+    kind: str  # fail | drop | reset | delay
     status: int = 503
     retry_after: float | None = None
     seconds: float = 0.0
+    detail: Any = None  # for fault_answer, when fail_next was given one
 
 
 class FakeAPI:
@@ -95,7 +103,10 @@ class FakeAPI:
         raise NotImplementedError
 
     def fault_answer(self, seen: Seen, status: int, retry_after: float | None) -> Answer:
-        """The answer a queued `fail_next` gives; override it to use the API's own error body."""
+        """The answer a queued `fail_next` gives; override it to use the API's own error body.
+
+        A `fail_next(..., detail=X)` calls it with `detail=X` as well (an API's own error codes for
+        that one fault), so an override that takes `detail` can use it."""
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
         return Answer(status, {"error": http.client.responses.get(status, "error")}, headers)
 
@@ -132,13 +143,18 @@ class FakeAPI:
         self.stop()
 
     # -- faults and records ----------------------------------------------------
-    def fail_next(self, status: int = 503, count: int = 1, retry_after: float | None = None) -> None:
+    def fail_next(self, status: int = 503, count: int = 1, retry_after: float | None = None, *,
+                  detail: Any = None) -> None:
         with self._lock:
-            self._faults.extend(_Fault("fail", status, retry_after) for _ in range(count))
+            self._faults.extend(_Fault("fail", status, retry_after, detail=detail) for _ in range(count))
 
     def drop_next(self, count: int = 1) -> None:
         with self._lock:
             self._faults.extend(_Fault("drop") for _ in range(count))
+
+    def reset_next(self, count: int = 1) -> None:
+        with self._lock:
+            self._faults.extend(_Fault("reset") for _ in range(count))
 
     def delay_next(self, seconds: float, count: int = 1) -> None:
         with self._lock:
@@ -156,13 +172,21 @@ class FakeAPI:
             self._faults.clear()
 
     # -- serving -----------------------------------------------------------------
-    def _next_fault(self) -> _Fault | None:
+    def _spend_fault(self) -> _Fault | None:
         with self._lock:
             return self._faults.popleft() if self._faults else None
 
-    def _record(self, seen: Seen) -> None:
+    def _seen_arrived(self, seen: Seen) -> None:
         with self._lock:
             self._seen.append(seen)
+
+    def _seen_answered(self, seen: Seen, status: int) -> None:
+        """The request recorded on arrival, now with its status (unless clear() forgot it meanwhile)."""
+        with self._lock:
+            for index in range(len(self._seen) - 1, -1, -1):
+                if self._seen[index] is seen:
+                    self._seen[index] = replace(seen, status=status)
+                    return
 
 
 class FaultProxy(FakeAPI):
@@ -215,27 +239,32 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
-        seen = Seen(self.command, self.path, headers, body, time.monotonic())
-        fault = fake._next_fault()
+        fault = fake._spend_fault()
+        # recorded as it arrives, so that a request still being answered (or held by a delay) is seen
+        seen = Seen(self.command, self.path, headers, body, time.monotonic(), fault.kind if fault else None)
+        fake._seen_arrived(seen)
+        if fault and fault.kind == "reset":
+            self._reset()
+            return
         if fault and fault.kind == "delay":
             if fake._stopping.wait(fault.seconds):
                 self.close_connection = True
                 return
         if fault and fault.kind == "fail":
-            answer = fake.fault_answer(seen, fault.status, fault.retry_after)
+            extra = {} if fault.detail is None else {"detail": fault.detail}
+            answer = fake.fault_answer(seen, fault.status, fault.retry_after, **extra)
         else:
             try:
                 answer = fake.handle(seen)
+            except Unanswered:
+                self._reset()
+                return
             except Exception as exc:  # a bug in a fake shows as a 500 naming it, not a hung client
                 answer = Answer(500, {"fake_error": f"{exc.__class__.__name__}: {exc}"})
         if fault and fault.kind == "drop":
-            fake._record(Seen(**{**seen.__dict__, "fault": "drop"}))
-            # RST, not FIN: the client sees the connection torn down with no answer
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
-            self.connection.close()
+            self._reset()
             return
-        fake._record(Seen(**{**seen.__dict__, "fault": fault.kind if fault else None, "status": answer.status}))
+        fake._seen_answered(seen, answer.status)
         payload, content_type = answer.payload()
         self.send_response(answer.status)
         names = {name.lower() for name in answer.headers}
@@ -248,5 +277,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+
+    def _reset(self) -> None:
+        # RST, not FIN: the client sees the connection torn down with no answer
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_PURGE = do_BAN = do_OPTIONS = _serve
