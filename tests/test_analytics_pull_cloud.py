@@ -106,7 +106,7 @@ def test_cloudfront_throttling_is_sent_again_and_the_pull_succeeds(cli, proxy, f
     assert run.exit_code == 0, run.stderr
     [row] = run.json()["providers"]
     assert (row["stored"], row["retries"], row["requests"]) == (1, 1, 2)
-    assert len(proxy.requests(operation="GetMetricData")) == 2
+    assert len(proxy.calls(operation="GetMetricData")) == 2
 
 
 def test_cloudfront_without_additional_metrics_says_so(cli, proxy, front):
@@ -126,7 +126,7 @@ def test_cloudfront_access_denied_fails_without_retrying_and_keeps_secrets_out_o
     assert run.exit_code == 1
     assert run.json()["providers"][0]["status"] == "failed"
     assert "AccessDenied" in run.json()["providers"][0]["error"]
-    assert len(proxy.requests(operation="GetMetricData")) == 1
+    assert len(proxy.calls(operation="GetMetricData")) == 1
     assert SECRET_KEY not in run.stderr + run.stdout
     assert "GetMetricData" in run.stderr  # --debug did log the request
 

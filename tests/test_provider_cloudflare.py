@@ -253,7 +253,7 @@ def test_server_errors_are_retryable_and_then_it_goes_through(fake, token):
             provider.purge(Batch("url", urls(1), "j1:1"))
         assert "(HTTP 500)" in str(caught.value)
     assert provider.purge(Batch("url", urls(1), "j1:1")).completed
-    assert fake.requests == 3 and len(fake.purged) == 1  # no retry of its own: one request per call
+    assert len(fake.requests) == 3 and len(fake.purged) == 1  # no retry of its own: one request per call
 
 
 def test_a_dropped_connection_is_retryable(fake, token):

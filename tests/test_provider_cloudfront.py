@@ -180,7 +180,7 @@ def test_throttling_is_retryable_after_one_attempt(proxied, faults):
         proxied.purge(batch("url", "/index.html"))
     assert not isinstance(caught.value, Backpressure)
     assert caught.value.retry_after is None
-    assert len(faults.requests("POST", "/invalidation")) == 1  # the SDK did not retry on its own
+    assert len(faults.calls("POST", "/invalidation")) == 1  # the SDK did not retry on its own
     assert proxied.purge(batch("url", "/index.html")).provider_ref  # the resend goes through
 
 
@@ -196,14 +196,14 @@ def test_service_unavailable_is_retryable(proxied, faults):
     with pytest.raises(RetryableError, match="ServiceUnavailable") as caught:
         proxied.purge(batch("url", "/index.html"))
     assert not isinstance(caught.value, Backpressure)
-    assert len(faults.requests("POST", "/invalidation")) == 1
+    assert len(faults.calls("POST", "/invalidation")) == 1
 
 
 def test_a_reset_connection_is_retryable(proxied, faults):
     faults.inject("reset")
     with pytest.raises(RetryableError):
         proxied.purge(batch("url", "/index.html"))
-    assert len(faults.requests("POST", "/invalidation")) == 1
+    assert len(faults.calls("POST", "/invalidation")) == 1
 
 
 def test_a_closed_port_is_retryable(aws_env, distribution):
@@ -242,7 +242,7 @@ def test_a_batch_over_the_caps_is_refused_before_sending(proxied, faults):
     with pytest.raises(ProviderError, match="exceeds") as caught:
         proxied.purge(batch("prefix", *(f"/p{i}/*" for i in range(16))))
     assert not isinstance(caught.value, RetryableError)  # waiting would never help
-    assert faults.requests() == []
+    assert faults.calls() == []
 
 
 # -- targets --------------------------------------------------------------------------------------
@@ -292,7 +292,7 @@ def test_test_reads_the_distribution_and_running_invalidations(proxied, faults, 
     faults.hold = True
     proxied.purge(batch("url", "/x"))
     assert proxied.test().endswith("reachable; 1 invalidation in progress")
-    assert faults.requests("POST") == [faults.requests("POST")[0]]  # test() itself changed nothing
+    assert faults.calls("POST") == [faults.calls("POST")[0]]  # test() itself changed nothing
 
 
 def test_test_of_an_unknown_distribution_fails(aws_env, moto):

@@ -184,7 +184,7 @@ def test_pages_are_followed_to_the_last_next_token(cloudwatch, proxy, make, dist
         publish(cloudwatch, distribution, start + minute * MINUTE, 100 + minute, 1_000, 1.0, 1.0)
     provider = make(proxy.url, origin_latency_stats=[])
     whole = rows(provider.pull(PullWindow(start, start + 10 * MINUTE)))
-    assert len(proxy.requests(operation="GetMetricData")) == 1
+    assert len(proxy.calls(operation="GetMetricData")) == 1
 
     proxy.reset()
     proxy.page_size = 7
@@ -193,7 +193,7 @@ def test_pages_are_followed_to_the_last_next_token(cloudwatch, proxy, make, dist
     assert paged == whole
     assert len(whole) == 40
     # 5 queries x 10 minutes, less the empty CacheHitRate: 40 points in pages of 7
-    assert len(proxy.requests(operation="GetMetricData")) == 6
+    assert len(proxy.calls(operation="GetMetricData")) == 6
 
 
 # -- which period, by age -------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def test_nothing_older_than_455_days_is_asked_for(proxy, make):
 
     start = whole_minute_ago(460 * 24 * 60)
     assert list(provider.pull(PullWindow(start, start + DAY))) == []
-    assert proxy.requests() == []
+    assert proxy.calls() == []
 
 
 def test_segments_follow_the_retention_bands_and_the_points_per_call():
@@ -260,7 +260,7 @@ def test_throttling_is_rate_limited_after_one_attempt(proxy, make):
     with pytest.raises(RateLimited, match="CloudWatch GetMetricData for .*: Throttling: Rate exceeded") as caught:
         list(make(proxy.url).pull(PullWindow(start, start + MINUTE)))
     assert caught.value.retry_after == 4.0
-    assert len(proxy.requests(operation="GetMetricData")) == 1  # the SDK did not retry on its own
+    assert len(proxy.calls(operation="GetMetricData")) == 1  # the SDK did not retry on its own
 
 
 @pytest.mark.parametrize("kind, code", [("internal", "InternalServiceError"), ("unavailable", "ServiceUnavailable"),
@@ -271,7 +271,7 @@ def test_server_errors_and_resets_are_retryable(proxy, make, kind, code):
     with pytest.raises(RetryableError, match=code) as caught:
         list(make(proxy.url).pull(PullWindow(start, start + MINUTE)))
     assert not isinstance(caught.value, RateLimited)
-    assert len(proxy.requests(operation="GetMetricData")) == 1
+    assert len(proxy.calls(operation="GetMetricData")) == 1
 
 
 def test_access_denied_is_an_auth_error(proxy, make):
@@ -284,7 +284,7 @@ def test_access_denied_is_an_auth_error(proxy, make):
 def test_metrics_endpoint_url_sends_cloudwatch_calls_elsewhere(proxy, moto, make):
     start = whole_minute_ago(10)
     list(make(moto.url, metrics_endpoint_url=proxy.url).pull(PullWindow(start, start + MINUTE)))
-    assert len(proxy.requests(operation="GetMetricData")) == 1
+    assert len(proxy.calls(operation="GetMetricData")) == 1
 
 
 # -- settings and description -------------------------------------------------------------------

@@ -87,7 +87,7 @@ def test_naming_a_provider_that_cannot_purge_where_purging_is_meant_is_a_usage_e
     assert run.stderr.splitlines() == [
         "error: provider lb (kind steer) has no purge capability; its capabilities: routing, analytics",
         "hint: edgectl providers list shows every provider and its capabilities"]
-    assert cf.requests == 0
+    assert len(cf.requests) == 0
 
 
 def test_purges_go_only_to_providers_that_purge(cli, config, cf):

@@ -46,7 +46,7 @@ def test_each_fault_reaches_boto3_as_route53_error(route53_faults, route53, zone
     assert (caught.response["ResponseMetadata"]["HTTPStatusCode"], caught.response["Error"]["Code"]) == (status, code)
     assert type(caught) is (getattr(route53.exceptions, modelled) if modelled else botocore.exceptions.ClientError)
     assert not isinstance(caught, route53.exceptions.ThrottlingException)
-    assert len(route53_faults.requests(operation="ChangeResourceRecordSets")) == 1  # retries are off
+    assert len(route53_faults.calls(operation="ChangeResourceRecordSets")) == 1  # retries are off
     assert change(route53, zone, ("UPSERT", record("www.example.com")))  # the fault was used up
 
 
@@ -103,8 +103,8 @@ def test_the_log_names_each_operation_with_its_time(route53_faults, route53, zon
     before = time.monotonic()
     change(route53, zone, ("UPSERT", record("www.example.com")))
     listed(route53, zone)
-    assert route53_faults.requests(operation="ChangeResourceRecordSets") == [("POST", f"/2013-04-01{zone}/rrset/")]
-    assert route53_faults.requests(operation="ListResourceRecordSets") == [("GET", f"/2013-04-01{zone}/rrset")]
+    assert route53_faults.calls(operation="ChangeResourceRecordSets") == [("POST", f"/2013-04-01{zone}/rrset/")]
+    assert route53_faults.calls(operation="ListResourceRecordSets") == [("GET", f"/2013-04-01{zone}/rrset")]
     assert before <= route53_faults.request_times("POST")[0] <= route53_faults.request_times("GET")[0]
 
 
@@ -148,7 +148,7 @@ def test_the_boto3_waiter_waits_for_insync(route53_faults, route53, zone):
     route53_faults.pending_polls = 1
     change_id = change(route53, zone, ("UPSERT", record("a.example.com")))["ChangeInfo"]["Id"]
     route53.get_waiter("resource_record_sets_changed").wait(Id=change_id, WaiterConfig={"Delay": 0.05})
-    assert len(route53_faults.requests(operation="GetChange")) == 2
+    assert len(route53_faults.calls(operation="GetChange")) == 2
 
 
 def test_other_answers_with_a_change_get_ids_too_and_unknown_ids_are_no_such_change(route53_faults, route53):

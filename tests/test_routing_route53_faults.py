@@ -61,7 +61,7 @@ def test_throttling_and_a_prior_request_are_retried(cli, estate, proxy, admin, z
     assert report["status"] == "applied"  # Route 53 (the proxy) reports the change PENDING: applied, not yet in sync
     batch = next(s for s in report["steps"] if s["summary"].startswith("change batch"))
     assert batch["attempts"] == 1 and batch["state"] == "applied"  # retried in one attempt: throttling costs time only
-    assert len(proxy.requests("POST", "/rrset")) == 4
+    assert len(proxy.calls("POST", "/rrset")) == 4
     assert set(geo_records(admin, zone)) == {"*", "continent:EU"}
     assert plan(cli)["empty"]
 
@@ -74,7 +74,7 @@ def test_wait_polls_each_change_until_insync(cli, estate, proxy):
     assert report["status"] == "synced"
     ids = proxy.change_ids()
     assert ids and all(proxy.change_status(i) == "INSYNC" for i in ids)
-    assert len(proxy.requests("GET", "/change/")) >= 3  # PENDING twice, then INSYNC
+    assert len(proxy.calls("GET", "/change/")) >= 3  # PENDING twice, then INSYNC
 
 
 def test_without_wait_a_pending_change_is_applied_and_show_says_so(cli, estate, proxy):

@@ -1,8 +1,14 @@
 """What the loopback proxies in front of moto share: forwarding, injected faults and a request log.
 
+Each is an `edgectl.testing.FaultProxy`: every request is in `requests` (a list of `Seen`), and the
+path-blind faults (`fail_next`, `drop_next`, `reset_next`, `delay_next`) answer in the service's
+own error shape. On top of those, `inject(kind, only=...)` queues the service's named errors for
+the next requests, or for the next of some operations only, and `calls(...)` filters the log by
+method, path and operation.
+
 A subclass names its botocore `service` (which maps each request to an operation name), the XML
 `namespace` of its error bodies, its `errors` (kind -> HTTP status, Type, Code, Message) and
-`fault_kinds`, and overrides `handle` for the requests it answers differently from moto.
+`fault_kinds`, and overrides `answer(exchange)` for the requests it answers differently from moto.
 """
 
 from __future__ import annotations
@@ -10,20 +16,23 @@ from __future__ import annotations
 import functools
 import http.client
 import re
-import socket
-import struct
-import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
+
+from edgectl.testing import Answer, FaultProxy, Seen, Unanswered
 
 # errors every AWS REST-XML service answers in the same words: (HTTP status, error Type, Code, Message)
 THROTTLING = (400, "Sender", "Throttling", "Rate exceeded")
+# what a path-blind fail_next(status) answers, by status: (error Type, Code, Message)
+INJECTED = {429: ("Sender", "Throttling", "Rate exceeded"),
+            401: ("Sender", "InvalidClientTokenId", "The security token included in the request is invalid."),
+            403: ("Sender", "AccessDenied", "User: arn:aws:iam::123456789012:user/ci is not authorized to perform "
+                                            "this action"),
+            503: ("Receiver", "ServiceUnavailable", "Service is unavailable. Please try again."),
+            500: ("Receiver", "InternalFailure", "The request processing has failed because of an unknown error.")}
 
 
 def access_denied(action: str) -> tuple[int, str, str, str]:
@@ -40,14 +49,6 @@ class Fault:
     kind: str
     only: frozenset[str] | None = None  # the operations it answers; None: the next request, whatever it is
     retry_after: str | None = None
-
-
-@dataclass(frozen=True)
-class Logged:
-    method: str
-    path: str
-    operation: str
-    at: float  # time.monotonic()
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def _routes(service: str) -> tuple[_Route, ...]:
     return tuple(sorted(routes, key=lambda route: not route.query))
 
 
-class AwsProxy:
+class AwsProxy(FaultProxy):
     """The proxy; start() returns it with `url` set, stop() ends it."""
 
     service = ""
@@ -85,15 +86,9 @@ class AwsProxy:
     fault_kinds: tuple[str, ...] = ()
 
     def __init__(self, upstream: str):
-        parts = urlsplit(upstream)
-        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self.url = ""
-        self._lock = threading.Lock()
-        self._faults: deque[Fault] = deque()
-        self._log: list[Logged] = []
+        super().__init__(upstream)
+        self._injected: deque[Fault] = deque()
         self._routes = _routes(self.service)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- control ---------------------------------------------------------------
     def inject(self, kind: str, times: int = 1, *, only: str | Iterable[str] | None = None,
@@ -106,21 +101,22 @@ class AwsProxy:
         if unknown:
             raise ValueError(f"{self.service} has no operation {', '.join(unknown)}")
         with self._lock:
-            self._faults.extend(Fault(kind, names, retry_after) for _ in range(times))
+            self._injected.extend(Fault(kind, names, retry_after) for _ in range(times))
 
-    def requests(self, method: str | None = None, contains: str = "", *,
-                 operation: str | None = None) -> list[tuple[str, str]]:
-        return [(entry.method, entry.path) for entry in self._matching(method, contains, operation)]
+    def calls(self, method: str | None = None, contains: str = "", *,
+              operation: str | None = None) -> list[tuple[str, str]]:
+        """(method, path and query) of the requests that match, in arrival order."""
+        return [(seen.method, seen.target) for seen in self._matching(method, contains, operation)]
 
     def request_times(self, method: str | None = None, contains: str = "", *,
                       operation: str | None = None) -> list[float]:
         """When the matching requests arrived, on the time.monotonic() clock."""
-        return [entry.at for entry in self._matching(method, contains, operation)]
+        return [seen.at for seen in self._matching(method, contains, operation)]
 
     def reset(self) -> None:
+        self.clear()
         with self._lock:
-            self._faults.clear()
-            self._log.clear()
+            self._injected.clear()
 
     def operation(self, method: str, path: str, target: str = "") -> str:
         """The operation a request is for, as botocore names it; "" when none matches.
@@ -136,37 +132,6 @@ class AwsProxy:
                 return route.operation
         return ""
 
-    # -- lifecycle -------------------------------------------------------------
-    def start(self):
-        proxy = self
-
-        class Handler(Exchange):
-            owner = proxy
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        host, port = self._server.server_address[:2]
-        self.url = f"http://{host}:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"{self.service}-faults", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     def fresh(self):
         """For a per-test fixture: the proxy with no faults or log left over, before and after."""
         self.reset()
@@ -174,27 +139,12 @@ class AwsProxy:
         self.reset()
 
     # -- what subclasses override ----------------------------------------------
-    def handle(self, exchange: "Exchange") -> None:
+    def answer(self, exchange: "Exchange") -> None:
         """Answer a request that no fault took; by default, whatever moto answers."""
         exchange.send(*exchange.forward())
 
     def fault_error(self, kind: str, exchange: "Exchange") -> tuple[int, str, str, str]:
         return self.errors[kind]
-
-    # -- for the handler ---------------------------------------------------------
-    def _matching(self, method: str | None, contains: str, operation: str | None) -> list[Logged]:
-        with self._lock:
-            return [entry for entry in self._log
-                    if (method is None or entry.method == method) and contains in entry.path
-                    and (operation is None or entry.operation == operation)]
-
-    def _arrived(self, method: str, path: str, target: str = "") -> tuple[str, Fault | None]:
-        operation = self.operation(method, path, target)
-        with self._lock:
-            self._log.append(Logged(method, path, operation, time.monotonic()))
-            if self._faults and (self._faults[0].only is None or operation in self._faults[0].only):
-                return operation, self._faults.popleft()
-        return operation, None
 
     def error_body(self, code: str, error_type: str, message: str) -> bytes:
         return (f'<?xml version="1.0"?>\n<ErrorResponse xmlns="{self.namespace}"><Error><Type>{error_type}</Type>'
@@ -205,40 +155,47 @@ class AwsProxy:
         """The headers and body of an error answer, in the service's protocol (REST-XML here)."""
         return [("Content-Type", "text/xml")], self.error_body(code, error_type, message)
 
+    # -- serving ---------------------------------------------------------------
+    def handle(self, seen: Seen) -> Answer:
+        exchange = Exchange(self, seen, self.operation(seen.method, seen.target, seen.headers.get("x-amz-target", "")))
+        with self._lock:
+            first = self._injected[0] if self._injected else None
+            fault = self._injected.popleft() if first and (first.only is None or exchange.operation in first.only) \
+                else None
+        if fault is None:
+            self.answer(exchange)
+        elif fault.kind == "reset":
+            exchange.reset_connection()
+        else:
+            exchange.send_error_response(*self.fault_error(fault.kind, exchange), retry_after=fault.retry_after)
+        assert exchange.answered is not None, f"{type(self).__name__} did not answer {seen.method} {seen.target}"
+        return exchange.answered
 
-class Exchange(BaseHTTPRequestHandler):
+    def fault_answer(self, seen: Seen, status: int, retry_after: float | None) -> Answer:
+        error_type, code, message = INJECTED.get(status, INJECTED[500])
+        exchange = Exchange(self, seen, "")
+        exchange.send_error_response(status, error_type, code, message,
+                                     retry_after=None if retry_after is None else f"{retry_after:g}")
+        return exchange.answered
+
+    def _matching(self, method: str | None, contains: str, operation: str | None) -> list[Seen]:
+        return [seen for seen in self.requests
+                if (method is None or seen.method == method) and contains in seen.target
+                and (operation is None
+                     or self.operation(seen.method, seen.target, seen.headers.get("x-amz-target", "")) == operation)]
+
+
+class Exchange:
     """One request: what arrived (`command`, `path`, `operation`, `body`) and the ways to answer it."""
 
-    owner: AwsProxy
-    protocol_version = "HTTP/1.1"
-    operation = ""
-    body = b""
-
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass
-
-    def do_GET(self):
-        self._handle()
-
-    def do_POST(self):
-        self._handle()
-
-    def do_PUT(self):
-        self._handle()
-
-    def do_DELETE(self):
-        self._handle()
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self.body = self.rfile.read(length) if length else b""
-        self.operation, fault = self.owner._arrived(self.command, self.path, self.headers.get("X-Amz-Target", ""))
-        if fault is None:
-            self.owner.handle(self)
-        elif fault.kind == "reset":
-            self.reset_connection()
-        else:
-            self.send_error_response(*self.owner.fault_error(fault.kind, self), retry_after=fault.retry_after)
+    def __init__(self, owner: AwsProxy, seen: Seen, operation: str):
+        self.owner = owner
+        self.command = seen.method
+        self.path = seen.target
+        self.headers = seen.headers
+        self.body = seen.body
+        self.operation = operation
+        self.answered: Answer | None = None
 
     def forward(self, body: bytes | None = None, *, method: str | None = None,
                 path: str | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -258,12 +215,7 @@ class Exchange(BaseHTTPRequestHandler):
             conn.close()
 
     def send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.send_response(status)
-        for key, value in headers:
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.answered = Answer(status, body, dict(headers))
 
     def send_error_response(self, status: int, error_type: str, code: str, message: str, *,
                             retry_after: str | None = None) -> None:
@@ -274,14 +226,4 @@ class Exchange(BaseHTTPRequestHandler):
         self.send(status, headers, body)
 
     def reset_connection(self) -> None:
-        # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.close_connection = True
-        self.rfile.close()  # its reference would otherwise keep the socket open past close()
-        self.connection.close()
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
+        raise Unanswered

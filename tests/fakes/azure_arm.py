@@ -15,7 +15,9 @@ and `Retry-After`; the operation reads InProgress, with `Retry-After` again as A
 `polls_before_done` GETs, then Succeeded (or Failed, after `fail_operations`). Refusals: 401 without the bearer token, 400 without api-version,
 404 for an unknown resource group, profile or endpoint, 400 BadRequest for a body that is not
 {"contentPaths": [...]} (snake_case keys included) or for a path Azure's documented rule refuses,
-and 429/500 on demand through `fail_next`. Every request and every accepted purge is recorded.
+and 429/500 on demand through `fail_next`, in ARM's error body. It is an `edgectl.testing.FakeAPI`:
+every request is in `requests` (a list of `Seen`), and `drop_next`, `reset_next` and `delay_next`
+fault it too. Every accepted purge is recorded in `purges`.
 
     with FakeArm() as arm:
         arm.add_endpoint(SUB, "rg", "profile", "endpoint")
@@ -27,13 +29,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 import uuid
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from dataclasses import dataclass
+from typing import Any
 
+from edgectl.testing import Answer, FakeAPI, Seen
 from tests.fakes import azure_metrics
 from tests.fakes.azure_metrics import Traffic
 
@@ -85,17 +85,6 @@ class Purge:
 
 
 @dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    authorized: bool
-    body: bytes
-    status: int = 0
-    at: float = field(default_factory=time.monotonic)  # when it arrived
-
-
-@dataclass
 class _Operation:
     id: str
     polls_left: int
@@ -103,66 +92,23 @@ class _Operation:
     polls: int = 0
 
 
-@dataclass
-class _Failure:
-    status: int
-    count: int
-    retry_after: str | None
-    code: str
-    message: str
+# ARM's error for each status a test injects (code, message)
+_INJECTED = {429: ("TooManyRequests", "The request is being throttled."),
+             500: ("InternalServerError", "An internal server error occurred."),
+             503: ("ServiceUnavailable", "The service is unavailable.")}
 
 
-@dataclass
-class FakeArm:
-    token: str = "fake-arm-token"
-    polls_before_done: int = 1  # GETs of an operation that read InProgress before it finishes
-    retry_after: int = 0  # Retry-After on the 202 and on each InProgress status: when to look again
-    endpoints: dict[tuple[str, str, str, str, str], Endpoint] = field(default_factory=dict)
-    purges: list[Purge] = field(default_factory=list)
-    requests: list[Request] = field(default_factory=list)
-    traffic: list[Traffic] = field(default_factory=list)  # what the metrics endpoint reports
-
-    def __post_init__(self):
-        self._lock = threading.Lock()
+class FakeArm(FakeAPI):
+    def __init__(self, token: str = "fake-arm-token", polls_before_done: int = 1, retry_after: int = 0):
+        super().__init__()
+        self.token = token
+        self.polls_before_done = polls_before_done  # GETs of an operation that read InProgress before it finishes
+        self.retry_after = retry_after  # Retry-After on the 202 and on each InProgress status: when to look again
+        self.endpoints: dict[tuple[str, str, str, str, str], Endpoint] = {}
+        self.purges: list[Purge] = []
+        self.traffic: list[Traffic] = []  # what the metrics endpoint reports
         self._operations: dict[str, _Operation] = {}
-        self._failures: list[_Failure] = []
         self._operation_failure: tuple[str, str] | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- running -------------------------------------------------------------
-    def start(self) -> "FakeArm":
-        fake = self
-
-        class Handler(_Handler):
-            arm = fake
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        # a short poll interval, so that stop() (shutdown) returns at once rather than in 0.5 s
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="fake-arm", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-        self._server = None
-
-    def __enter__(self) -> "FakeArm":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     # -- shaping it ----------------------------------------------------------
     def add_endpoint(self, subscription_id: str, resource_group: str, profile: str, name: str,
@@ -174,36 +120,30 @@ class FakeArm:
         self.endpoints[_key(subscription_id, resource_group, profile, kind, name)] = endpoint
         return endpoint
 
-    def fail_next(self, status: int, count: int = 1, retry_after: int | str | None = None,
+    def fail_next(self, status: int = 503, count: int = 1, retry_after: float | str | None = None,
                   code: str | None = None, message: str | None = None) -> None:
-        """Answer the next `count` authorised requests with `status` (429 carries Retry-After)."""
-        codes = {429: ("TooManyRequests", "The request is being throttled."),
-                 500: ("InternalServerError", "An internal server error occurred."),
-                 503: ("ServiceUnavailable", "The service is unavailable.")}
-        default_code, default_message = codes.get(status, ("Error", "Injected failure."))
-        with self._lock:
-            self._failures.append(_Failure(status, count, None if retry_after is None else str(retry_after),
-                                           code or default_code, message or default_message))
+        """Answer the next `count` requests with `status` in ARM's error body (with Retry-After if given)."""
+        default_code, default_message = _INJECTED.get(status, ("Error", "Injected failure."))
+        super().fail_next(status, count, retry_after, detail=(code or default_code, message or default_message))
+
+    def fault_answer(self, seen: Seen, status: int, retry_after: Any, detail: tuple[str, str] | None = None) -> Answer:
+        code, message = detail or _INJECTED.get(status, ("Error", "Injected failure."))
+        extra = {} if retry_after is None else {"Retry-After": retry_after if isinstance(retry_after, str)
+                                                              else f"{retry_after:g}"}
+        return _reply(*_error(status, code, message, extra))
 
     def fail_operations(self, code: str = "PurgeFailed",
                         message: str = "The purge operation failed on the edge.") -> None:
         """Purges accepted from now on end Failed with this error instead of Succeeded."""
         self._operation_failure = (code, message)
 
-    def purge_posts(self) -> list[Request]:
+    def purge_posts(self) -> list[Seen]:
         return [r for r in self.requests if r.method == "POST" and r.path.lower().endswith("/purge")]
 
     # -- answering -----------------------------------------------------------
-    def _answer(self, method: str, raw_path: str, headers, body: bytes) -> tuple[int, dict, bytes]:
-        parts = urlsplit(raw_path)
-        query = parse_qs(parts.query)
-        authorization = headers.get("Authorization") or ""
-        record = Request(method, parts.path, query, authorization == f"Bearer {self.token}", body)
-        with self._lock:
-            self.requests.append(record)
-        status, extra, payload = self._route(method, parts.path, query, authorization, body)
-        record.status = status
-        return status, extra, payload
+    def handle(self, seen: Seen) -> Answer:
+        return _reply(*self._route(seen.method, seen.path, seen.query, seen.headers.get("authorization") or "",
+                                   seen.body))
 
     def _route(self, method, path, query, authorization, body):
         if not authorization:
@@ -224,16 +164,6 @@ class FakeArm:
         if not _API_VERSION.match(versions[0]):
             return _error(400, "InvalidApiVersionParameter",
                           f"The api-version '{versions[0]}' is invalid.")
-        with self._lock:
-            failure = self._failures[0] if self._failures else None
-            if failure:
-                failure.count -= 1
-                if failure.count <= 0:
-                    self._failures.pop(0)
-        if failure:
-            extra = {"Retry-After": failure.retry_after} if failure.retry_after is not None else {}
-            return _error(failure.status, failure.code, failure.message, extra)
-
         match = _OPERATION.match(path)
         if match and method == "GET":
             return self._operation(match)
@@ -337,27 +267,9 @@ class FakeArm:
         return 200, extra, _json(document)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    arm: FakeArm
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        status, extra, payload = self.arm._answer(self.command, self.path, self.headers, body)
-        self.send_response(status)
-        if payload:
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.send_header("x-ms-request-id", str(uuid.uuid4()))
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-    def log_message(self, format, *args) -> None:
-        pass
+def _reply(status: int, extra: dict, payload: bytes) -> Answer:
+    headers = {"Content-Type": "application/json; charset=utf-8"} if payload else {}
+    return Answer(status, payload, {**headers, **extra, "x-ms-request-id": str(uuid.uuid4())})
 
 
 def _key(sub: str, rg: str, profile: str, kind: str, name: str) -> tuple[str, str, str, str, str]:

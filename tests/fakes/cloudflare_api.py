@@ -9,10 +9,12 @@ with a whole-second `Retry-After`. With `api_limit` it also holds every request 
 limit, `api_limit` requests in any `api_window` seconds (Cloudflare's is 1,200 per five minutes
 per user), and tells the client where it stands in `Ratelimit` and `Ratelimit-Policy` headers.
 
-Faults are queued and each is spent by the next request, whatever its path:
+It is an `edgectl.testing.FakeAPI`: every request is in `requests` (a list of `Seen`), and faults are
+queued and each is spent by the next request, whatever its path:
   fail_next(status=500, count=2)            answer with an error envelope
   fail_next(status=429, retry_after=1)      answer 429 with Retry-After
   reset_next_connection()                   read the request, then drop the connection unanswered
+  drop_next()                               purge as asked, then drop the connection unanswered
   delay_next(seconds)                       answer late (for client timeouts)
 
 In-process: `fake = FakeCloudflare().start()`, point the SDK at `fake.url`, `fake.stop()`.
@@ -29,8 +31,6 @@ import json
 import math
 import os
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -38,9 +38,10 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from edgectl.testing import Answer, FakeAPI, Seen
 
 API_PREFIX = "/client/v4"
 DEFAULT_TOKEN = "cf-test-token"
@@ -81,11 +82,11 @@ def _error(code: int, message: str, chain: tuple[int, str] | None = None) -> dic
 
 @dataclass
 class _Fault:
-    kind: str  # fail | reset | delay
+    """A queued `fail_next`, as `fault_document` is handed it."""
+    kind: str  # fail
     status: int = 500
     retry_after: float | None = None
     errors: list[dict] | None = None
-    seconds: float = 0.0
 
 
 @dataclass
@@ -184,13 +185,14 @@ def _is_hostname(value) -> bool:
         for label in labels)
 
 
-class FakeCloudflare:
+class FakeCloudflare(FakeAPI):
     """The fake API; every public method is safe to call from any thread while it serves."""
 
     def __init__(self, token: str = DEFAULT_TOKEN, zones: dict[str, str] | None = None, files_per_request: int = 30,
                  url_rate: float | None = None, bulk_rate: float | None = None, bulk_burst: float | None = None,
                  api_limit: int | None = None, api_window: float = GLOBAL_WINDOW,
                  account_id: str = DEFAULT_ACCOUNT_ID, host: str = "127.0.0.1", port: int = 0):
+        super().__init__(host, port)
         self.token = token
         self.account_id = account_id
         self.token_status = "active"  # what /user/tokens/verify reports for the right token
@@ -200,61 +202,23 @@ class FakeCloudflare:
         self._url_bucket = _TokenBucket(url_rate, url_rate) if url_rate else None
         self._bulk_bucket = _TokenBucket(bulk_rate, bulk_burst or bulk_rate) if bulk_rate else None
         self._global_limit = _WindowLimit(api_limit, api_window) if api_limit else None
-        self._lock = threading.Lock()
-        self._faults: deque[_Fault] = deque()
         self._purged: list[dict] = []
-        self._requests = 0
         self._calls: list[tuple[str, str]] = []
         self._rejected_429 = 0
         self._urls = 0
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._server = _Server((host, port), _Handler)
-        self._server.fake = self
-
-    # -- lifecycle -------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{API_PREFIX}"
-
-    def start(self) -> FakeCloudflare:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="fake-cloudflare", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # wakes delayed answers
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.server_close()
-
-    def __enter__(self) -> FakeCloudflare:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return f"{super().url}{API_PREFIX}"
 
     # -- faults ----------------------------------------------------------------
     def fail_next(self, status: int = 500, count: int = 1, retry_after: float | None = None,
                   errors: list[dict] | None = None) -> None:
         """The next `count` requests get `status` with an error envelope (and Retry-After if given)."""
-        with self._lock:
-            for _ in range(count):
-                self._faults.append(_Fault("fail", status=status, retry_after=retry_after, errors=errors))
+        super().fail_next(status, count, retry_after, detail=errors)
 
     def reset_next_connection(self, count: int = 1) -> None:
-        with self._lock:
-            self._faults.extend(_Fault("reset") for _ in range(count))
-
-    def delay_next(self, seconds: float, count: int = 1) -> None:
-        with self._lock:
-            self._faults.extend(_Fault("delay", seconds=seconds) for _ in range(count))
+        self.reset_next(count)
 
     # -- what reached it -------------------------------------------------------
     @property
@@ -269,14 +233,10 @@ class FakeCloudflare:
         with self._lock:
             return list(self._calls)
 
-    @property
-    def requests(self) -> int:
-        with self._lock:
-            return self._requests
-
     def stats(self) -> dict:
+        requests = len(self.requests)
         with self._lock:
-            return {"requests": self._requests, "purge_calls": len(self._purged), "urls": self._urls,
+            return {"requests": requests, "purge_calls": len(self._purged), "urls": self._urls,
                     "rejected_429": self._rejected_429}
 
     # -- answering -------------------------------------------------------------
@@ -286,10 +246,12 @@ class FakeCloudflare:
                                   else [_error(10001, "Service unavailable, please try again")])
         return _envelope(errors=errors)
 
-    def _next_fault(self) -> _Fault | None:
-        with self._lock:
-            self._requests += 1
-            return self._faults.popleft() if self._faults else None
+    def handle(self, seen: Seen) -> Answer:
+        return Answer(*self.answer(seen.method, seen.target, seen.headers, seen.body))
+
+    def fault_answer(self, seen: Seen, status: int, retry_after: float | None, detail=None) -> Answer:
+        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+        return Answer(status, self.fault_document(seen.target, _Fault("fail", status, retry_after, detail)), headers)
 
     def answer(self, method: str, target: str, headers, body: bytes) -> tuple[int, dict, dict[str, str]]:
         """(status, JSON document, extra headers) for one request."""
@@ -341,7 +303,7 @@ class FakeCloudflare:
         return headers
 
     def _authenticate(self, headers, verifying: bool = False) -> None:
-        value = headers.get("Authorization")
+        value = headers.get("authorization")
         if not value:
             raise _Refusal(400, [_error(*_MISSING_AUTH)])
         scheme, _, token = value.partition(" ")
@@ -445,62 +407,6 @@ class FakeCloudflare:
                 self._rejected_429 += 1
         if wait:
             raise _Refusal(429, [_error(*_RATE_LIMITED)], {"Retry-After": str(max(1, math.ceil(wait)))})
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-    fake: FakeCloudflare
-
-    def handle_error(self, request, client_address):
-        pass  # a client that gave up on a delayed answer is expected, not news
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
-    server: _Server
-
-    def setup(self):
-        super().setup()
-        # headers and body go out as two writes; without this, Nagle and delayed ACKs add 40 ms to each answer
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format, *args):
-        pass
-
-    def _serve(self) -> None:
-        fake = self.server.fake
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        fault = fake._next_fault()
-        extra: dict[str, str] = {}
-        if fault and fault.kind == "reset":
-            # RST, not FIN: the client sees the connection torn down mid-request
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
-            self.connection.close()
-            return
-        if fault and fault.kind == "delay":
-            if fake._stopping.wait(fault.seconds):
-                self.close_connection = True
-                return
-            fault = None
-        if fault:
-            status, doc = fault.status, fake.fault_document(self.path, fault)
-            if fault.retry_after is not None:
-                extra["Retry-After"] = f"{fault.retry_after:g}"
-        else:
-            status, doc, extra = fake.answer(self.command, self.path, self.headers, body)
-        payload = json.dumps(doc).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
 
 def _zone_arg(text: str) -> tuple[str, str]:

@@ -100,7 +100,7 @@ class CloudFrontFaults(AwsProxy):
         self.hold = False
 
     # -- requests --------------------------------------------------------------
-    def handle(self, exchange: Exchange) -> None:
+    def answer(self, exchange: Exchange) -> None:
         if exchange.operation == "CreateInvalidation":
             self._create(exchange, _DISTRIBUTION.match(exchange.path).group("dist"))
             return

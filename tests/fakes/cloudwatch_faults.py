@@ -77,7 +77,7 @@ class CloudWatchFaults(AwsProxy):
             body.encode()
 
     # -- requests --------------------------------------------------------------
-    def handle(self, exchange: Exchange) -> None:
+    def answer(self, exchange: Exchange) -> None:
         if exchange.operation == "PutMetricData":
             self._record(json.loads(exchange.body or b"{}"))
             exchange.send(*exchange.forward())

@@ -152,7 +152,7 @@ class Route53Faults(AwsProxy):
         return status, error_type, code, message.format(operation=exchange.operation or "Unknown",
                                                         zone=zone.group(1) if zone else "")
 
-    def handle(self, exchange: Exchange) -> None:
+    def answer(self, exchange: Exchange) -> None:
         if exchange.operation == "GetChange":
             self._get_change(exchange)
         elif exchange.operation == "ChangeResourceRecordSets":
