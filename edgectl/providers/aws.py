@@ -50,7 +50,11 @@ def check_settings(settings: Mapping[str, Any], problems: list[str], service: st
 
 
 def _redact_credentials(session) -> None:
-    """The chain's secret key and session token, as --debug logs must never show them (botocore logs headers)."""
+    """The chain's keys and session token, as --debug logs must never show them (botocore logs headers).
+
+    The access key id is redacted too: it is half of the pair, and it names the account it belongs to
+    (sts get-access-key-info), so a debug log pasted into an issue must not carry it either.
+    """
     from edgectl.logs import register_secret
 
     try:
@@ -59,6 +63,7 @@ def _redact_credentials(session) -> None:
     except Exception:  # noqa: BLE001 - no credentials yet: the call that needs them says so
         return
     if frozen is not None:
+        register_secret(frozen.access_key or "")
         register_secret(frozen.secret_key or "")
         register_secret(frozen.token or "")
 
