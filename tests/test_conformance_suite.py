@@ -368,3 +368,16 @@ def test_a_pull_that_bypasses_the_sender_fails_counting_and_throttling(outcomes)
     assert set(failed) == {"test_a_pull_stores_the_seeded_totals",
                            "test_a_429_with_retry_after_during_a_pull_is_waited_out"}, failed
     assert "send every API request of a pull through self.send" in failed["test_a_pull_stores_the_seeded_totals"]
+
+
+def test_the_pacing_replay_refuses_a_request_sooner_than_its_bucket_allows():
+    from edgectl.testing.conformance import PurgeConformance
+
+    # 10 a second, 5 saved up: five at once, then one each 0.1 s, keeps within it
+    PurgeConformance.replay("calls", 10, 5, [0.0] * 5 + [0.1 * i for i in range(1, 6)], [1] * 10)
+    # three more at once than the bucket holds is 0.3 s early, past the 0.25 s of slack
+    with pytest.raises(AssertionError, match=r"request 8 of 8 arrived at \+0.000s, 0.300s before bucket 'calls'"):
+        PurgeConformance.replay("calls", 10, 5, [0.0] * 8, [1] * 8)
+    # a bucket counted in items: two requests of 30 URLs at once, where 30 fit
+    with pytest.raises(AssertionError, match="request 2 of 2"):
+        PurgeConformance.replay("files", 100, 30, [0.0, 0.0], [30, 30])
