@@ -301,7 +301,7 @@ class ProviderConformance:
             f"{sorted(type(provider).capabilities)}: leave describe()'s capabilities to the base class")
         shown = self.edgectl(*self.providers_group, "show", NAME, "-o", "json")
         assert shown.exit_code == 0, shown.explain()
-        assert shown.json()["kind"] == self.kind
+        assert shown.json()["kind"] == self.kind, f"{shown.command} names kind {shown.json()['kind']!r}"
 
     def test_providers_test_passes(self):
         run = self.edgectl(*self.providers_group, "test", NAME, "-o", "json")
@@ -309,7 +309,7 @@ class ProviderConformance:
             f"{run.explain()}\nProvider.test() should check credentials and reachability against the api "
             "and return one line; it failed against the suite's api:\n" + _shown(self.api.requests))
         [row] = run.json()
-        assert row["result"] == "ok", row
+        assert row["result"] == "ok", f"`providers test` reported {row}: Provider.test() must raise for a failure"
 
 
 # ==== purge ===============================================================================================
@@ -481,7 +481,8 @@ class PurgeConformance(ProviderConformance):
             assert run.exit_code == 0, (
                 f"kind {self.kind!r} declares {purge_kind!r} in purge_kinds, yet a purge of {target!r} failed: "
                 f"{run.explain()}\n" + _shown(window.requests))
-            assert run.json()["status"] in ("completed", "accepted"), run.json()
+            assert run.json()["status"] in ("completed", "accepted"), (
+                f"a purge that exited 0 should be completed or accepted, not {run.json()['status']!r}: {run.json()}")
             assert window.purges == [(purge_kind, (target,))], (
                 f"a purge of one {purge_kind} target {target!r} should reach the api as one purge request "
                 f"of it; purges(api) shows {window.purges}\n" + _shown(window.requests))
@@ -489,7 +490,8 @@ class PurgeConformance(ProviderConformance):
         assert run.exit_code == 2, (
             f"kind {self.kind!r} does not declare {purge_kind!r}, so edgectl must refuse to purge by it "
             f"with exit 2 (bad input) before sending anything: {run.explain()}")
-        assert f"cannot purge by {purge_kind}" in run.stderr, run.stderr
+        assert f"cannot purge by {purge_kind}" in run.stderr, (
+            f"the refusal should say the provider cannot purge by {purge_kind}; stderr: {run.stderr}")
         assert window.requests == [], (
             f"an undeclared purge kind ({purge_kind!r}) must be refused before anything is sent, yet the api "
             "received:\n" + _shown(window.requests))
@@ -630,11 +632,15 @@ class PurgeConformance(ProviderConformance):
         assert after == [], (
             "more requests reached the api after the credentials were refused: raise AuthError for a 401/403, which "
             "is never retried and stops the batches behind it:\n" + _shown(requests))
-        assert len(window.purge_requests) <= 1, _shown(requests)
+        assert len(window.purge_requests) <= 1, (
+            "with max_in_flight = 1 and refused credentials, one purge request at most may go out:\n"
+            + _shown(requests))
         record = run.json()
         batches = sum(p["batches"] for p in record["providers"])
-        assert record["status"] == "failed" and len(record["failed"]) == batches, record
-        assert sum(1 for f in record["failed"] if f["attempts"]) <= 1, record["failed"]
+        assert record["status"] == "failed" and len(record["failed"]) == batches, (
+            f"every batch of a purge whose credentials were refused should have failed: {record}")
+        assert sum(1 for f in record["failed"] if f["attempts"]) <= 1, (
+            f"only the first batch should have been sent; the rest fail unsent: {record['failed']}")
 
     def test_a_dropped_answer_is_resent_with_the_same_items(self):
         """The connection is reset after the api applied the purge: an unknown outcome, which edgectl
@@ -657,7 +663,8 @@ class PurgeConformance(ProviderConformance):
             f"again: {sent[1].target} {sent[1].body[:300]!r}")
         assert set(window.items(kind)) == set(wanted), (
             f"after the resend, purges(api) should cover exactly {wanted}; it shows {window.purges}")
-        assert all(items == window.purges[0][1] for _, items in window.purges), window.purges
+        assert all(items == window.purges[0][1] for _, items in window.purges), (
+            f"every purge applied should carry the batch's items, sent again as they were: {window.purges}")
 
     # -- secrets ----------------------------------------------------------------------------------------
     def test_secrets_never_reach_output_debug_logs_or_state(self):
@@ -722,7 +729,7 @@ class AnalyticsConformance(ProviderConformance):
 
     def row(self, run: Run) -> dict[str, Any]:
         rows = run.json()["providers"]
-        assert len(rows) == 1 and rows[0]["provider"] == NAME, rows
+        assert len(rows) == 1 and rows[0]["provider"] == NAME, f"the pull should report one provider, {NAME}: {rows}"
         return rows[0]
 
     def stored(self, start: int | None = None, end: int | None = None) -> dict[str, float]:
@@ -770,7 +777,8 @@ class AnalyticsConformance(ProviderConformance):
         run = self.pull(since)
         assert run.exit_code == 0, f"{run.explain()}\n" + _shown(self.api.requests[window:])
         row = self.row(run)
-        assert row["status"] == "ok" and row["stored"] > 0, row
+        assert row["status"] == "ok" and row["stored"] > 0, (
+            f"a pull of a window holding traffic should store samples; it reported {row}")
         assert row["requests"] == len(self.api.requests[window:]), (
             f"the pull sent {len(self.api.requests[window:])} request(s) but counted {row['requests']}: send "
             "every API request of a pull through self.send(what, call), which counts and retries it")
@@ -786,7 +794,8 @@ class AnalyticsConformance(ProviderConformance):
         assert self.row(again)["stored"] == 0, (
             f"a second pull of the same window stored {self.row(again)['stored']} more sample(s): a provider "
             "answers the same figures for the same interval, so edgectl keeps the first")
-        assert self.stored() == before
+        after = self.stored()
+        assert after == before, f"a second pull of the same window changed the history's totals: {before} -> {after}"
         self.assert_stored(totals, start, end, first)
 
     def test_a_429_with_retry_after_during_a_pull_is_waited_out(self):
@@ -798,12 +807,13 @@ class AnalyticsConformance(ProviderConformance):
         assert run.exit_code == 0, (
             f"a pull that met an HTTP 429 with Retry-After: {RETRY_AFTER_S} should wait and go on: {run.explain()}\n"
             "raise RateLimited(message, retry_after) and send every request through self.send():\n" + _shown(requests))
-        assert requests and requests[0].fault == "fail", _shown(requests)
+        assert requests and requests[0].fault == "fail", (
+            "the injected 429 should have answered the pull's first request:\n" + _shown(requests))
         assert len(requests) >= 2, "the throttled request was never sent again:\n" + _shown(requests)
         gap = requests[1].at - requests[0].at
         assert gap >= RETRY_AFTER_S - RETRY_SLACK_S, (
             f"the request after the 429 came {gap:.3f}s later, sooner than its Retry-After: {RETRY_AFTER_S}")
-        assert self.row(run)["retries"] >= 1, self.row(run)
+        assert self.row(run)["retries"] >= 1, f"the pull should count the request it sent again: {self.row(run)}"
         self.assert_stored(totals, start, end, run)
 
     def test_refused_credentials_fail_the_pull_without_retries(self):
@@ -818,7 +828,8 @@ class AnalyticsConformance(ProviderConformance):
         requests = self.api.requests[window:]
         assert run.exit_code == 1, f"a pull with refused credentials must exit 1: {run.explain()}\n" + _shown(requests)
         row = self.row(run)
-        assert row["status"] == "failed" and row["error"], row
+        assert row["status"] == "failed" and row["error"], (
+            f"a pull whose credentials were refused should report the provider failed, with its error: {row}")
         refused = [i for i, seen in enumerate(requests) if seen.status in REFUSED]
         assert refused, (
             "the api never refused the credentials (401/403): with wrong_secrets = None the api must refuse "
