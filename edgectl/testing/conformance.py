@@ -201,6 +201,7 @@ class ProviderConformance:
         assert table.get("kind") == self.kind, (
             f"settings(api) must hold kind = {self.kind!r} (the kind under test), not {table.get('kind')!r}")
         self.config_path.write_text(_toml(table), encoding="utf-8")
+        self.hosts = list(table.get("hosts") or [])
         return table
 
     def edgectl(self, *args: Any, input: str | None = None) -> Run:
@@ -360,9 +361,8 @@ class PurgeConformance(ProviderConformance):
         """The i-th target of a purge kind, as it is given to `cdn purge`. Default: url
         https://HOST/conformance/I, prefix https://HOST/conformance/pI/, tag conformance-I, host HOST
         for i = 0 and conformance-I.HOST after it (HOST: the first of the settings' hosts)."""
-        hosts = self.settings(self.api).get("hosts") or []
-        assert hosts, "settings(api) must name hosts (the first is used to build URL targets), or override target()"
-        host = hosts[0]
+        assert self.hosts, "settings(api) must name hosts (the first is used to build URL targets), or override target()"
+        host = self.hosts[0]
         if kind == "url":
             return f"https://{host}/conformance/{i}"
         if kind == "prefix":
