@@ -26,13 +26,16 @@ from edgectl.testing import Answer, FaultProxy, Seen, Unanswered
 
 # errors every AWS REST-XML service answers in the same words: (HTTP status, error Type, Code, Message)
 THROTTLING = (400, "Sender", "Throttling", "Rate exceeded")
-# what a path-blind fail_next(status) answers, by status: (error Type, Code, Message)
+# what a path-blind fail_next(status) answers, by status: (error Type, Code, Message), in the words of
+# the errors common to every AWS API (https://docs.aws.amazon.com/securityhub/1.0/APIReference/CommonErrors.html)
 INJECTED = {429: ("Sender", "Throttling", "Rate exceeded"),
-            401: ("Sender", "InvalidClientTokenId", "The security token included in the request is invalid."),
+            401: ("Sender", "InvalidClientTokenId",
+                  "The X.509 certificate or AWS access key ID provided does not exist in our records."),
             403: ("Sender", "AccessDenied", "User: arn:aws:iam::123456789012:user/ci is not authorized to perform "
                                             "this action"),
-            503: ("Receiver", "ServiceUnavailable", "Service is unavailable. Please try again."),
-            500: ("Receiver", "InternalFailure", "The request processing has failed because of an unknown error.")}
+            503: ("Receiver", "ServiceUnavailable", "The request has failed due to a temporary failure of the server."),
+            500: ("Receiver", "InternalFailure",
+                  "The request processing has failed because of an unknown error, exception or failure.")}
 
 
 def access_denied(action: str) -> tuple[int, str, str, str]:
