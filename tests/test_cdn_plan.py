@@ -133,5 +133,8 @@ def test_the_bucket_paces_at_its_rate_and_a_retry_after_drains_it():
     bucket.take(capacity)
     assert bucket.wait_time(30, 0.0) == pytest.approx(0.3)
     assert bucket.wait_time(30, 0.3) == 0
-    bucket.drain_until(5.0)
-    assert bucket.wait_time(10, 1.0) == pytest.approx(4.0 + 0.1)
+    bucket.drain_until(5.0, leave=10)
+    assert bucket.wait_time(10, 1.0) == pytest.approx(4.0)  # the request told to wait goes when told, not later
+    assert bucket.wait_time(30, 1.0) == pytest.approx(4.0 + 0.2)  # more than it waits for the refill
+    bucket.drain_until(6.0)
+    assert bucket.wait_time(1, 6.0) == 0 and bucket.wait_time(2, 6.0) == pytest.approx(0.01)

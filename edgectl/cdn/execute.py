@@ -78,9 +78,10 @@ class TokenBucket:
         self.floor = getattr(self, "floor", self.rate / 20)
         self.rate = max(self.floor, self.rate * 0.75)
 
-    def drain_until(self, moment: float) -> None:
-        """The provider said to wait (429): nothing saved up, and no refill before `moment`."""
-        self.tokens = 0.0
+    def drain_until(self, moment: float, leave: float = 1.0) -> None:
+        """The provider said to wait (429): nothing saved up and no refill before `moment`, when there
+        is `leave` (the request told to wait), so that it goes at `moment` and not a token later."""
+        self.tokens = min(self.capacity, leave)
         self.at = max(self.at, moment)
 
 
@@ -316,9 +317,12 @@ class PurgeRun:
                 # others. Pace lower and send again, as long as --timeout allows; not a failure.
                 self.stats.rate_limited += 1
                 delay = exc.retry_after if exc.retry_after is not None else _backoff(self.stats.rate_limited)
-                for bucket in lane.buckets.values():
+                limits = lane.provider.limits()
+                own = limits.bucket_for[batch.kind]
+                cost = len(batch.items) if limits.bucket(batch.kind).per_item else 1
+                for bucket_name, bucket in lane.buckets.items():
                     bucket.slow_down()
-                    bucket.drain_until(time.monotonic() + delay)
+                    bucket.drain_until(time.monotonic() + delay, leave=cost if bucket_name == own else 1.0)
                 self.stats.retries += 1
                 self._retry_later(name, work, exc.message, delay)
                 return
