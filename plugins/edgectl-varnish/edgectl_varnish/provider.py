@@ -18,8 +18,9 @@ Every ban tests obj.* only, so the ban lurker retires it in the background.
 
 Where values are checked, since a ban expression is split on whitespace (a quote starts a quoted
 word) and a tag is user input spliced into a regex:
-  1. `normalise`, before anything is journaled or sent: URLs and prefixes are percent-encoded (no
-     whitespace, quote or control character is left), hosts must be lower-case DNS names, and a tag
+  1. `normalise`, before anything is journaled or sent: URLs and prefixes keep their path and query as
+     written, since Varnish matches req.url as the client sent it, but for whitespace, '"', '#', control
+     and non-ASCII characters, which are percent-encoded; hosts must be lower-case DNS names, and a tag
      must be 1 to 128 printable ASCII characters without space, comma or quote; anything else is
      InvalidTarget. `&&` in a tag is kept: with no whitespace around it, it is not a ban operator.
   2. `regex_literal`, when a batch is sent: every regex metacharacter of a path or tag is escaped,
@@ -38,9 +39,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edgectl.errors import UsageError
-from edgectl.providers.base import (PATH_SAFE, PURGE_KINDS, AuthError, Batch, Bucket, InvalidTarget, Limits,
-                                    ProviderError, PurgeAccepted, PurgeProvider, RateLimited, RetryableError,
-                                    parse_retry_after, percent_encode)
+from edgectl.providers.base import (PURGE_KINDS, AuthError, Batch, Bucket, InvalidTarget, Limits, ProviderError,
+                                    PurgeAccepted, PurgeProvider, RateLimited, RetryableError, parse_retry_after,
+                                    percent_encode)
 
 VCL_VERSION = "1"  # the X-Edgectl-Vcl edgectl.vcl answers; a VCL of another version speaks another protocol
 XKEY_MODES = ("auto", "on", "off")
@@ -50,12 +51,22 @@ _TAG = re.compile(r"[\x21\x23-\x2b\x2d-\x7e]+")  # printable ASCII but space, '"
 _HOST = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
 _HEADER = re.compile(r"[\x21\x23-\x7e]*")  # what may be spliced into a ban: no whitespace, no quote
 _REGEX_META = frozenset("\\^$.|?*+()[]{}")
+# What may stay as written on a request line: h11 takes any visible ASCII there, and Varnish keys objects
+# by req.url exactly as the client sent it. '"' cannot reach a ban and every browser sends it as %22;
+# '#' would start a fragment.
+_TARGET_SAFE = frozenset(map(chr, range(0x21, 0x7F))) - {'"', "#"}
 ACL_HINT = "add the address edgectl purges from to acl edgectl_purgers in the node's edgectl.vcl"
 
 
 def regex_literal(text: str) -> str:
     """`text` as a PCRE pattern that matches only itself: each metacharacter behind a backslash."""
     return "".join("\\" + ch if ch in _REGEX_META else ch for ch in text)
+
+
+def request_target(text: str) -> str:
+    """A path or query as the client wrote it, percent-encoding only what cannot go on the request line
+    (spaces, control and non-ASCII characters) and '"' and '#'; %XX escapes stay as they are."""
+    return percent_encode(text, _TARGET_SAFE)
 
 
 def _header(value: str) -> str:
@@ -139,18 +150,18 @@ class VarnishProvider(PurgeProvider):
     def normalise(self, kind: str, value: str) -> str:
         if kind == "url":
             base, path, query = _split_url(value, "URL")
-            return base + percent_encode(path or "/") + (f"?{percent_encode(query, PATH_SAFE | {'?'})}" if query else "")
+            return base + request_target(path or "/") + (f"?{request_target(query)}" if query else "")
         if kind == "prefix":
             if "://" in value:
                 base, path, query = _split_url(value, "prefix")
-                if query:
-                    raise InvalidTarget(f"prefix {value!r} has a query: a prefix is a path such as /docs/")
             else:
-                base, path = "", value.strip()
+                base, (path, _, query) = "", value.strip().partition("?")
+            if query:
+                raise InvalidTarget(f"prefix {value!r} has a query: a prefix is a path such as /docs/")
             if not path.startswith("/") or "*" in path:
                 raise InvalidTarget(f"prefix {value!r} must be a path such as /docs/, without '*' "
                                     "(everything under it is banned)")
-            return base + percent_encode(path)
+            return base + request_target(path)
         if kind == "tag":
             if len(value) > MAX_TAG or not _TAG.fullmatch(value):
                 raise InvalidTarget(f"tag {value[:40]!r} cannot be purged on Varnish: a tag is 1 to {MAX_TAG} "
@@ -226,7 +237,9 @@ class VarnishProvider(PurgeProvider):
         import httpx
 
         try:
-            response = self._client().request(method, self._base(node) + target, headers=headers)
+            # httpx would re-encode '{', '}' and others in a path: the target extension sends it as it is
+            response = self._client().request(method, self._base(node) + "/", headers=headers,
+                                              extensions={"target": target.encode("ascii")})
         except httpx.TimeoutException:
             raise RetryableError(f"node {node.name}: timed out") from None
         except httpx.TransportError as exc:

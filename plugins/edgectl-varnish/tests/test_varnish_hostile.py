@@ -39,6 +39,7 @@ REFUSED = [
     ("--tag", "a,b"),
     ("--prefix", f"https://{HOST}/docs/*"),
     ("--prefix", f"https://{HOST}/search?q=x"),
+    ("--prefix", "/search?q=x"),
     ("--prefix", "docs/"),
     ("--host", "bad host.example.com"),
 ]

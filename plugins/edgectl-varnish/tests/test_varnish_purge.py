@@ -130,3 +130,40 @@ def test_a_host_header_with_a_port_or_capitals_is_the_same_object(cli, configure
     assert cache.get("WWW.Example.COM:443", "/page").endswith("#1")
     assert cli("cdn", "purge", "--provider", "cache", "--url", f"https://{HOST}/page").exit_code == 0
     assert cache.get(HOST, "/page").endswith("#2")
+
+
+# given to `cdn purge --url` -> the request line a client sends for it, which Varnish keys the object by
+AS_SENT = {
+    "/(a|b)/x": "/(a|b)/x",
+    "/v[1]/{id}^2": "/v[1]/{id}^2",
+    "/q?tags=a|b&v={1}": "/q?tags=a|b&v={1}",
+    "/my docs|x": "/my%20docs|x",
+    "/café|x": "/caf%C3%A9|x",
+    "/a%7cb": "/a%7cb",
+}
+
+
+def test_a_url_is_purged_in_the_form_clients_send_it(cli, configure, cache, origin):
+    """Varnish never normalises req.url: '|', '[', ']', '{', '}' and '^' go raw, as curl sends them (and browsers
+    '|', '[' and ']'), and only what cannot be on a request line is encoded. Another encoding is another object."""
+    configure(cache=varnish_provider())
+    for sent in [*AS_SENT.values(), "/(a%7Cb)/x"]:
+        assert cache.get(HOST, sent) == f"{HOST}{sent} #1"
+    for given, sent in AS_SENT.items():
+        run = cli("cdn", "purge", "--provider", "cache", "--url", f"https://{HOST}{given}", "-o", "json")
+        assert run.exit_code == 0, run.stderr
+        assert cache.get(HOST, sent) == f"{HOST}{sent} #2", f"{given!r} did not purge {sent!r}"
+    assert cache.get(HOST, "/(a%7Cb)/x").endswith("#1")
+
+
+def test_a_prefix_is_banned_in_the_form_clients_send_it(cli, configure, cache, origin):
+    configure(cache=varnish_provider())
+    gone = ["/(a|b)/x", "/(a|b)/y?z=1", "/{v}^[2]/x"]
+    kept = ["/(a%7Cb)/x", "/(a|c)/x", "/%7Bv%7D^[2]/x"]
+    for path in gone + kept:
+        assert cache.get(HOST, path).endswith("#1")
+    for prefix in ("/(a|b)/", "/{v}^[2]/"):
+        run = cli("cdn", "purge", "--provider", "cache", "--prefix", f"https://{HOST}{prefix}")
+        assert run.exit_code == 0, run.stderr
+    assert [path for path in gone if not cache.get(HOST, path).endswith("#2")] == []
+    assert [path for path in kept if not cache.get(HOST, path).endswith("#1")] == []

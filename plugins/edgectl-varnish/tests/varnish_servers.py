@@ -70,8 +70,10 @@ class Varnish:
     process: subprocess.Popen
 
     def get(self, host: str, target: str) -> str:
-        """The body the cache answers for http://HOST/TARGET."""
-        response = httpx.get(self.url + target, headers={"Host": host}, timeout=10, trust_env=False)
+        """The body the cache answers for http://HOST/TARGET, TARGET on the request line exactly as given
+        (httpx alone would encode '{' and '}' in a path), as curl sends it."""
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            response = client.get(self.url + "/", headers={"Host": host}, extensions={"target": target.encode()})
         response.raise_for_status()
         return response.text
 
