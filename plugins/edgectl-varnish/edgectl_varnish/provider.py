@@ -12,7 +12,8 @@ What each purge kind sends (the VCL's header comment is the protocol's reference
               the VCL bans `obj.http.x-host == HOST && obj.http.x-url ~ ^PATH`
   host        BAN with X-Edgectl-Host; the VCL bans `obj.http.x-host == HOST`
   tag         BAN with the tags in X-Edgectl-Keys for vmod_xkey (purge, or softpurge with soft_purge)
-              and/or in X-Edgectl-Match, regex-escaped and joined by '|', for a ban on the xkey header
+              and/or in X-Edgectl-Match, regex-escaped and joined by '|', for a ban on the xkey header;
+              never with soft_purge, so that a node without xkey refuses the purge rather than hard-purge
   everything  BAN; the VCL bans `obj.status != 0`
 Every ban tests obj.* only, so the ban lurker retires it in the background.
 
@@ -228,7 +229,7 @@ class VarnishProvider(PurgeProvider):
                 headers["X-Edgectl-Keys"] = " ".join(_header(tag) for tag in batch.items)
                 if self.soft:
                     headers["X-Edgectl-Soft"] = "1"
-            if self.xkey != "on":
+            if self.xkey != "on" and not self.soft:  # a ban is never soft: without xkey a node refuses it
                 headers["X-Edgectl-Match"] = "|".join(regex_literal(tag) for tag in batch.items)
         return [("BAN", "/", {name: value if name == "X-Edgectl-Keys" else _header(value)
                               for name, value in headers.items()})]
@@ -253,6 +254,8 @@ class VarnishProvider(PurgeProvider):
         if status in (401, 403, 405):
             raise AuthError(f"node {node.name} refused the {method} (HTTP {status}{': ' + said if said else ''}); "
                             f"{ACL_HINT}")
+        if status == 501 and "X-Edgectl-Soft" in headers:
+            raise ProviderError(_soft_needs_xkey(node.name, "nothing was purged there"))
         if status >= 400:
             raise ProviderError(f"node {node.name}: HTTP {status}{': ' + said if said else ''}")
         if "X-Edgectl-Vcl" not in response.headers:
@@ -286,8 +289,6 @@ class VarnishProvider(PurgeProvider):
         detail = f"{len(nodes)} {noun}: " + ", ".join(sorted(methods))
         if "xkey" in methods or "xkey-soft" in methods:
             detail += f", {count} objects"
-        if batch.kind == "tag" and self.soft and "ban" in methods:
-            detail += f"; banned, not soft-purged, on {', '.join(methods['ban'])} (no xkey in its VCL)"
         return PurgeAccepted(provider_ref=None, completed=True, detail=detail)
 
     def test(self) -> str:
@@ -312,8 +313,7 @@ class VarnishProvider(PurgeProvider):
                 problems.append(ProviderError(f"node {node.name}: its VCL has no xkey, and xkey = 'on': include "
                                               "edgectl-xkey.vcl (needs varnish-modules) or set xkey = 'auto'"))
             elif self.soft:
-                problems.append(ProviderError(f"node {node.name}: soft_purge needs xkey, and its VCL has none: "
-                                              "include edgectl-xkey.vcl (needs varnish-modules)"))
+                problems.append(ProviderError(_soft_needs_xkey(node.name, "a tag purge fails there")))
         if problems:
             raise _summary(problems, len(nodes), "fine")
         xkey = "all" if len(with_xkey) == len(nodes) else (", ".join(with_xkey) if with_xkey else "none")
@@ -324,6 +324,11 @@ class VarnishProvider(PurgeProvider):
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
+
+
+def _soft_needs_xkey(node: str, outcome: str) -> str:
+    return (f"node {node}: soft_purge needs xkey, and its VCL has none: {outcome}; include edgectl-xkey.vcl "
+            "(needs varnish-modules) or set soft_purge = false")
 
 
 def _mode(value: Any) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from edgectl.testing import Answer, FakeAPI, FaultProxy
 from edgectl_varnish import daemon
-from varnish_servers import running_varnish
+from varnish_servers import running_varnish, wait_for
 
 HOST = "www.example.com"
 
@@ -156,3 +157,31 @@ def test_limits_are_declared_as_data(cli, configure):
     assert limits["buckets"] == {"purge": {"rate_per_s": 20.0, "burst": 20.0, "unit": "request"},
                                  "ban": {"rate_per_s": 2.0, "burst": 2.0, "unit": "request"}}
     assert limits["bucket_for"]["tag"] == "purge" and limits["bucket_for"]["prefix"] == "ban"
+
+
+def test_a_soft_purge_fails_on_a_node_without_xkey_and_bans_nothing_there(cli, configure, two, origin):
+    """soft_purge asks for objects served stale once: a ban on a node without xkey would be a hard purge instead."""
+    v1, v2, proxy2, _ = two
+    configure(cache=table(soft_purge=True))
+    origin.tags["/s"] = ["soft"]
+    first, second = v1.get(HOST, "/s"), v2.get(HOST, "/s")
+
+    run = cli("cdn", "purge", "--provider", "cache", "--tag", "soft", "-o", "json")
+    assert run.exit_code == 1
+    assert "1 of 2 nodes failed (1 purged)" in run.stderr
+    assert "node v2: soft_purge needs xkey, and its VCL has none: nothing was purged there" in run.stderr
+    assert [r.headers.get("x-edgectl-match") for r in proxy2.requests if r.method == "BAN"] == [None]
+    assert v2.get(HOST, "/s") == second  # neither banned nor purged
+    assert v1.get(HOST, "/s") == first  # soft-purged: stale once, while it is fetched again
+    wait_for(lambda: origin.fetches(HOST, "/s") == 3)
+
+
+def test_the_vcl_without_xkey_refuses_a_soft_purge_rather_than_ban(isolated, origin):
+    """For purgers that write their own requests: X-Edgectl-Soft with a match is never a ban there."""
+    with running_varnish(isolated / "v1", origin.url, vcl=daemon.CORE_VCL) as varnish:
+        origin.tags["/s"] = ["soft"]
+        cached = varnish.get(HOST, "/s")
+        response = httpx.request("BAN", varnish.url + "/", timeout=10, trust_env=False, headers={
+            "X-Edgectl-Ban": "tags", "X-Edgectl-Match": "soft", "X-Edgectl-Soft": "1"})
+        assert response.status_code == 501 and response.text.startswith("edgectl: a soft purge needs xkey")
+        assert varnish.get(HOST, "/s") == cached

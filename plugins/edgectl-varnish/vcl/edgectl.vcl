@@ -28,6 +28,7 @@ vcl 4.1;
 #   BAN  X-Edgectl-Ban: prefix    X-Edgectl-Match: a regex-escaped path   [X-Edgectl-Host: a host]
 #   BAN  X-Edgectl-Ban: host      X-Edgectl-Host: www.example.com
 #   BAN  X-Edgectl-Ban: tags      X-Edgectl-Match: escaped tags joined by '|'   (X-Edgectl-Keys: for xkey)
+#                                 with X-Edgectl-Soft: 1 (soft_purge), 501 here: only xkey can purge softly
 #   BAN  X-Edgectl-Ban: everything
 #   BAN  X-Edgectl-Ban: probe     answers X-Edgectl-Vcl (this file's version) and X-Edgectl-Xkey: yes|no
 #
@@ -91,6 +92,10 @@ sub edgectl_ban {
         }
         std.ban("obj.http.x-host == " + req.http.X-Edgectl-Host);
     } elsif (req.http.X-Edgectl-Ban == "tags") {
+        # a ban removes objects outright: asked for a soft purge, it would do what was not asked
+        if (req.http.X-Edgectl-Soft) {
+            return (synth(501, "edgectl: a soft purge needs xkey, and this VCL was built without it"));
+        }
         if (!req.http.X-Edgectl-Match) {
             return (synth(501, "edgectl: tags need xkey here, and this VCL was built without it"));
         }
