@@ -45,6 +45,7 @@ class Origin(FakeAPI):
     def __init__(self):
         super().__init__()
         self.tags: dict[str, list[str]] = {}  # path -> its tags
+        self.headers: dict[str, dict[str, str]] = {}  # path -> headers answered besides (or instead of) those
         self._fetched: Counter[tuple[str, str]] = Counter()
         self._count_lock = threading.Lock()
 
@@ -56,6 +57,7 @@ class Origin(FakeAPI):
         headers = {"Cache-Control": "max-age=300, stale-while-revalidate=60"}
         if self.tags.get(seen.path):
             headers["xkey"] = " ".join(self.tags[seen.path])
+        headers.update(self.headers.get(seen.path, {}))
         return Answer(200, f"{host}{seen.target} #{n}", headers)
 
     def fetches(self, host: str, target: str) -> int:
@@ -70,12 +72,17 @@ class Varnish:
     process: subprocess.Popen
 
     def get(self, host: str, target: str) -> str:
-        """The body the cache answers for http://HOST/TARGET, TARGET on the request line exactly as given
-        (httpx alone would encode '{' and '}' in a path), as curl sends it."""
+        """The body the cache answers for http://HOST/TARGET."""
+        return self.response(host, target).text
+
+    def response(self, host: str, target: str, **headers: str) -> httpx.Response:
+        """The cache's answer to GET http://HOST/TARGET, TARGET on the request line exactly as given (httpx alone
+        would encode '{' and '}' in a path), as curl sends it."""
         with httpx.Client(timeout=10, trust_env=False) as client:
-            response = client.get(self.url + "/", headers={"Host": host}, extensions={"target": target.encode()})
+            response = client.get(self.url + "/", headers={"Host": host, **headers},
+                                  extensions={"target": target.encode()})
         response.raise_for_status()
-        return response.text
+        return response
 
 
 def _free_port() -> int:

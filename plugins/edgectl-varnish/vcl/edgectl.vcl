@@ -40,6 +40,15 @@ vcl 4.1;
 #
 # The Host header is lower-cased and loses its port here, for every request, so that a purge for
 # www.example.com finds what was cached for WWW.Example.com:443.
+#
+# Every response says what this cache did in Cache-Status (RFC 9211), its entry after those of any
+# caches behind it; edgectl cache warm counts hits and misses by it (Age alone cannot tell a miss from
+# a hit within the same second):
+#       Cache-Status: varnish; hit; ttl=299        from cache, with 299 s of freshness left
+#       Cache-Status: varnish; hit; ttl=-3         from cache but stale, in grace (after a soft purge,
+#                                                  say), while it is fetched again
+#       Cache-Status: varnish; fwd=miss; stored    fetched from the backend, and cached
+#       Cache-Status: varnish; fwd=bypass          not cacheable: a pass, hit-for-pass or hit-for-miss
 
 import std;
 
@@ -121,6 +130,22 @@ sub vcl_backend_response {
 sub vcl_deliver {
     unset resp.http.x-url;
     unset resp.http.x-host;
+    # RFC 9211: this cache's entry goes after those of caches behind it
+    if (resp.http.Cache-Status) {
+        set resp.http.Cache-Status = resp.http.Cache-Status + ", ";
+    }
+    if (obj.uncacheable) {
+        set resp.http.Cache-Status = resp.http.Cache-Status + "varnish; fwd=bypass";
+    } elsif (obj.hits > 0 && obj.ttl < 0s) {
+        # served stale, in grace: the seconds are rounded down (std.integer rounds toward 0), so never ttl=0
+        set resp.http.Cache-Status = resp.http.Cache-Status + "varnish; hit; ttl=" +
+                                     std.integer(duration=obj.ttl - 1s, fallback=-1);
+    } elsif (obj.hits > 0) {
+        set resp.http.Cache-Status = resp.http.Cache-Status + "varnish; hit; ttl=" +
+                                     std.integer(duration=obj.ttl, fallback=0);
+    } else {
+        set resp.http.Cache-Status = resp.http.Cache-Status + "varnish; fwd=miss; stored";
+    }
 }
 
 sub vcl_purge {
