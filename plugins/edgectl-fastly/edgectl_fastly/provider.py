@@ -20,6 +20,7 @@ spaces, so none holds one (https://www.fastly.com/documentation/reference/vcl/co
 
 The service's historical stats are pulled by edgectl_fastly.stats with the same key, which then
 needs the global:read scope; purging needs purge_select (URLs and keys) and purge_all.
+A URL is purged as clients ask for it: without the port when it is the scheme's default.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ DOCUMENTED_HOURLY_LIMIT = 1000
 _SERVICE_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _QUERY_SAFE = PATH_SAFE | {"?"}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _is_number(value: Any) -> bool:
@@ -151,7 +153,8 @@ class FastlyProvider(PurgeProvider, ServiceStats):
             query = f"?{percent_encode(parts.query, _QUERY_SAFE)}" if parts.query else ""
         except (UsageError, UnicodeError):
             raise InvalidTarget(f"URL {value!r} does not name a valid host or cannot be encoded") from None
-        netloc = host if port is None else f"{host}:{port}"
+        # clients send no port in Host for a scheme's default, and Fastly caches by Host
+        netloc = host if port in (None, DEFAULT_PORTS[parts.scheme]) else f"{host}:{port}"
         url = f"{parts.scheme}://{netloc}{path}{query}"  # a fragment is never sent, so never cached
         if len(url.encode()) > MAX_URL_BYTES:
             raise InvalidTarget(f"URL {url[:60]!r}... is longer than Fastly's {MAX_URL_BYTES} bytes")

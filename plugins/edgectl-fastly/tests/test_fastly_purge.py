@@ -213,3 +213,17 @@ def test_the_limits_are_what_fastly_documents(cli, fake, config):
     assert limits["buckets"]["api"]["burst"] == 5000 and math.isclose(limits["buckets"]["api"]["rate_per_s"], 5000 / 3600)
     assert limits["bucket_for"] == {"url": "purges", "tag": "purges", "everything": "api"}
     assert json.dumps(row).count(KEY) == 0
+
+
+def test_a_urls_default_port_is_dropped_as_clients_send_no_port_in_host(cli, fake, config):
+    """Fastly caches by the Host header, which carries no port for 443 (https) or 80 (http); another port is kept."""
+    sent = {"https://www.example.com:443/a": "/purge/www.example.com/a",
+            "http://www.example.com:80/b?x=1": "/purge/www.example.com/b?x=1",
+            "https://www.example.com:8443/c": "/purge/www.example.com:8443/c",
+            "http://www.example.com:443/d": "/purge/www.example.com:443/d"}
+    for url, target in sent.items():
+        fake.clear()
+        run = purge(cli, "--url", url)
+        assert run.exit_code == 0, run.stderr
+        assert [seen.target for seen in fake.requests] == [target], url
+
