@@ -19,7 +19,8 @@ answers is honoured (edgectl_fastly.client). Surrogate keys are at most 1 KB eac
 spaces, so none holds one (https://www.fastly.com/documentation/reference/vcl/constraints-and-limitations/).
 
 The service's historical stats are pulled by edgectl_fastly.stats with the same key, which then
-needs the global:read scope; purging needs purge_select (URLs and keys) and purge_all.
+needs the global:read scope; purging needs purge_select (URLs and keys) and purge_all, which
+`test` checks: a token that can purge nothing fails it, one that lacks either scope is told so.
 A URL is purged as clients ask for it: without the port when it is the scheme's default.
 """
 
@@ -46,6 +47,9 @@ _SERVICE_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _QUERY_SAFE = PATH_SAFE | {"?"}
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# The token scopes that purge (https://www.fastly.com/documentation/reference/api/auth-tokens/user/):
+# purge_select URLs and surrogate keys, purge_all everything, and global all of it; global:read none.
+PURGE_SCOPES = (("purge_select", "URLs or surrogate keys"), ("purge_all", "everything"))
 
 
 def _is_number(value: Any) -> bool:
@@ -197,7 +201,11 @@ class FastlyProvider(PurgeProvider, ServiceStats):
         return PurgeAccepted(provider_ref=_text(doc, "id"), completed=True, detail=f"service {service}: all purged")
 
     def test(self) -> str:
-        """The key (GET /tokens/self) and the service (GET /service/{id}): two reads, which the hourly limit does not count."""
+        """The key (GET /tokens/self) and the service (GET /service/{id}): two reads, which the hourly limit does not count.
+
+        A key whose scopes cannot purge at all fails, since every purge would be refused (403); one that
+        lacks purge_select or purge_all passes, with what it cannot purge said.
+        """
         service = self.service_id
         token = self._api.request("token check", "GET", "/tokens/self").doc
         token = token if isinstance(token, dict) else {}
@@ -207,6 +215,8 @@ class FastlyProvider(PurgeProvider, ServiceStats):
             raise AuthError(f"fastly: the API token is limited to {len(services)} service(s), not service {service}")
         line = f"token accepted (scope {scope})"
         scopes = set(scope.split())
+        if token.get("scope"):
+            line += _purge_scope_problems(scope, scopes)
         if not scopes & {"global", "global:read"} and token:
             # without a read scope the service itself cannot be read: say what was not checked
             return f"{line}; service {service} not read: the token's scope cannot read services (stats need global:read)"
@@ -219,6 +229,16 @@ class FastlyProvider(PurgeProvider, ServiceStats):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "service_id": self.service_id, "soft_purge": self.soft}
+
+
+def _purge_scope_problems(scope: str, scopes: set[str]) -> str:
+    """What the token's scopes cannot purge, to add to test()'s line; AuthError when they purge nothing."""
+    missing = [(name, what) for name, what in PURGE_SCOPES if not scopes & {"global", name}]
+    if len(missing) == len(PURGE_SCOPES):
+        raise AuthError(f"fastly: the API token (scope {scope}) cannot purge: URLs and surrogate keys need the "
+                        "purge_select scope, everything purge_all (global has both)"
+                        + ("; its stats can still be pulled" if "global:read" in scopes else ""))
+    return "".join(f"; it cannot purge {what}: the scope lacks {name}" for name, what in missing)
 
 
 def _check_ok(what: str, doc: Any) -> None:

@@ -227,3 +227,22 @@ def test_a_urls_default_port_is_dropped_as_clients_send_no_port_in_host(cli, fak
         assert run.exit_code == 0, run.stderr
         assert [seen.target for seen in fake.requests] == [target], url
 
+
+@pytest.mark.parametrize("scope, cannot", [("global:read", None), ("purge_all", "purge_select"),
+                                           ("global:read purge_select", "purge_all")])
+def test_providers_test_names_the_purge_scope_a_token_lacks(cli, isolated, key, scope, cannot):
+    """Fastly's scopes: purge_select purges URLs and keys, purge_all everything, global both; global:read neither."""
+    with FakeFastly(tokens={KEY: Token(scope)}) as fake:
+        (isolated / "edgectl.toml").write_text(provider_table("fastly-prod", fake.url))
+        run = cli("cdn", "providers", "test", "fastly-prod", "-o", "json")
+        [result] = run.json()
+        if cannot is None:
+            assert run.exit_code == 1 and result["result"] == "failed"
+            assert result["detail"] == ("fastly: the API token (scope global:read) cannot purge: URLs and surrogate "
+                                        "keys need the purge_select scope, everything purge_all (global has both); "
+                                        "its stats can still be pulled")
+            assert purge(cli, "--url", "https://www.example.com/a").exit_code == 1  # as Fastly refuses it: 403
+        else:
+            assert run.exit_code == 0, run.stderr
+            what = {"purge_select": "URLs or surrogate keys", "purge_all": "everything"}[cannot]
+            assert f"; it cannot purge {what}: the scope lacks {cannot}" in result["detail"]
