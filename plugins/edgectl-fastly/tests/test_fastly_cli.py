@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,13 @@ from conftest import provider_table
 from fake_fastly import KEY
 
 HOST = "www.sandbox.test"  # the host the sandbox fleet's nodes serve
+README = Path(__file__).parent.parent / "README.md"
+
+
+def readme_command(start: str, id: int) -> list[str]:
+    """The arguments after `edgectl` of the README's one command line starting with `start`, its purge id replaced."""
+    [line] = [line.partition("#")[0].split() for line in README.read_text().splitlines() if line.startswith(start)]
+    return [str(id) if word.isdigit() else word for word in line[1:]]
 
 
 def test_cdn_purge_as_a_process_data_on_stdout_and_never_the_key(fake, isolated, key):
@@ -79,7 +87,9 @@ def test_cache_warm_from_purge_warms_the_urls_and_the_tagged_entries_a_fastly_pu
     assert purge.exit_code == 0, purge.stderr
     assert sorted((p.kind, p.items) for p in fake.purged()) == [("keys", ("news",)), ("url", (docs.split("://")[1],))]
 
-    again = cli("cache", "warm", "--from-purge", str(purge.json()["id"]), "--nodes", node, "-o", "json")
+    # as the README shows it, through the nodes labelled region=eu
+    assert cli("nodes", "update", node, "--label", "region=eu").exit_code == 0
+    again = cli(*readme_command("edgectl cache warm --from-purge", id=purge.json()["id"]), "-o", "json")
     assert again.exit_code == 0, again.stderr
     assert again.json()["requests"] == 1 + len(news)  # the URL, and the entries warming recorded under the tag
     entries = cli("cache", "entries", "-o", "json").json()
