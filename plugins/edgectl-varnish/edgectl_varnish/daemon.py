@@ -72,17 +72,46 @@ def vcl_file(name: str = CORE_VCL) -> Path:
     return Path(str(files("edgectl_varnish.vcl") / name))
 
 
+# What the two shipped files say of each other, and what is true of the one file `vcl_text(xkey=True)` makes
+# of them instead: (file, passage, its replacement).
+_ONE_FILE = (
+    (XKEY_VCL,
+     "# edgectl's purge interface with tags purged through vmod_xkey (varnish-modules): include this file\n"
+     "# instead of edgectl.vcl, which it includes itself; keep both files in one directory.\n"
+     "#\n"
+     '#       include "edgectl-xkey.vcl";\n',
+     "# edgectl's purge interface with tags purged through vmod_xkey (varnish-modules), in one file: this\n"
+     "# part first, then edgectl.vcl, whose comments say how to install it. Save the whole as edgectl.vcl\n"
+     "# beside your own VCL and include it; nothing else goes with it.\n"
+     "#\n"
+     '#       include "edgectl.vcl";\n'),
+    (XKEY_VCL,
+     "which is why this part is\n# a file of its own.",
+     "which is why\n# `edgectl varnish vcl` prints this part only with --xkey."),
+    (XKEY_VCL, "falls through to edgectl.vcl's header-based ban.", "falls through to the header-based ban below."),
+    (CORE_VCL,
+     "#   With varnish-modules installed, include edgectl-xkey.vcl instead (it includes this file itself)\n"
+     "#   to purge tags through xkey.\n",
+     "#   Tags are purged through xkey (varnish-modules) by the part at the top of this file.\n"),
+)
+
+
 def vcl_text(xkey: bool = False) -> str:
-    """The VCL to install, as one file: edgectl.vcl, or edgectl-xkey.vcl with edgectl.vcl in place of its include."""
+    """The VCL to install, as one file: edgectl.vcl, or edgectl-xkey.vcl with edgectl.vcl in place of its include,
+    their comments saying what is true of that one file."""
     core = vcl_file(CORE_VCL).read_text()
     if not xkey:
         return core
     include = f'include "./{CORE_VCL}";'
     xkey_part = vcl_file(XKEY_VCL).read_text()
     assert include in xkey_part, f"{XKEY_VCL} no longer includes {CORE_VCL}"
+    texts = {XKEY_VCL: xkey_part, CORE_VCL: core}
+    for name, passage, replacement in _ONE_FILE:
+        assert passage in texts[name], f"{name} no longer says {passage!r}"
+        texts[name] = texts[name].replace(passage, replacement)
     # an included file may repeat `vcl 4.1;`, one file may not
-    inlined = re.sub(r"^vcl \d+\.\d+;\n", "", core, count=1, flags=re.M)
-    return xkey_part.replace(include, f"# ---- {CORE_VCL}, inlined ----\n" + inlined)
+    inlined = re.sub(r"^vcl \d+\.\d+;\n", "", texts[CORE_VCL], count=1, flags=re.M)
+    return texts[XKEY_VCL].replace(include, f"# ---- {CORE_VCL}, inlined ----\n" + inlined)
 
 
 # -- compiling -------------------------------------------------------------------------

@@ -50,6 +50,12 @@ def test_the_printed_vcl_is_what_an_operator_includes(cli, isolated, xkey):
     assert 'include "./edgectl.vcl"' not in run.stdout  # one file, nothing else to copy
     if not xkey:
         assert run.stdout == daemon.vcl_file(daemon.CORE_VCL).read_text()
+    else:  # its comments speak of the one file printed, not of the two shipped ones
+        header = run.stdout.split("import xkey;")[0]
+        assert "in one file" in header and '#       include "edgectl.vcl";' in header
+        for untrue in ("keep both files", "include edgectl-xkey.vcl", "includes this file itself",
+                       "which it includes itself", "edgectl-xkey.vcl\";", "edgectl.vcl's header-based ban"):
+            assert untrue not in run.stdout, untrue
     etc = isolated / "etc"
     etc.mkdir()
     (etc / "edgectl.vcl").write_text(run.stdout)

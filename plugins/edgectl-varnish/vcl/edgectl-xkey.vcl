@@ -6,9 +6,11 @@ vcl 4.1;
 #       include "edgectl-xkey.vcl";
 #
 # `import xkey` fails to compile where varnish-modules is not installed, which is why this part is
-# a file of its own. Objects are tagged by the `xkey` response header of the origin (words separated
-# by spaces or commas). A tag purge that carries X-Edgectl-Keys is answered here; one that carries
-# only X-Edgectl-Match falls through to edgectl.vcl's header-based ban.
+# a file of its own.
+#
+# Objects are tagged by the `xkey` response header of the origin (words separated by spaces or
+# commas). A tag purge that carries X-Edgectl-Keys is answered here; one that carries only
+# X-Edgectl-Match falls through to edgectl.vcl's header-based ban.
 #
 #   BAN  X-Edgectl-Ban: tags   X-Edgectl-Keys: tag-1 tag-2   [X-Edgectl-Soft: 1]
 #        xkey.purge() removes every object holding any of the keys; with X-Edgectl-Soft,

@@ -13,11 +13,13 @@ vcl 4.1;
 #
 #   VCL runs the bodies of a built-in subroutine defined more than once in the order they appear, so
 #   the parts below run before yours; they return only for edgectl's own PURGE and BAN requests and
-#   leave every other request to you. With varnish-modules installed, include edgectl-xkey.vcl instead
-#   (it includes this file itself) to purge tags through xkey. Check the result before loading it:
+#   leave every other request to you. Check the result before loading it:
 #
 #       edgectl varnish check /etc/varnish/default.vcl     (one line; exit 1 when it does not compile)
 #       varnishd -C -f /etc/varnish/default.vcl           (vinyld -C on Vinyl Cache 9: the C code, or why not)
+#
+#   With varnish-modules installed, include edgectl-xkey.vcl instead (it includes this file itself)
+#   to purge tags through xkey.
 #
 # Who may purge
 #   Only clients in the acl below may send PURGE and BAN; anyone else gets 403. Put the addresses
