@@ -17,18 +17,18 @@ What each purge kind sends (the VCL's header comment is the protocol's reference
   everything  BAN; the VCL bans `obj.status != 0`
 Every ban tests obj.* only, so the ban lurker retires it in the background.
 
-Where values are checked, since a ban expression is split on whitespace (a quote starts a quoted
+Where values are checked, since a ban expression is split on whitespace (a '"' starts a quoted
 word) and a tag is user input spliced into a regex:
   1. `normalise`, before anything is journaled or sent: URLs and prefixes keep their path and query as
      written, since Varnish matches req.url as the client sent it, but for whitespace, '"', '#', control
      and non-ASCII characters, which are percent-encoded; hosts must be lower-case DNS names, and a tag
-     must be 1 to 128 printable ASCII characters without space, comma or quote; anything else is
+     must be 1 to 128 printable ASCII characters without space, comma or '"'; anything else is
      InvalidTarget. `&&` in a tag is kept: with no whitespace around it, it is not a ban operator.
   2. `regex_literal`, when a batch is sent: every regex metacharacter of a path or tag is escaped,
      so a value only ever matches itself.
-  3. `_header`, as each request is built: no header value reaches a node with whitespace, a quote
+  3. `_header`, as each request is built: no header value reaches a node with whitespace, a '"'
      or a non-ASCII character in it, whatever called `purge`.
-  4. the VCL, on the node: it refuses X-Edgectl-Match with whitespace or a quote, and an
+  4. the VCL, on the node: it refuses X-Edgectl-Match with whitespace or a '"', and an
      X-Edgectl-Host that is not a lower-case hostname, before it builds the ban.
 """
 
@@ -50,7 +50,7 @@ MAX_TAG = 128
 MAX_TAG_BATCH = 64  # 64 tags of 128 characters, twice (keys and match), stay under http_req_hdr_len (8k)
 _TAG = re.compile(r"[\x21\x23-\x2b\x2d-\x7e]+")  # printable ASCII but space, '"' and ','
 _HOST = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
-_HEADER = re.compile(r"[\x21\x23-\x7e]*")  # what may be spliced into a ban: no whitespace, no quote
+_HEADER = re.compile(r"[\x21\x23-\x7e]*")  # what may be spliced into a ban: no whitespace, no '"'
 _REGEX_META = frozenset("\\^$.|?*+()[]{}")
 # What may stay as written on a request line: h11 takes any visible ASCII there, and Varnish keys objects
 # by req.url exactly as the client sent it. '"' cannot reach a ban and every browser sends it as %22;
@@ -72,7 +72,7 @@ def request_target(text: str) -> str:
 
 def _header(value: str) -> str:
     if not _HEADER.fullmatch(value):
-        raise ProviderError(f"refusing to send {value[:60]!r}: whitespace, a quote or a non-ASCII character "
+        raise ProviderError(f"refusing to send {value[:60]!r}: whitespace, a double quote or a non-ASCII character "
                             "would reach a ban expression")
     return value
 
@@ -166,8 +166,9 @@ class VarnishProvider(PurgeProvider):
         if kind == "tag":
             if len(value) > MAX_TAG or not _TAG.fullmatch(value):
                 raise InvalidTarget(f"tag {value[:40]!r} cannot be purged on Varnish: a tag is 1 to {MAX_TAG} "
-                                    "printable ASCII characters without spaces, commas or quotes (vmod_xkey "
-                                    "splits its header on spaces and commas)")
+                                    "printable ASCII characters without spaces, commas or double quotes (vmod_xkey "
+                                    "splits its header on spaces and commas; a double quote would end a word of "
+                                    "a ban)")
             return value
         if kind == "host":
             return _hostname(value)

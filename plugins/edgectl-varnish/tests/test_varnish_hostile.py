@@ -61,8 +61,21 @@ def test_normalise_refuses_a_tag_that_is_not_one_word_of_printable_ascii(value):
         provider().normalise("tag", value)
 
 
+def test_a_tag_may_hold_a_single_quote_and_the_readme_says_what_is_refused():
+    """Only a double quote can end a word in a ban expression; `it's` is a tag like any other."""
+    from pathlib import Path
+
+    assert provider().normalise("tag", "it's") == "it's"
+    with pytest.raises(InvalidTarget) as refused:
+        provider().normalise("tag", 'say"hi"')
+    rule = "a tag is 1 to 128 printable ASCII characters without spaces, commas or double quotes"
+    assert rule in refused.value.message
+    readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
+    assert rule[0].upper() + rule[1:] in readme
+
+
 def test_a_value_that_slipped_past_normalise_is_still_not_sent(node):
-    """Whoever calls purge: no header with whitespace or a quote leaves edgectl."""
+    """Whoever calls purge: no header with whitespace or a double quote leaves edgectl."""
     _, proxy = node
     varnish = provider(xkey="off")
     varnish.context.nodes = [NodeEndpoint("v1", proxy.url)]

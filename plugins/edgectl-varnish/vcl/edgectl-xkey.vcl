@@ -24,9 +24,9 @@ sub vcl_recv {
         if (req.http.X-Edgectl-Ban == "probe") {
             set req.http.X-Edgectl-Vmods = "xkey";
         } elsif (req.http.X-Edgectl-Ban == "tags" && req.http.X-Edgectl-Keys) {
-            # xkey keys are literal words; a quote or a control character is never one
+            # xkey keys are literal words; a double quote or a control character is never one
             if (req.http.X-Edgectl-Keys !~ {"^[^"\x00-\x1f\x7f]+$"}) {
-                return (synth(400, "edgectl: X-Edgectl-Keys holds a quote or a control character"));
+                return (synth(400, "edgectl: X-Edgectl-Keys holds a double quote or a control character"));
             }
             if (req.http.X-Edgectl-Soft == "1") {
                 set req.http.X-Edgectl-Count = xkey.softpurge(req.http.X-Edgectl-Keys);

@@ -77,9 +77,9 @@ sub vcl_recv {
 }
 
 sub edgectl_ban {
-    # a ban is split on whitespace and a quote starts a quoted word: neither may reach one
+    # a ban is split on whitespace and a double quote starts a quoted word: neither may reach one
     if (req.http.X-Edgectl-Match && req.http.X-Edgectl-Match !~ {"^[^\s"]+$"}) {
-        return (synth(400, "edgectl: X-Edgectl-Match holds whitespace or a quote"));
+        return (synth(400, "edgectl: X-Edgectl-Match holds whitespace or a double quote"));
     }
     if (req.http.X-Edgectl-Host && req.http.X-Edgectl-Host !~ "^[a-z0-9._-]+$") {
         return (synth(400, "edgectl: X-Edgectl-Host is not a lower-case hostname"));
