@@ -136,14 +136,15 @@ class VarnishProvider(PurgeProvider):
             batch_size={"url": 1, "prefix": 1, "tag": tags, "host": 1, "everything": 1},
             buckets={"purge": Bucket(rate=rate, burst=max(1.0, rate)),
                      "ban": Bucket(rate=ban_rate, burst=max(1.0, ban_rate))},
-            bucket_for={"url": "purge", "tag": "purge" if self.xkey == "on" else "ban",
+            bucket_for={"url": "purge", "tag": "purge" if self.xkey == "on" or self.soft else "ban",
                         "prefix": "ban", "host": "ban", "everything": "ban"},
             max_in_flight=self.max_in_flight(4),
             notes=("each batch goes to every node; a request counts once however many nodes",
                    "a URL is one PURGE (all its variants); a prefix, host or everything is one BAN on obj.* "
                    "fields, which the ban lurker retires in the background",
                    f"up to {tags} tags a request: through xkey where the node's VCL has it "
-                   f"(xkey = {self.xkey!r}), else one ban matching any of them",
+                   f"(xkey = {self.xkey!r}), else " + ("refused, as soft_purge is set" if self.soft
+                                                         else "one ban matching any of them"),
                    "a ban stays on a node's ban list until every older object has been tested: "
                    "ban_rate keeps the list short"),
         )

@@ -157,6 +157,8 @@ def test_limits_are_declared_as_data(cli, configure):
     assert limits["buckets"] == {"purge": {"rate_per_s": 20.0, "burst": 20.0, "unit": "request"},
                                  "ban": {"rate_per_s": 2.0, "burst": 2.0, "unit": "request"}}
     assert limits["bucket_for"]["tag"] == "purge" and limits["bucket_for"]["prefix"] == "ban"
+    configure(cache=table(soft_purge=True))  # tags never banned then: paced as xkey requests
+    assert cli("providers", "show", "cache", "-o", "json").json()["limits"]["bucket_for"]["tag"] == "purge"
 
 
 def test_a_soft_purge_fails_on_a_node_without_xkey_and_bans_nothing_there(cli, configure, two, origin):
