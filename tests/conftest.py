@@ -127,12 +127,18 @@ def site(tmp_path, monkeypatch) -> Path:
     import importlib
     import sys
 
+    from edgectl import plugins
+
     path = tmp_path / "site"
     path.mkdir()
     monkeypatch.syspath_prepend(str(path))
+    plugins.reset()  # the entry points are read once per command: this test's are read afresh
     yield path
+    plugins.reset()
     for name, module in list(sys.modules.items()):  # the next test's plugin of the same name is another module
-        if str(getattr(module, "__file__", None) or "").startswith(str(path)):
+        found = getattr(module, "__dict__", {})  # not getattr: a plugin's module __getattr__ may raise anything
+        places = [found.get("__file__") or "", *(found.get("__path__") or [])]
+        if any(str(place).startswith(str(path)) for place in places):  # namespace packages have only a path
             del sys.modules[name]
     importlib.invalidate_caches()
 

@@ -236,7 +236,8 @@ def test_a_broken_plugin_command_group_is_one_line_and_never_takes_a_builtin_nam
     assert "is not a typer.Typer" in run.stderr and "Traceback" not in run.stderr
     run = cli("--help")
     assert run.exit_code == 0 and "From edgectl-bad 0.1." in run.stdout.split("Plugin commands")[1]
-    assert _warnings(run.stderr) == ["warning: plugin edgectl-bad 0.1: command group 'nodes' is edgectl's own"]
+    assert _warnings(run.stderr) == ["warning: plugin edgectl-bad 0.1: command group 'nodes' is edgectl's own; "
+                                       "the plugin's is not used"]
     assert cli("nodes", "list").exit_code == 0
     monkeypatch.setenv("EDGECTL_PLUGINS", "")
     run = cli("bad")
@@ -249,9 +250,10 @@ def test_the_builtin_command_groups_are_registered_as_the_cli_finds_them(cli):
     from edgectl.cli import GROUPS
 
     registered = {ep.name: ep.value for ep in entry_points(group="edgectl.commands") if ep.dist.name == "edgectl"}
-    assert registered == {name: f"{module}:app" for name, (module, _) in GROUPS.items()}
+    assert registered == {**{name: f"{module}:app" for name, (module, _) in GROUPS.items()},
+                          "demo": "edgectl.cli.demo:demo"}
     shown = cli("plugins", "show", "edgectl", "-o", "json").json()
-    assert shown["commands"] == sorted(GROUPS) and shown["status"] == "loaded"
+    assert shown["commands"] == sorted([*GROUPS, "demo"]) and shown["status"] == "loaded"
 
 
 def test_entry_points_are_read_only_by_commands_that_use_plugins(cli, isolated, site):
@@ -309,3 +311,83 @@ def test_strict_plugins_list_shows_every_plugin_then_exits_2_naming_the_broken_o
     assert "edgectl-future 3.0" in run.error["message"] and "edgectl-raises 2.1" in run.error["message"]
     shown = cli("plugins", "show", "future", "-o", "json").json()
     assert shown["status"] == "refused" and shown["entries"][0]["problem"].startswith("needs plugin API 2.0")
+
+
+def test_whatever_a_plugin_raises_or_prints_while_loading_stays_its_own(cli, isolated, site):
+    install(site, "edgectl-lazy", "0.1", "[edgectl.providers]\nlazy = edgectl_lazy:LazyProvider\n",
+            'def __getattr__(name):\n    raise ImportError(f"optional sdk missing for {name}")\n')
+    install(site, "edgectl-loud", "0.2", "[edgectl.providers]\nloud = edgectl_loud:Nope\n",
+            'print("Loud SDK v1 loaded")\nclass Nope:\n    pass\n')
+    install(site, "edgectl-pathy", "0.3", "[edgectl.providers]\npathy = edgectl_pathy:Nope\n",
+            'import sys\nsys.path.append("/nonexistent/vendor")\nraise RuntimeError("vendored copy missing")\n')
+    config = _config(isolated, '[providers.l]\nkind = "lazy"\n\n[providers.o]\nkind = "loud"\n\n'
+                               '[providers.p]\nkind = "pathy"\n')
+    run = cli("--config", config, "cdn", "providers", "list", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    problems = {row["name"]: row["problem"] for row in run.json()}  # stdout is JSON: the print went to stderr
+    assert "ImportError: optional sdk missing for LazyProvider" in problems["l"]
+    assert "Loud SDK v1 loaded" in run.stderr
+    warnings = [json.loads(line)["warning"] for line in run.stderr.splitlines() if line.startswith('{"warning"')]
+    assert sum("vendored copy missing" in w for w in warnings) == 1, warnings
+    assert cli("plugins", "list").exit_code == 0
+
+
+def test_strict_help_is_one_error_line(cli, isolated, site, monkeypatch):
+    install(site, "edgectl-hello", "0.2", "[edgectl.commands]\nhello = edgectl_hello:app\n", COMMANDS)
+    install(site, "edgectl-hello-too", "0.1", "[edgectl.commands]\nhello = edgectl_hello_too:app\n", COMMANDS)
+    run = cli("--help")
+    assert run.exit_code == 0
+    assert len(_warnings(run.stderr)) == 1 and "more than one package" in run.stderr  # one warning names both
+    monkeypatch.setenv("EDGECTL_PLUGINS_STRICT", "1")
+    run = cli("--help")
+    assert run.exit_code == 2 and "Traceback" not in run.stderr and run.stdout == ""  # no half-drawn help
+    assert run.stderr.startswith("error: plugin edgectl-hello") and "more than one package" in run.stderr
+
+
+def test_the_warning_for_a_refused_plugin_names_it_even_when_a_command_says_it_left_a_provider_out(cli, isolated,
+                                                                                                 site):
+    for name in ("a", "b"):
+        install(site, f"edgectl-{name}", "0.1", f"[edgectl.providers]\n{name} = edgectl_{name}:P\n", "x = 1\n",
+                api="2.0")
+    _echo(site)
+    log = isolated / "echo.log"
+    config = _config(isolated, '[providers.a]\nkind = "a"\n\n[providers.b]\nkind = "b"\n\n'
+                               f'[providers.e]\nkind = "echo"\nlog = "{log}"\nhosts = ["www.example.com"]\n')
+    run = cli("--config", config, "cdn", "purge", "--url", "https://www.example.com/x", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    warnings = [json.loads(line)["warning"] for line in run.stderr.splitlines() if line.startswith('{"warning"')]
+    for name in ("a", "b"):
+        assert [w for w in warnings if f"edgectl-{name} 0.1" in w and "needs plugin API 2.0" in w], warnings
+    assert len(warnings) == 2, warnings
+
+
+def test_a_plugin_claiming_a_builtin_kind_is_warned_about_where_that_kind_is_used(cli, isolated, site, monkeypatch):
+    install(site, "edgectl-shadow", "2.0", "[edgectl.providers]\ncloudflare = edgectl_shadow:Shadow\n")
+    config = _config(isolated, '[providers.cf]\nkind = "cloudflare"\nzone = "example.com"\napi_token = "env:T"\n')
+    run = cli("--config", config, "providers", "show", "cf")
+    assert run.exit_code == 0
+    assert _warnings(run.stderr) == ["warning: plugin edgectl-shadow 2.0: provider kind 'cloudflare' is edgectl's own; "
+                                     "the plugin's is not used"]
+    monkeypatch.setenv("EDGECTL_PLUGINS_STRICT", "1")
+    assert cli("--config", config, "providers", "show", "cf").exit_code == 2
+
+
+def test_a_plugin_command_that_cannot_be_built_names_its_plugin(cli, isolated, site):
+    module = COMMANDS.replace('def greet(name: str = "world") -> None:', 'def greet(name: object = None) -> None:')
+    install(site, "edgectl-hello", "0.2", "[edgectl.commands]\nhello = edgectl_hello:app\n", module)
+    run = cli("hello", "greet")
+    assert run.exit_code == 2 and "Traceback" not in run.stderr
+    assert run.stderr.startswith("error: command hello greet cannot be used: plugin edgectl-hello 0.2: ")
+
+
+def test_namespace_packages_and_dotted_names_are_plugins_too(cli, isolated, site, monkeypatch):
+    package = site / "acme" / "edgectl_ns"
+    package.mkdir(parents=True)  # acme has no __init__.py: a namespace package
+    (package / "__init__.py").write_text('EDGECTL_PLUGIN_API = "1.0"\n')
+    (package / "provider.py").write_text(PLUGIN.replace("EchoProvider", "NsProvider").replace('"echo"', '"ns"'))
+    install(site, "Acme.Edgectl_NS", "1.4", "[edgectl.providers]\nns = acme.edgectl_ns.provider:NsProvider\n")
+    listed = {row["name"]: row for row in cli("plugins", "list", "-o", "json").json()}
+    assert listed["acme-edgectl-ns"]["status"] == "loaded" and listed["acme-edgectl-ns"]["api"] == "1.0"
+    assert cli("plugins", "show", "Acme_Edgectl.NS").exit_code == 0
+    monkeypatch.setenv("EDGECTL_PLUGINS", "acme.edgectl_ns")
+    assert {row["name"]: row["status"] for row in cli("plugins", "list", "-o", "json").json()}["acme-edgectl-ns"] == "loaded"

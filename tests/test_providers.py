@@ -133,7 +133,8 @@ def test_a_kind_whose_purge_declaration_and_contract_disagree_is_refused(cli, is
     config.write_text('[providers.o]\nkind = "odd"\n')
     run = cli("--config", config, "providers", "show", "o")
     assert run.exit_code == 2
-    assert run.stderr.startswith("error: provider kind 'odd' cannot be used: the purge part of the contract")
+    assert run.stderr.startswith(f"error: provider kind 'odd' (plugin edgectl-odd{number} 0.1) cannot be used: "
+                                 "the purge part of the contract")
 
 
 def test_an_unknown_capability_is_refused_naming_the_known_ones(cli, isolated, site):
@@ -144,5 +145,5 @@ def test_an_unknown_capability_is_refused_naming_the_known_ones(cli, isolated, s
     config.write_text('[providers.d]\nkind = "dns"\n')
     run = cli("--config", config, "providers", "list", "-o", "json")
     assert run.exit_code == 0
-    assert run.json()[0]["problem"] == ("provider kind 'dns' cannot be used: declares unknown capabilities dns "
-                                        "(known: purge, routing, analytics)")
+    assert run.json()[0]["problem"] == ("provider kind 'dns' (plugin edgectl-dns 0.1) cannot be used: declares "
+                                        "unknown capabilities dns (known: purge, routing, analytics)")

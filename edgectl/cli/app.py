@@ -97,8 +97,10 @@ class LazyGroup(_Suggesting):
     one it runs. Help and completion still list (and so build) them all.
     """
 
+    _origin: str | None = None  # the plugin it comes from ("edgectl-varnish 0.1.0"); None for edgectl's own
+
     @classmethod
-    def of(cls, app: typer.Typer) -> LazyGroup:
+    def of(cls, app: typer.Typer, origin: str | None = None) -> LazyGroup:
         from copy import copy
 
         shell = copy(app)  # the group's own callback and settings, without its commands
@@ -115,20 +117,31 @@ class LazyGroup(_Suggesting):
         for info in app.registered_groups:
             group._pending[info.name] = info
         group._order = list(group._pending)
+        group._origin = origin
         return group
 
     def list_commands(self, ctx) -> list[str]:
         return list(self._order)
 
     def get_command(self, ctx, name: str):
-        info = self._pending.pop(name, None)
+        info = self._pending.get(name)
         if info is not None:
             from typer.models import CommandInfo
 
-            if isinstance(info, CommandInfo):
-                command = typer.main.get_command_from_info(info, **self._settings)
-            else:
-                command = typer.main.get_group_from_info(info, suggest_commands=self._suggest, **self._settings)
+            try:
+                if isinstance(info, CommandInfo):
+                    command = typer.main.get_command_from_info(info, **self._settings)
+                else:
+                    command = typer.main.get_group_from_info(info, suggest_commands=self._suggest, **self._settings)
+            except Exception as exc:
+                if self._origin is None:
+                    raise
+                from edgectl.plugins import PluginError  # a plugin's command that typer cannot build
+
+                raise PluginError(f"command {self.name} {name} cannot be used: plugin {self._origin}: "
+                                  f"{exc.__class__.__name__}: {exc}",
+                                  hint="upgrade, fix or uninstall it; edgectl plugins list shows every plugin") from None
+            del self._pending[name]
             self.add_command(command, name)
         return self.commands.get(name)
 
@@ -185,24 +198,37 @@ class RootGroup(_Suggesting):
                 return TyperGroup(name=name, help=help_text, rich_help_panel=PLUGIN_PANEL) if help_text else None
             from edgectl.plugins import registry
 
-            app = registry().command(name)
+            found = registry()
+            app = found.command(name)
             if app is None:
                 return None
+            origin = found.commands[name].plugin.label
+            command = LazyGroup.of(app, origin) if isinstance(app, typer.Typer) else app
+            command.name = name
+            self.add_command(command, name)
+            return command
         command = LazyGroup.of(app) if isinstance(app, typer.Typer) else app
         command.name = name
         self.add_command(command, name)
         return command
 
-    def main(self, *args, **kwargs):
+    def main(self, args=None, *rest, **kwargs):
         from edgectl import plugins
 
         plugins.reset()  # each run reads the entry points afresh, and warns afresh
+        fmt = _output_in(list(sys.argv[1:] if args is None else args))
+
+        def before_the_command(message: str) -> None:  # `--help`, or an error before the command began
+            sys.stderr.write((json.dumps({"warning": message}) if fmt in ("json", "jsonl") else f"warning: {message}")
+                             + "\n")
+
         try:
-            return super().main(*args, **kwargs)
+            return super().main(args, *rest, **kwargs)
         finally:
-            plugins.flush(lambda message: sys.stderr.write(f"warning: {message}\n"))
+            plugins.flush(before_the_command)
 
     def format_help(self, ctx, formatter) -> None:
+        self._plugin_help()  # first, so that a plugin problem under strict mode stops the help before any is printed
         self._listing = True
         try:
             super().format_help(ctx, formatter)
@@ -239,6 +265,9 @@ class RootGroup(_Suggesting):
             return super().make_context(info_name, args, parent=parent, **extra)
         except _click.UsageError as error:
             self._usage(error, None, args)
+        except EdgectlError as error:  # `--help` listing a plugin's group, under EDGECTL_PLUGINS_STRICT=1
+            _report(error, None, fmt=_output_in(args))
+            raise _click.Exit(error.exit_code) from None
 
     @staticmethod
     def _usage(error, app_ctx: AppContext | None, args: list[str] | None = None):
@@ -284,8 +313,9 @@ class RootGroup(_Suggesting):
             import traceback
 
             traceback.print_exc()
-        if "edgectl.plugins" in sys.modules:
-            sys.modules["edgectl.plugins"].drop_covered(error.message)
+        from edgectl import plugins
+
+        plugins.drop_covered(error.message)
         _report(error, app_ctx)
         raise _click.Exit(error.exit_code) from None
 

@@ -35,9 +35,7 @@ PluginName = Annotated[str, typer.Argument(help="Plugin name (fastly) or distrib
 @app.command("list")
 def plugins_list() -> None:
     """Every installed plugin: its version, distribution, plugin API, the kinds and commands it adds, whether it loads."""
-    from edgectl.plugins import registry
-
-    from edgectl.plugins import STRICT_ENV, PluginError, strict
+    from edgectl.plugins import STRICT_ENV, PluginError, registry, strict
 
     found = registry()
     found.load_all()

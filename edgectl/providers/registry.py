@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgectl.plugins import PROVIDERS as GROUP, registry
+from edgectl.plugins import registry
 
 
 def available_kinds() -> dict[str, str]:
@@ -13,6 +13,3 @@ def available_kinds() -> dict[str, str]:
 def provider_class(kind: str):
     """The kind's class, loaded inside its plugin's guard; ConfigError naming the plugin when it cannot be used."""
     return registry().provider_class(kind)
-
-
-__all__ = ["GROUP", "available_kinds", "provider_class"]
