@@ -126,6 +126,18 @@ class DeafLab(LabProvider):
         return None
 
 
+class ImpatientLab(LabProvider):
+    """A 429 is raised as any other retryable error, so throttling spends the batch's attempts."""
+
+    kind = "lab_impatient"
+
+    def call(self, method, path, **options):
+        try:
+            return super().call(method, path, **options)
+        except RateLimited as exc:
+            raise RetryableError(exc.message, exc.retry_after) from None
+
+
 class StubbornLab(LabProvider):
     """A refused token is tried once more."""
 
@@ -182,6 +194,7 @@ VARIANTS = [
     ("lab_chatty", "ChattyLab", "TestChattyPurge", "LabPurge"),
     ("lab_deaf", "DeafLab", "TestDeafPurge", "LabPurge"),
     ("lab_stubborn", "StubbornLab", "TestStubbornPurge", "LabPurge"),
+    ("lab_impatient", "ImpatientLab", "TestImpatientPurge", "LabPurge"),
     ("lab_leaky", "LeakyLab", "TestLeakyPurge", "LabPurge"),
     ("lab_liar", "LiarLab", "TestLiarPurge", "LabPurge"),
     ("lab_unsent", "UnsentLab", "TestUnsentAnalytics", "LabAnalytics"),
@@ -300,6 +313,7 @@ PURGE_TESTS = {
     "test_batches_carry_up_to_the_declared_batch_size", "test_requests_arrive_within_the_declared_buckets",
     "test_a_retry_after_answer_is_waited_out_and_the_purge_succeeds[429]",
     "test_a_retry_after_answer_is_waited_out_and_the_purge_succeeds[503]",
+    "test_throttling_never_uses_up_a_batchs_attempts",
     "test_refused_credentials_are_not_retried", "test_a_dropped_answer_is_resent_with_the_same_items",
     "test_secrets_never_reach_output_debug_logs_or_state",
 }
@@ -340,6 +354,12 @@ def test_ignoring_retry_after_fails_the_retry_checks(outcomes):
     assert set(failed) == {"test_a_retry_after_answer_is_waited_out_and_the_purge_succeeds[429]",
                            "test_a_retry_after_answer_is_waited_out_and_the_purge_succeeds[503]"}, failed
     assert all("with Retry-After: 1: pass the header's value as retry_after" in m for m in failed.values()), failed
+
+
+def test_throttling_spent_as_attempts_fails_the_throttling_check(outcomes):
+    failed = failures(outcomes, "TestImpatientPurge", PURGE_TESTS)
+    assert set(failed) == {"test_throttling_never_uses_up_a_batchs_attempts"}, failed
+    assert "raise RateLimited for a 429, not RetryableError" in failed["test_throttling_never_uses_up_a_batchs_attempts"]
 
 
 def test_retrying_a_refused_token_fails_the_refusal_check(outcomes):

@@ -602,6 +602,21 @@ class PurgeConformance(ProviderConformance):
             "pass the header's value as retry_after so edgectl waits as long as the api said")
         assert (kind, (target,)) in window.purges, f"the resent purge of {target!r} was not applied: {window.purges}"
 
+    def test_throttling_never_uses_up_a_batchs_attempts(self):
+        """More 429s in a row than a batch has attempts: they are waited out, as throttling always is."""
+        from edgectl.cdn.execute import MAX_ATTEMPTS
+
+        kind = self.first_kind()
+        target = self.target(kind, 1)
+        self.arm(kind, "fail_next", status=429, count=MAX_ATTEMPTS, retry_after=0)
+        window = self.window()
+        run = self.purge({kind: [target]})
+        assert run.exit_code == 0, (
+            f"{MAX_ATTEMPTS} answers of 429 in a row (a batch's attempts), each with Retry-After: 0, should be "
+            "waited out, since throttling never counts as a failed attempt: raise RateLimited for a 429, not "
+            f"RetryableError: {run.explain()}\n" + _shown(window.requests))
+        assert (kind, (target,)) in window.purges, f"the throttled purge of {target!r} was not applied: {window.purges}"
+
     def test_refused_credentials_are_not_retried(self):
         """Wrong secrets (or, when the api cannot tell, an injected 403): exit 1, one refused request
         and nothing sent after it, retries included, however many batches were left."""
