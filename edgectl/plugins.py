@@ -500,9 +500,20 @@ def _guard():
 
 def _guarded_import(module: str):
     import importlib
+    import threading
 
-    with _guard():
-        return importlib.import_module(module)
+    before = set(threading.enumerate())
+    try:
+        with _guard():
+            return importlib.import_module(module)
+    finally:
+        # a thread an import starts and does not mark daemon would keep a cron job's edgectl alive after it is done
+        _lingering.extend((module, t) for t in threading.enumerate() if t not in before and not t.daemon)
+
+
+def lingering() -> list[str]:
+    """The plugin modules whose import started threads that are still running and would keep the process alive."""
+    return sorted({module for module, thread in _lingering if thread.is_alive()})
 
 
 def _guarded_load(target: str):
@@ -550,6 +561,7 @@ def strict() -> bool:
 # -- one registry per command ------------------------------------------------------
 _registry: Registry | None = None
 _registry_key: tuple | None = None
+_lingering: list = []  # (module, thread) for each non-daemon thread a plugin's import started
 _sink: Callable[[str], None] | None = None
 _given: Callable[[], list[str]] | None = None
 _pending: list[tuple[str, tuple[str, ...]]] = []  # (warning, what another must say to cover it)

@@ -83,3 +83,20 @@ def test_strict_mode_exits_2_where_the_plugin_would_be_used(throwaway, tmp_path)
     assert _edgectl(throwaway, tmp_path, "nodes", "list", EDGECTL_PLUGINS_STRICT="1").returncode == 0
     quiet = _edgectl(throwaway, tmp_path, "cdn", "providers", "list", EDGECTL_PLUGINS="", EDGECTL_PLUGINS_STRICT="1")
     assert quiet.returncode == 0 and "warning" not in quiet.stderr  # built-ins only: the broken plugin is not read
+
+
+def test_a_plugin_that_leaves_a_thread_running_does_not_keep_edgectl_alive(tmp_path):
+    site = tmp_path / "site"
+    from tests.fakes.plugins import install
+
+    install(site, "edgectl-sticky", "0.1", "[edgectl.providers]\nsticky = edgectl_sticky:Nope\n",
+            "import threading, time\nthreading.Thread(target=time.sleep, args=(60,)).start()\n")
+    (tmp_path / "edgectl.toml").write_text('[providers.s]\nkind = "sticky"\n')
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("EDGECTL_")}
+    environ.update(PYTHONPATH=str(site), HOME=str(tmp_path), EDGECTL_STATE=str(tmp_path / "state.db"),
+                   EDGECTL_CONFIG=str(tmp_path / "edgectl.toml"))
+    run = subprocess.run([sys.executable, "-m", "edgectl", "cdn", "providers", "list", "-o", "json"],
+                         capture_output=True, text=True, env=environ, timeout=30)  # not the thread's 60 s
+    assert run.returncode == 0, run.stderr
+    assert [row["name"] for row in json.loads(run.stdout)] == ["s"]
+    assert "edgectl_sticky left a thread running when imported" in run.stderr

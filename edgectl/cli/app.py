@@ -388,6 +388,23 @@ def run(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="edgectl", standalone_mode=True)
+        code = 0
     except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    return 0
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    _exit_despite_plugin_threads(code)
+    return code
+
+
+def _exit_despite_plugin_threads(code: int) -> None:
+    """A plugin whose import left a thread running would keep a finished command alive (a cron job
+    never ending): say so and end the process now, with the command's own exit code."""
+    plugins = sys.modules.get("edgectl.plugins")
+    held = plugins.lingering() if plugins else []
+    if held:
+        import os
+
+        sys.stderr.write(f"warning: {', '.join(held)} left a thread running when imported; edgectl exits "
+                         "without waiting for it\n")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
