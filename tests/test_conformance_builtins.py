@@ -282,3 +282,25 @@ class TestCloudFrontAnalyticsConformance(CloudFrontDistribution, AnalyticsConfor
             totals["cache.hits"] += 0.6 * requests
             minute += timedelta(minutes=1)
         return totals
+
+
+class FrontDoorEndpoint(AzureCdnEndpoint):
+    @pytest.fixture
+    def api(self):
+        with FakeArm(token=self.secrets[ARM_TOKEN_VAR], polls_before_done=0) as arm:
+            arm.add_endpoint(ARM_SUBSCRIPTION, "rg-edge", "afd-profile", "web", kind="afd")
+            yield arm
+
+    def settings(self, api) -> dict:
+        return {"kind": "azure_frontdoor", "subscription_id": ARM_SUBSCRIPTION, "resource_group": "rg-edge",
+                "profile": "afd-profile", "endpoint": "web", "endpoint_url": api.url,
+                "access_token": f"env:{ARM_TOKEN_VAR}", "hosts": [AZURE_HOST]}
+
+
+class TestAzureFrontDoorPurgeConformance(FrontDoorEndpoint, PurgeConformance):
+    kind = "azure_frontdoor"
+
+    def purges(self, api):
+        # a host purge is /* on the domains it names; the others purge paths on every domain
+        return [("host", tuple(purge.domains)) if purge.domains else path_purge(purge.paths, AZURE_HOST)
+                for purge in api.purges]
