@@ -2,61 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from edgectl.testing import invoke, isolate
 from tests.fakes.health_servers import HealthFleet
-
-_CLEARED_PREFIXES = ("EDGECTL_", "AWS_", "AZURE_", "CLOUDFLARE_", "CF_")
 
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    for name in list(os.environ):
-        if name.startswith(_CLEARED_PREFIXES) or name == "NO_COLOR":
-            monkeypatch.delenv(name)
-    home = tmp_path / "home"
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
-    monkeypatch.setenv("EDGECTL_STATE", str(tmp_path / "state.db"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return tmp_path
-
-
-@dataclass
-class Run:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    def json(self):
-        return json.loads(self.stdout)
-
-    @property
-    def error(self) -> dict:
-        return json.loads(self.stderr.strip().splitlines()[-1])["error"]
+    # config files are passed with --config, so none is named in the environment
+    return isolate(tmp_path, monkeypatch, config=False)
 
 
 @pytest.fixture
 def cli():
-    """Run edgectl in-process: cli('nodes', 'list', '-o', 'json') -> Run."""
-    from typer.testing import CliRunner
-
-    from edgectl.cli.app import app
-
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None) -> Run:
-        result = runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
-        return Run(result.exit_code, result.stdout, result.stderr)
-
+    """Run edgectl in-process: cli('nodes', 'list', '-o', 'json') -> edgectl.testing.Result."""
     return invoke
 
 

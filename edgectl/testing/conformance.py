@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -49,10 +48,10 @@ from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import pytest
 
+from edgectl.testing.environment import isolate
 from edgectl.testing.loopback import FakeAPI, Seen
 
 NAME = "conformance"  # the provider's name in the config the suite writes: [providers.conformance]
-CLEARED = ("EDGECTL_", "AWS_", "CLOUDFLARE_", "AZURE_")
 # A kind that takes thousands of items a request is checked with this many + 1, not with thousands:
 # enough to show it is not split below its limit, without sending thousands of targets.
 BATCH_CAP = 300
@@ -164,21 +163,10 @@ class ProviderConformance:
         assert isinstance(api, FakeAPI), (
             f"the api fixture of {type(self).__name__} gave a {type(api).__name__}: the suite reads "
             "`requests` and injects faults, so it must be an edgectl.testing.FakeAPI or FaultProxy, started")
-        for name in list(os.environ):
-            if name.startswith(CLEARED):
-                monkeypatch.delenv(name)
-        home = tmp_path / "conformance"
-        (home / "work").mkdir(parents=True)
-        monkeypatch.setenv("HOME", str(home / "home"))
-        monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "home" / ".config"))
-        monkeypatch.setenv("XDG_DATA_HOME", str(home / "home" / ".local" / "share"))
-        monkeypatch.setenv("XDG_CACHE_HOME", str(home / "home" / ".cache"))
+        home = isolate(tmp_path / "conformance", monkeypatch)
         self.home = home
         self.config_path = home / "edgectl.toml"
         self.state_path = home / "state.db"
-        monkeypatch.setenv("EDGECTL_CONFIG", str(self.config_path))
-        monkeypatch.setenv("EDGECTL_STATE", str(self.state_path))
-        monkeypatch.chdir(home / "work")
         # edgectl redacts every secret it has resolved in this process, so one test's secrets would
         # hide another's leak: each test starts with none known, as a fresh edgectl process does
         import edgectl.logs

@@ -3,61 +3,29 @@
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass
 
 import pytest
 
+from edgectl.testing import invoke, isolate
 from fake_fastly import KEY, SERVICE, FakeFastly
 
-_CLEARED_PREFIXES = ("EDGECTL_", "FASTLY_")
-_CLEARED = ("NO_COLOR", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+_PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    for name in list(os.environ):
-        if name.startswith(_CLEARED_PREFIXES) or name in _CLEARED:
-            monkeypatch.delenv(name)
-    home = tmp_path / "home"
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-    monkeypatch.setenv("EDGECTL_CONFIG", str(tmp_path / "edgectl.toml"))
-    monkeypatch.setenv("EDGECTL_STATE", str(tmp_path / "state.db"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
+    isolate(tmp_path, monkeypatch)
+    for name in _PROXIES:  # the fake is on loopback: nothing may send its requests elsewhere
+        monkeypatch.delenv(name, raising=False)
     from edgectl_fastly import client
 
     client._budgets.clear()  # what one test's fake said of a key's budget is not the next one's
     return tmp_path
 
 
-@dataclass
-class Run:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    def json(self):
-        return json.loads(self.stdout)
-
-
 @pytest.fixture
 def cli():
-    """Run edgectl in-process: cli('cdn', 'purge', ...) -> Run."""
-    from typer.testing import CliRunner
-
-    from edgectl.cli.app import app
-
-    runner = CliRunner()
-
-    def invoke(*args, input: str | None = None) -> Run:
-        result = runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
-        return Run(result.exit_code, result.stdout, result.stderr)
-
+    """Run edgectl in-process: cli('cdn', 'purge', ...) -> edgectl.testing.Result."""
     return invoke
 
 
