@@ -261,6 +261,7 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running(isolated):
     assert result.stdout.count("firing") >= 3
     report = (demo_dir / "report.html").read_text()
     assert report.startswith("<!DOCTYPE html>") and "<svg" in report and "<script" not in report
+    assert "DISTRIBUTION" in result.stdout and "edgectl" in result.stdout.split("DISTRIBUTION")[1]  # plugins list
     assert not (demo_dir / "sandbox" / "sandbox.json").exists()
     assert _processes_mentioning(str(demo_dir / "sandbox")) == []
 

@@ -79,6 +79,9 @@ STEPS: list[tuple[str, list[tuple[list[str], int]]]] = [
       (["analytics", "alerts", "check"], 3)]),
     ("One HTML page for the wall: latency, hit ratio, nodes and alerts",
      [(["analytics", "report", "--html", "{demo}/report.html", "--since", "15m"], 0)]),
+    ("More CDNs and caches come as plugins (plugins/ has Fastly and Varnish): what is installed here, and whether "
+     "it loads",
+     [(["plugins", "list"], 0)]),
 ]
 TEARDOWN = ("Tear the fleet down", [(["sandbox", "down"], 0)])
 
