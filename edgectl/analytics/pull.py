@@ -36,7 +36,9 @@ from edgectl.errors import ConfigError, UsageError
 
 ANALYTICS = "analytics"
 MINUTE, HOUR = 60_000, 3_600_000
-BATCH = 5_000  # points checked and stored per transaction
+# points checked and stored per transaction: small enough that a pull beside another on a loaded machine
+# holds the write lock well within the default state.busy_timeout of 5 s
+BATCH = 2_000
 DEFAULT_TIMEOUT_S = 600.0
 
 

@@ -182,6 +182,23 @@ def _migrate(db: Database, known: set[str]) -> None:
             migrations.migrations.apply(db.migrating())  # each migration a savepoint within
 
 
+def _wal(db: Database, busy_timeout_ms: int) -> None:
+    """Put the file in WAL mode. Two processes opening a new state file at once both ask; SQLite answers
+    the one that loses with 'database is locked' at once, without waiting on the busy timeout, so it asks
+    again until the timeout has passed."""
+    import time
+
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 def open_state(path: Path, *, migrate: bool = True, create_dirs: bool = True,
                busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> State:
     """Open (creating it 0600 if new) and, unless told otherwise, migrate to the latest schema.
@@ -214,7 +231,7 @@ def open_state(path: Path, *, migrate: bool = True, create_dirs: bool = True,
 
         conn.create_collation("natural_order", natural_compare)  # ORDER BY name COLLATE natural_order: n2 before n10
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        db.execute("PRAGMA journal_mode = WAL")
+        _wal(db, busy_timeout_ms)
         # WAL with NORMAL sync: a commit survives a killed process; only power loss can drop the last ones
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA foreign_keys = ON")
